@@ -1,0 +1,177 @@
+"""Compose the picture request for a slide.
+
+The prompt is built from parts, in this order: the slide's subject (its ``image`` line, or, when it has
+none, a description taken from its text), the characters present, the setting carried over from the slide
+it is reached from (for slides without an ``image``, which is exactly the context old setups lost), and the
+story's style.  CLIP reads at most 75 tokens (77 with the start and end markers); when the parts are longer,
+the least important are dropped first and reported.  Everything here depends on the slide alone, never on the
+player's path, so every player gets the same picture (and one player's picture is everyone's cache hit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from game.story import Story
+from inference.request import GenerationRequest
+
+TOKEN_BUDGET = 75  # CLIP's 77-token window less the start and end tokens
+DEFAULT_SEED = 0
+SUBJECT, CHARACTER, SETTING, STYLE = "subject", "character", "setting", "style"
+_SENTENCE = re.compile(r"(?<=[.!?…])\s+")
+_WORDISH = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
+
+TokenCounter = Callable[[str], "int | None"]
+
+
+@dataclass(frozen=True)
+class PromptPart:
+    """One comma-separated piece of the prompt, with where it came from and how much it matters."""
+
+    text: str
+    role: str
+    priority: int
+
+
+@dataclass(frozen=True)
+class Composition:
+    """The request for a slide, and how its prompt was put together.
+
+    Args:
+        request (`GenerationRequest`): what the painter gets.
+        parts (`tuple[PromptPart]`): the parts kept, in prompt order.
+        dropped (`tuple[PromptPart]`): the parts left out to fit the token budget.
+        tokens (`int`): tokens in the final prompt.
+        budget (`int`): the token budget (75).
+        measured (`bool`): True when counted with the model's tokenizer, False when estimated.
+    """
+
+    request: GenerationRequest
+    parts: tuple[PromptPart, ...]
+    dropped: tuple[PromptPart, ...]
+    tokens: int
+    budget: int
+    measured: bool
+
+
+def estimate_tokens(text: str) -> int:
+    """Estimate CLIP tokens without a tokenizer; errs high so that nothing is silently cut by CLIP."""
+    return sum(1 if not piece.isalnum() else max(1, math.ceil(len(piece) / 6)) for piece in _WORDISH.findall(text))
+
+
+def derive_seed(base: int, slide_id: str) -> int:
+    """Return the seed of a slide: a stable hash of the story's base seed and the slide id."""
+    digest = hashlib.sha256(f"{base}:{slide_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def describe_text(text: str, max_words: int = 30) -> str:
+    """Turn a slide's prose into a picture description: its opening sentences, quotes and markup removed."""
+    plain = re.sub(r"[*_`#>\"“”]", "", " ".join(text.split()))
+    words: list[str] = []
+    for sentence in _SENTENCE.split(plain):
+        sentence_words = sentence.split()
+        if words and len(words) + len(sentence_words) > max_words:
+            break
+        words.extend(sentence_words)
+    return " ".join(words[:max_words]).rstrip(".!?… ")
+
+
+def _split(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def setting_for(story: Story, slide_id: str) -> str | None:
+    """The ``image`` of the nearest slide before this one (on the shortest way from the start) that has one."""
+    parents = story.parents()
+    current = parents.get(slide_id)
+    while current is not None:
+        if story.slides[current].image:
+            return story.slides[current].image
+        current = parents.get(current)
+    return None
+
+
+def prompt_parts(story: Story, slide_id: str) -> list[PromptPart]:
+    """The candidate parts of a slide's prompt, in prompt order, before any are dropped."""
+    slide = story.slides[slide_id]
+    spec = story.style.merged(slide.style)
+    parts: list[PromptPart] = []
+    if slide.image:
+        parts += [PromptPart(p, SUBJECT, 100 if i == 0 else 90 - i) for i, p in enumerate(_split(slide.image))]
+    else:
+        parts.append(PromptPart(describe_text(slide.text), SUBJECT, 100))
+    for i, name in enumerate(slide.characters):
+        parts.append(PromptPart(story.characters[name], CHARACTER, 80 - i))
+    if not slide.image:
+        setting = setting_for(story, slide_id)
+        if setting:
+            parts += [PromptPart(p, SETTING, 50 - i) for i, p in enumerate(_split(setting))]
+    parts += [PromptPart(p, STYLE, 70 - i) for i, p in enumerate(_split(spec.prompt))]
+    return parts
+
+
+def compose(story: Story, slide_id: str, count_tokens: TokenCounter | None = None,
+            budget: int = TOKEN_BUDGET) -> Composition:
+    """Build the GenerationRequest for one slide, fitting the prompt into CLIP's window.
+
+    ``count_tokens`` is the loaded model's tokenizer (see ``Backend.count_tokens``); without one, or while it
+    returns None, tokens are estimated.
+    """
+    slide = story.slides[slide_id]
+    spec = story.style.merged(slide.style)
+    # 1. Gather the parts, most important first within each role.
+    kept = prompt_parts(story, slide_id)
+    dropped: list[PromptPart] = []
+    measured = True
+
+    def count(parts: list[PromptPart]) -> int:
+        nonlocal measured
+        text = ", ".join(p.text for p in parts)
+        value = count_tokens(text) if count_tokens is not None else None
+        if value is None:
+            measured = False
+            return estimate_tokens(text)
+        return value
+
+    # 2. Drop the least important part (the later one on ties) until the prompt fits; never the main subject.
+    tokens = count(kept)
+    while tokens > budget and len(kept) > 1:
+        victim = min(kept[1:], key=lambda p: (p.priority, -kept.index(p)))
+        kept.remove(victim)
+        dropped.append(victim)
+        tokens = count(kept)
+    # 3. A subject too long on its own loses its last words.
+    if tokens > budget:
+        words = kept[0].text.split()
+        while len(words) > 1 and count([PromptPart(" ".join(words), SUBJECT, 100)]) > budget:
+            words.pop()
+        cut = kept[0].text[len(" ".join(words)):].strip()
+        dropped.append(PromptPart(cut, SUBJECT, 100))
+        kept[0] = PromptPart(" ".join(words), SUBJECT, 100)
+        tokens = count(kept)
+    # 4. Fill in the request: explicit slide seed as is, otherwise derived from the story seed and slide id.
+    if slide.style.seed is not None:
+        seed = slide.style.seed
+    elif spec.seed == -1:
+        seed = -1
+    else:
+        seed = derive_seed(spec.seed if spec.seed is not None else DEFAULT_SEED, slide_id)
+    defaults = GenerationRequest(prompt="")
+    request = GenerationRequest(
+        prompt=", ".join(p.text for p in kept),
+        negative_prompt=spec.negative_prompt or "",
+        seed=seed,
+        steps=spec.steps or defaults.steps,
+        cfg_scale=spec.cfg_scale if spec.cfg_scale is not None else defaults.cfg_scale,
+        width=spec.width or defaults.width,
+        height=spec.height or defaults.height,
+        sampler_name=spec.sampler_name or defaults.sampler_name,
+        scheduler=spec.scheduler or defaults.scheduler,
+        tiling=bool(spec.tiling),
+    )
+    return Composition(request, tuple(kept), tuple(dropped), tokens, budget, measured)

