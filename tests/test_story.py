@@ -1,0 +1,112 @@
+"""Story validation: every problem names the file, line, slide and field."""
+
+import pytest
+
+from game.story import StoryError
+from game.story import dump_document
+from game.story import load_story
+from tests.conftest import STORIES
+
+GOOD = """\
+title: Test  # a comment that must survive a round trip
+start: a
+style:
+  steps: 20
+characters:
+  keeper: an old keeper
+slides:
+  a:
+    text: Start here.
+    image: a shore
+    characters: [keeper]
+    choices:
+      - text: Go on
+        to: b
+  b:
+    text: The end.
+"""
+
+
+def problems(text):
+    with pytest.raises(StoryError) as info:
+        load_story(text, "stories/t.yaml", "t")
+    return [str(p) for p in info.value.problems if p.severity == "error"]
+
+
+def test_a_good_story_loads():
+    story = load_story(GOOD, "stories/t.yaml", "t")
+    assert story.title == "Test"
+    assert story.slides["a"].choices[0].to == "b"
+    assert story.slides["a"].characters == ("keeper",)
+    assert story.endings == ["b"]
+    assert story.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        ("        to: b", "        to: bb",
+         "stories/t.yaml, line 14, slide 'a', field 'choices[0].to': goes to 'bb', which is not a slide (did you mean 'b'?)"),
+        ("start: a", "start: z", "stories/t.yaml, line 2, field 'start': no slide called 'z'"),
+        ("start: a\n", "", "field 'start': missing"),
+        ("  steps: 20", "  steps: 500", "stories/t.yaml, line 4, field 'style.steps': must be between 1 and 150, got 500"),
+        ("  steps: 20", "  width: 500", "field 'style.width': must be a multiple of 8, got 500"),
+        ("  steps: 20", "  height: 32", "field 'style.height': must be between 64 and 2048, got 32"),
+        ("  steps: 20", "  cfg_scale: 99", "field 'style.cfg_scale': must be between 0 and 30"),
+        ("  steps: 20", "  seed: -5", "field 'style.seed': must be a whole number from 0"),
+        ("  steps: 20", "  sampler_name: Eulr", "field 'style.sampler_name': unknown sampler 'Eulr'"),
+        ("  steps: 20", "  sampler_name: DDIM\n  scheduler: karras", "field 'style.scheduler': 'karras' is not available"),
+        ("    image: a shore", "    image: a shore\n    style: {steps: 0}", "slide 'a', field 'style.steps': must be between 1"),
+        ("    characters: [keeper]", "    characters: [ghost]", "slide 'a', field 'characters': unknown character 'ghost'"),
+        ("    text: The end.", "    text: ''", "slide 'b', field 'text': must be non-empty text"),
+        ("  b:\n    text: The end.", "  b: just a string", "slide 'b': must be a mapping with text and choices"),
+        ("  b:\n    text: The end.", "  b:\n    text: The end.\n  a:\n    text: again",
+         "stories/t.yaml, line 17: not valid YAML: duplicate key \"a\": each slide id, and each field of a slide"),
+        ("title: Test", "title: [Test", "not valid YAML"),
+        ("      - text: Go on\n        to: b", "      - text: Go on", "field 'choices[0].to': missing"),
+    ],
+)
+def test_broken_stories_name_what_is_wrong(before, after, expected):
+    assert before in GOOD
+    found = problems(GOOD.replace(before, after))
+    assert any(expected in p for p in found), found
+
+
+def test_every_error_is_reported_at_once():
+    found = problems(GOOD.replace("to: b", "to: x").replace("steps: 20", "steps: 0"))
+    assert len(found) == 2
+
+
+def test_unreachable_slides_and_unknown_keys_are_warnings():
+    text = GOOD + "  lost:\n    text: Nobody comes here.\n    imgae: typo\n"
+    story = load_story(text, "stories/t.yaml", "t")
+    warnings = [str(w) for w in story.warnings]
+    assert "stories/t.yaml, line 17, slide 'lost': cannot be reached from the start slide" in warnings
+    assert any("field 'imgae': unknown key 'imgae' is ignored (did you mean 'image'?)" in w for w in warnings)
+
+
+def test_a_non_mapping_document_is_refused():
+    assert problems("- just\n- a list\n") == ["stories/t.yaml: a story must be a YAML mapping with title, start and slides"]
+
+
+def test_round_trip_keeps_comments_and_key_order():
+    story = load_story(GOOD, "stories/t.yaml", "t")
+    assert dump_document(story.document) == GOOD
+
+
+def test_slide_overrides_merge_over_the_story_style():
+    story = load_story(GOOD.replace("    image: a shore", "    image: a shore\n    style: {steps: 30, seed: 9}"), "s", "t")
+    merged = story.style.merged(story.slides["a"].style)
+    assert (merged.steps, merged.seed) == (30, 9)
+    assert story.style.merged(story.slides["b"].style).steps == 20
+
+
+@pytest.mark.parametrize("path", sorted(STORIES.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_stories_are_valid_branching_and_illustrated(path):
+    story = load_story(path.read_text(), f"stories/{path.name}", path.stem)
+    assert story.warnings == ()
+    assert len(story.slides) >= 15
+    assert len(story.endings) >= 3
+    assert set(story.reachable()) == set(story.slides)
+    assert sum(1 for s in story.slides.values() if len(s.choices) >= 2) >= 8
+    assert sum(1 for s in story.slides.values() if s.image) / len(story.slides) >= 0.8
