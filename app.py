@@ -108,13 +108,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings.update(config or {})
     app = Flask(__name__, instance_path=str(Path(settings["INSTANCE"]).resolve()))
     app.config.update(settings)
-    app.config.setdefault("LOAD_MODEL", True)
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(days=90)
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.secret_key = _session_key(Path(app.instance_path))
 
     app.extensions["stories"] = StoryLibrary(app.config["STORIES"])
+    # A backend handed in through config (tests, embedding) is owned and started by the caller.
     backend = app.config.get("BACKEND") or create_backend(BackendSettings(
         model=app.config["MODEL"],
         device=app.config["DEVICE"],
@@ -124,9 +124,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         offline=app.config["OFFLINE"],
         cache_dir=app.config["HF_CACHE"] or None,
     ))
-    app.extensions["backend"] = backend
-    if app.config["LOAD_MODEL"]:
+    if app.config.get("BACKEND") is None:
         backend.start()
+    app.extensions["backend"] = backend
 
     from game import play
 

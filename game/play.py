@@ -37,9 +37,9 @@ def is_htmx() -> bool:
     return request.headers.get("HX-Request") == "true" and request.headers.get("HX-History-Restore-Request") != "true"
 
 
-def render(page: str, partial: str, status: int = 200, headers: dict[str, str] | None = None, **context: Any) -> Response:
+def render(page: str, partial: str, code: int = 200, headers: dict[str, str] | None = None, **context: Any) -> Response:
     """Render the fragment for htmx or the whole page otherwise, marking the response as varying by HX-Request."""
-    response = current_app.make_response((render_template(partial if is_htmx() else page, **context), status))
+    response = current_app.make_response((render_template(partial if is_htmx() else page, **context), code))
     response.headers.update(headers or {})
     response.vary.add("HX-Request")
     return response
@@ -67,12 +67,12 @@ def save_state(state: PlayState) -> None:
     session.permanent = True
 
 
-def show_slide(story: Story, state: PlayState, status: int = 200, notice: str | None = None,
+def show_slide(story: Story, state: PlayState, code: int = 200, notice: str | None = None,
                push: bool = False) -> Response:
     slide = engine.current(story, state)
     url = url_for("play.slide", slug=story.slug, slide_id=slide.id)
     headers = {"HX-Push-Url": url} if push else None
-    return render("play/slide.html", "partials/slide.html", status, headers, story=story, slide=slide,
+    return render("play/slide.html", "partials/slide.html", code, headers, story=story, slide=slide,
                   state=state, notice=notice, image="pending")
 
 
@@ -149,11 +149,10 @@ def image(slug: str, slide_id: str) -> Response:
         result = backend.generate([composition.request])[0]
     except BackendUnavailable as exc:
         status = exc.status
-        code = 503
         headers = {"Retry-After": "3"} if status.state == "loading" else {}
         if not is_htmx():
-            return Response(f"{status.message} {status.hint}".strip(), code, headers, mimetype="text/plain")
-        return render("partials/image.html", "partials/image.html", code, headers, image=status.state,
+            return Response(f"{status.message} {status.hint}".strip(), 503, headers, mimetype="text/plain")
+        return render("partials/image.html", "partials/image.html", 503, headers, image=status.state,
                       status=status, **context)
     except Exception as exc:  # noqa: BLE001 - a failed picture must never break the story
         current_app.logger.exception("painting %s/%s failed", slug, slide_id)

@@ -1,0 +1,88 @@
+"""Play a shipped story in a real browser: Playwright driving Debian's chromium against `python app.py`."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+PICTURE = "#picture img[src^='data:image/webp;base64,']"
+
+if not os.path.exists(CHROMIUM):
+    if os.environ.get("CI"):
+        raise RuntimeError("chromium is missing: .ci/run installs Debian's chromium package")
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    context.close()
+
+
+def see_slide(page, path: str, words: str) -> None:
+    page.wait_for_url(f"**{path}")
+    assert words in page.locator("#slide-text").inner_text()
+    page.wait_for_selector(PICTURE)  # the slide's own picture arrived as a data URL
+
+
+def test_play_three_choices_then_back_and_reload(page, live_server):
+    page.goto(live_server.url + "/")
+    page.get_by_role("link", name="The Lighthouse Keeper").click()
+    see_slide(page, "/play/lighthouse/shore", "You wake on a cold shore")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "slide.png"))
+
+    page.keyboard.press("2")  # number keys pick choices
+    see_slide(page, "/play/lighthouse/wreckage", "Splintered planks")
+    page.get_by_role("button", name="Read the logbook").click()
+    see_slide(page, "/play/lighthouse/log", "The last entry")
+    page.get_by_role("button", name="Patch the rowboat").click()
+    see_slide(page, "/play/lighthouse/rowboat", "You stuff the gap")
+
+    page.go_back()
+    see_slide(page, "/play/lighthouse/log", "The last entry")
+    page.reload()
+    see_slide(page, "/play/lighthouse/log", "The last entry")
+    page.go_forward()
+    see_slide(page, "/play/lighthouse/rowboat", "You stuff the gap")
+
+
+def test_each_slide_gets_its_own_picture(page, live_server):
+    page.goto(live_server.url + "/play/night-train/platform")
+    page.wait_for_selector(PICTURE)
+    first = page.locator("#picture img").get_attribute("src")
+    page.keyboard.press("1")
+    see_slide(page, "/play/night-train/corridor", "The corridor is longer")
+    assert page.locator("#picture img").get_attribute("src") != first
+
+
+def test_works_on_a_phone_sized_screen(browser, live_server):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.goto(live_server.url + "/play/lighthouse/shore")
+    page.wait_for_selector(PICTURE)
+    picture, text = page.locator("#picture").bounding_box(), page.locator("#slide-text").bounding_box()
+    assert picture["width"] > 300  # the picture fills the width
+    assert text["y"] >= picture["y"] + picture["height"] - 1  # text below the picture, not squeezed beside it
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    context.close()
