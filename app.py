@@ -27,6 +27,8 @@ from flask import request
 from game.library import StoryLibrary
 from inference.backend import BackendSettings
 from inference.backend import create_backend
+from inference.cache import ImageCache
+from inference.scheduler import GenerationService
 
 ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("lanternslide")
@@ -78,7 +80,14 @@ SETTINGS = (
     Setting("INSTANCE", str(ROOT / "instance"), "folder for the session key and other state of this install"),
     Setting("IMAGE_FORMAT", "webp", "format of pictures sent to browsers: webp, png or jpeg",
             choices=("webp", "png", "jpeg")),
-    Setting("THREADS", 32, "worker threads of the web server (each waiting picture holds one)", int),
+    Setting("THREADS", 64, "worker threads of the web server (each open picture stream holds one)", int),
+    Setting("QUEUE_LIMIT", 64, "pictures allowed to wait; past it players get a 'busy, retry shortly' answer", int),
+    Setting("BATCH_SIZE", 4, "compatible waiting pictures painted together in one batch", int),
+    Setting("CACHE_MAX_MB", 2048, "disk space for finished pictures (instance/cache); least recently used go first", int),
+    Setting("PREFETCH_DEPTH", 1, "paint ahead this many choices deep while the player reads (0 = off)", int),
+    Setting("PREFETCH_COUNT", 0, "paint ahead at most this many choices per slide (0 = all of them)", int),
+    Setting("PREFETCH_CANCEL", True, "drop the paint-ahead of the choices a player did not take", _flag),
+    Setting("PREVIEW_EVERY", 2, "steps between live previews while a picture is painted (0 = none)", int),
     Setting("LOG_LEVEL", "info", "logging detail: debug, info, warning or error",
             choices=("debug", "info", "warning", "error")),
 )
@@ -127,10 +136,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if app.config.get("BACKEND") is None:
         backend.start()
     app.extensions["backend"] = backend
+    cache = ImageCache(Path(app.instance_path) / "cache", app.config["CACHE_MAX_MB"] * 1024 * 1024)
+    # The cache key names the model and the size cap, the two settings that change every picture.
+    model_key = f"{app.config['MODEL']}|max_size={app.config['MAX_SIZE']}"
+    images = GenerationService(backend, cache, model_key, max_queue=app.config["QUEUE_LIMIT"],
+                               max_batch=app.config["BATCH_SIZE"], preview_every=app.config["PREVIEW_EVERY"])
+    images.start()
+    app.extensions["images"] = images
 
+    from game import admin
     from game import play
 
     app.register_blueprint(play.bp)
+    app.register_blueprint(admin.bp)
     app.register_error_handler(404, _error_page)
     app.register_error_handler(405, _error_page)
     app.register_error_handler(500, _error_page)

@@ -7,6 +7,9 @@ status; base.html configures htmx to swap those too.
 
 from __future__ import annotations
 
+import secrets
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint
@@ -17,6 +20,7 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import session
+from flask import stream_with_context
 from flask import url_for
 
 from game import engine
@@ -27,9 +31,19 @@ from game.library import StoryBroken
 from game.library import StoryNotFound
 from game.prompts import compose
 from game.story import Story
-from inference.backend import BackendUnavailable
+from inference.request import GenerationRequest
+from inference.request import to_data_url
+from inference.scheduler import DONE
+from inference.scheduler import PLAYER
+from inference.scheduler import PREFETCH
+from inference.scheduler import QUEUED
+from inference.scheduler import GenerationService
+from inference.scheduler import QueueFull
+from inference.scheduler import Snapshot
+from inference.scheduler import png_to
 
 bp = Blueprint("play", __name__)
+PLAIN_IMAGE_WAIT = 300  # seconds a client without JavaScript waits for its picture
 
 
 def is_htmx() -> bool:
@@ -72,8 +86,77 @@ def show_slide(story: Story, state: PlayState, code: int = 200, notice: str | No
     slide = engine.current(story, state)
     url = url_for("play.slide", slug=story.slug, slide_id=slide.id)
     headers = {"HX-Push-Url": url} if push else None
+    picture = start_picture(story, slide.id)
+    prefetch(story, slide.id)
     return render("play/slide.html", "partials/slide.html", code, headers, story=story, slide=slide,
-                  state=state, notice=notice, image="pending")
+                  state=state, notice=notice, **picture)
+
+
+def images() -> GenerationService:
+    return current_app.extensions["images"]
+
+
+def player_id() -> str:
+    """An anonymous id for this browser, kept in its session."""
+    if "player" not in session:
+        session["player"] = secrets.token_hex(6)
+    return session["player"]
+
+
+def slide_request(story: Story, slide_id: str) -> GenerationRequest:
+    return compose(story, slide_id, current_app.extensions["backend"].count_tokens).request
+
+
+def start_picture(story: Story, slide_id: str) -> dict[str, Any]:
+    """Ask for the slide's picture at player priority: inline it when finished, else a frame that streams it."""
+    try:
+        job = images().submit(slide_request(story, slide_id), PLAYER, player_id())
+    except QueueFull as exc:
+        return {"picture": "busy", "retry_after": exc.retry_after}
+    snap = images().snapshot(job)
+    if snap.state == DONE:
+        return {"picture": "ready", "frame": frame_context(snap)}
+    return {"picture": "stream", "frame": frame_context(snap)}
+
+
+def prefetch(story: Story, slide_id: str) -> None:
+    """Queue the pictures of the slides this one leads to, while the player reads."""
+    depth, count = current_app.config["PREFETCH_DEPTH"], current_app.config["PREFETCH_COUNT"]
+    level, seen = [slide_id], {slide_id}
+    for _ in range(depth):
+        targets = []
+        for current in level:
+            choices = story.slides[current].choices[: count or None]
+            targets += [c.to for c in choices if c.to not in seen]
+            seen.update(c.to for c in choices)
+        for target in targets:
+            images().submit(slide_request(story, target), PREFETCH, player_id())
+        level = targets
+
+
+def drop_siblings(story: Story, slide_id: str, chosen: str) -> None:
+    """Withdraw this player's paint-ahead of the choices not taken (others may still want them)."""
+    if current_app.config["PREFETCH_CANCEL"]:
+        for choice in story.slides[slide_id].choices:
+            if choice.to != chosen:
+                images().cancel(images().key(slide_request(story, choice.to)), player_id())
+
+
+def frame_context(snap: Snapshot) -> dict[str, Any]:
+    """What partials/frame.html needs to draw a picture in any state."""
+    fmt = current_app.config["IMAGE_FORMAT"]
+    return {
+        "state": snap.state,
+        "position": snap.position,
+        "step": snap.step,
+        "total": snap.total,
+        "preview": to_data_url(snap.preview, "jpeg") if snap.preview else None,
+        "image": to_data_url(png_to(snap.png, fmt), fmt) if snap.png else None,
+        "meta": snap.meta,
+        "error": snap.error,
+        "hint": snap.hint,
+        "waiting_for": snap.waiting_for if snap.state == QUEUED else "",
+    }
 
 
 def slide_gone(story: Story, exc: SlideGone) -> Response:
@@ -128,40 +211,92 @@ def choose(slug: str, slide_id: str) -> Response:
     except PlayError as exc:
         return show_slide(story, engine.visit(story, saved_state(story), slide_id), 409, notice=str(exc))
     save_state(state)
+    drop_siblings(story, slide_id, state.at)
     if is_htmx():
         return show_slide(story, state, push=True)
     return redirect(url_for("play.slide", slug=slug, slide_id=state.at), 303)
 
 
-@bp.get("/play/<slug>/<slide_id>/image")
-def image(slug: str, slide_id: str) -> Response:
-    """Paint the slide's picture: an image fragment for htmx, the image file itself for anyone else."""
+@bp.get("/play/<slug>/<slide_id>/stream")
+def stream(slug: str, slide_id: str) -> Response:
+    """Follow the slide's picture over Server-Sent Events: queue position, previews, the picture, or an error."""
     story = load_story(slug)
     if slide_id not in story.slides:
         abort(404)
-    backend = current_app.extensions["backend"]
+    try:
+        job = images().submit(slide_request(story, slide_id), PLAYER, player_id())
+    except QueueFull as exc:
+        return busy(story, slide_id, exc)
+    template = current_app.jinja_env.get_template("partials/frame.html")
+    context = {"story": story, "slide": story.slides[slide_id]}
+
+    def events() -> Iterator[str]:
+        yield "retry: 3000\n\n"
+        version = -1
+        while True:
+            snap = images().follow(job, version, timeout=15)
+            if snap is None:
+                yield ": still here\n\n"
+                continue
+            version = snap.version
+            yield sse("frame", template.render(frame=frame_context(snap), **context))
+            if snap.state not in ("queued", "running"):
+                yield sse("done", "")
+                return
+
+    response = Response(stream_with_context(events()), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+def sse(event: str, data: str) -> str:
+    """One Server-Sent Event; every line of ``data`` gets its own ``data:`` field."""
+    lines = [line for line in data.splitlines() if line.strip()] or [""]
+    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
+
+
+def busy(story: Story, slide_id: str, exc: QueueFull) -> Response:
+    headers = {"Retry-After": str(exc.retry_after)}
+    if not is_htmx():
+        return Response(f"The painter is busy; try again in {exc.retry_after} s.", 503, headers, mimetype="text/plain")
+    return render("partials/picture.html", "partials/picture.html", 503, headers, story=story,
+                  slide=story.slides[slide_id], picture="busy", retry_after=exc.retry_after)
+
+
+@bp.get("/play/<slug>/<slide_id>/image")
+def image(slug: str, slide_id: str) -> Response:
+    """The slide's picture: for htmx a fresh picture frame (retry), for anyone else the image file itself."""
+    story = load_story(slug)
+    if slide_id not in story.slides:
+        abort(404)
+    if is_htmx():
+        picture = start_picture(story, slide_id)
+        code = 503 if picture["picture"] == "busy" else 200
+        headers = {"Retry-After": str(picture["retry_after"])} if code == 503 else None
+        return render("partials/picture.html", "partials/picture.html", code, headers, story=story,
+                      slide=story.slides[slide_id], **picture)
     fmt = request.args.get("format", current_app.config["IMAGE_FORMAT"])
     if fmt not in ("webp", "png", "jpeg"):
         abort(400)
-    composition = compose(story, slide_id, backend.count_tokens)
-    context = dict(story=story, slide=story.slides[slide_id], composition=composition)
     try:
-        result = backend.generate([composition.request])[0]
-    except BackendUnavailable as exc:
-        status = exc.status
-        headers = {"Retry-After": "3"} if status.state == "loading" else {}
-        if not is_htmx():
-            return Response(f"{status.message} {status.hint}".strip(), 503, headers, mimetype="text/plain")
-        return render("partials/image.html", "partials/image.html", 503, headers, image=status.state,
-                      status=status, **context)
-    except Exception as exc:  # noqa: BLE001 - a failed picture must never break the story
-        current_app.logger.exception("painting %s/%s failed", slug, slide_id)
-        if not is_htmx():
-            return Response(f"The picture could not be painted: {exc}", 500, mimetype="text/plain")
-        return render("partials/image.html", "partials/image.html", 500, image="error", error=str(exc), **context)
-    if not is_htmx():
-        response = Response(result.encode(fmt), mimetype=f"image/{fmt}")
-        response.vary.add("HX-Request")
-        return response
-    return render("partials/image.html", "partials/image.html", image="ready", result=result,
-                  data_url=result.data_url(fmt), **context)
+        job = images().submit(slide_request(story, slide_id), PLAYER, player_id())
+    except QueueFull as exc:
+        return busy(story, slide_id, exc)
+    status = current_app.extensions["backend"].status()
+    if not status.ready and job.state != DONE:
+        headers = {"Retry-After": "5"} if status.state == "loading" else {}
+        return Response(f"{status.message} {status.hint}".strip(), 503, headers, mimetype="text/plain")
+    snap = images().snapshot(job)
+    deadline = time.monotonic() + PLAIN_IMAGE_WAIT
+    while snap.state in ("queued", "running") and time.monotonic() < deadline:
+        snap = images().follow(job, snap.version, timeout=5) or images().snapshot(job)
+    if snap.state in ("queued", "running"):
+        return Response("The picture is still being painted; reload in a moment.", 503, {"Retry-After": "5"},
+                        mimetype="text/plain")
+    if snap.state != DONE:
+        return Response(f"The picture could not be painted: {snap.error} {snap.hint}".strip(), 503,
+                        mimetype="text/plain")
+    response = Response(png_to(snap.png, fmt), mimetype=f"image/{fmt}")
+    response.vary.add("HX-Request")
+    return response

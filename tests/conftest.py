@@ -64,13 +64,18 @@ def make_app(tmp_path: Path, story_backend, stories_dir: Path):
     """Build an app on the shared tiny backend; keyword arguments override its config."""
     from app import create_app
 
+    apps = []
+
     def factory(**config):
         settings = {"TESTING": True, "STORIES": str(stories_dir), "INSTANCE": str(tmp_path / "instance"),
-                    "BACKEND": story_backend, "MAX_SIZE": 64}
+                    "BACKEND": story_backend, "MAX_SIZE": 64, "PREFETCH_DEPTH": 0}
         settings.update(config)
-        return create_app(settings)
+        apps.append(create_app(settings))
+        return apps[-1]
 
-    return factory
+    yield factory
+    for built in apps:
+        built.extensions["images"].close()
 
 
 @pytest.fixture

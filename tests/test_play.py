@@ -11,6 +11,24 @@ from inference.diffusers_backend import DiffusersBackend
 from tests.conftest import HTMX
 
 
+def events(client, url):
+    """Read a picture stream to its end; return [(event, data)]."""
+    body = client.get(url).get_data(as_text=True)
+    found = []
+    for block in body.split("\n\n"):
+        lines = block.splitlines()
+        name = next((line[7:] for line in lines if line.startswith("event: ")), None)
+        if name:
+            found.append((name, "\n".join(line[6:] for line in lines if line.startswith("data: "))))
+    return found
+
+
+def final_frame(client, slide_url):
+    found = events(client, slide_url + "/stream")
+    assert found[-1] == ("done", "")
+    return found[-2][1]
+
+
 def data_url_image(html: str) -> Image.Image:
     match = re.search(r'src="data:image/(\w+);base64,([^"]+)"', html)
     assert match, html[:500]
@@ -59,7 +77,7 @@ def test_a_slide_shows_text_numbered_choices_and_a_picture_frame(client):
     html = client.get("/play/lighthouse/shore").get_data(as_text=True)
     assert "You wake on a cold shore" in html
     assert '<kbd>1</kbd><span>Climb the cliff path toward the lighthouse</span>' in html
-    assert 'hx-get="/play/lighthouse/shore/image" hx-trigger="load"' in html
+    assert 'sse-connect="/play/lighthouse/shore/stream" sse-close="done"' in html
     assert '<noscript><img src="/play/lighthouse/shore/image"' in html
 
 
@@ -144,19 +162,26 @@ def test_story_text_is_escaped(client, stories_dir):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
-def test_picture_arrives_as_a_data_url_of_the_painted_size(client):
-    response = client.get("/play/lighthouse/shore/image", headers=HTMX)
-    assert response.status_code == 200
-    image = data_url_image(response.get_data(as_text=True))
+def test_picture_streams_then_arrives_as_a_data_url_of_the_painted_size(client):
+    found = events(client, "/play/lighthouse/shore/stream")
+    assert [name for name, _ in found][-2:] == ["frame", "done"]
+    assert any("Painting… step" in data for name, data in found if name == "frame")
+    image = data_url_image(found[-2][1])
     assert image.size == (64, 64)
-    assert "HX-Request" in response.headers["Vary"]
+
+
+def test_a_painted_picture_is_inlined_into_the_slide_itself(client):
+    final_frame(client, "/play/lighthouse/shore")
+    html = client.get("/play/lighthouse/shore").get_data(as_text=True)
+    assert "sse-connect" not in html  # no second request needed
+    assert data_url_image(html).size == (64, 64)
 
 
 def test_same_slide_same_pixels_and_different_slides_differ(client):
-    shore = np.asarray(data_url_image(client.get("/play/lighthouse/shore/image", headers=HTMX).get_data(as_text=True)))
-    again = np.asarray(data_url_image(client.get("/play/lighthouse/shore/image", headers=HTMX).get_data(as_text=True)))
-    other = np.asarray(data_url_image(client.get("/play/lighthouse/wreckage/image", headers=HTMX).get_data(as_text=True)))
-    assert np.array_equal(shore, again)
+    shore = np.asarray(data_url_image(final_frame(client, "/play/lighthouse/shore")))
+    inlined = np.asarray(data_url_image(client.get("/play/lighthouse/shore").get_data(as_text=True)))
+    other = np.asarray(data_url_image(final_frame(client, "/play/lighthouse/wreckage")))
+    assert np.array_equal(shore, inlined)
     assert np.abs(shore.astype(int) - other).mean() > 1
 
 
@@ -168,16 +193,17 @@ def test_png_on_request_and_plain_clients_get_the_image_file(client):
     assert client.get("/play/lighthouse/shore/image?format=gif").status_code == 400
 
 
-def test_while_the_model_loads_the_frame_says_so_and_polls(make_app):
+def test_while_the_model_loads_the_frame_says_so(make_app):
     waiting = DiffusersBackend("/not/started", device="cpu")  # never started: stays "loading"
     client = make_app(BACKEND=waiting).test_client()
-    response = client.get("/play/lighthouse/shore/image", headers=HTMX)
-    assert response.status_code == 503
-    assert response.headers["Retry-After"] == "3"
-    html = response.get_data(as_text=True)
-    assert 'hx-trigger="load delay:2s"' in html
+    page = client.get("/play/lighthouse/shore")
+    assert page.status_code == 200  # pages never wait for the model
+    html = page.get_data(as_text=True)
+    assert "The image engine has not started yet." in html
     assert "The picture appears as soon as the painter is ready" in html
-    assert client.get("/play/lighthouse/shore").status_code == 200  # pages never wait for the model
+    plain = client.get("/play/lighthouse/shore/image")
+    assert plain.status_code == 503
+    assert plain.headers["Retry-After"] == "5"
 
 
 def test_when_the_model_cannot_load_the_frame_says_why_and_how_to_fix_it(make_app, tmp_path):
@@ -185,7 +211,7 @@ def test_when_the_model_cannot_load_the_frame_says_why_and_how_to_fix_it(make_ap
     failed.start()
     failed.wait(60)
     client = make_app(BACKEND=failed).test_client()
-    html = client.get("/play/lighthouse/shore/image", headers=HTMX).get_data(as_text=True)
+    html = final_frame(client, "/play/lighthouse/shore")
     assert "are not on this machine" in html
     assert "--model" in html
     assert "Try again" in html
@@ -199,20 +225,26 @@ class FailingBackend:
 
     def __init__(self, real):
         self.real = real
+        self.fail = True
 
     def __getattr__(self, name):
         return getattr(self.real, name)
 
     def generate(self, requests, on_step=None):
-        raise RuntimeError("CUDA out of memory (injected)")
+        if self.fail:
+            raise RuntimeError("CUDA out of memory (injected)")
+        return self.real.generate(requests, on_step)
 
 
-def test_a_failed_picture_shows_a_message_and_a_retry_and_the_story_goes_on(make_app, story_backend):
-    client = make_app(BACKEND=FailingBackend(story_backend)).test_client()
-    response = client.get("/play/lighthouse/shore/image", headers=HTMX)
-    assert response.status_code == 500
-    html = response.get_data(as_text=True)
+def test_a_failed_picture_shows_a_message_and_a_retry_that_works(make_app, story_backend):
+    faulty = FailingBackend(story_backend)
+    client = make_app(BACKEND=faulty).test_client()
+    html = final_frame(client, "/play/lighthouse/shore")
     assert "This picture could not be painted" in html
     assert "CUDA out of memory (injected)" in html
     assert 'hx-get="/play/lighthouse/shore/image"' in html
-    assert client.post("/play/lighthouse/shore", data={"choice": "1"}).status_code == 303
+    assert client.post("/play/lighthouse/shore", data={"choice": "1"}).status_code == 303  # the story goes on
+    faulty.fail = False  # the GPU recovers; the retry button asks again
+    retry = client.get("/play/lighthouse/shore/image", headers=HTMX)
+    assert 'sse-connect="/play/lighthouse/shore/stream"' in retry.get_data(as_text=True)
+    assert data_url_image(final_frame(client, "/play/lighthouse/shore")).size == (64, 64)

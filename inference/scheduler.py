@@ -1,0 +1,382 @@
+"""The generation service: every picture goes through here.
+
+A priority queue in front of one backend (a player waiting > an admin preview > a prefetch).  A job is keyed by
+the hash of model + normalized request: asking for a key that is queued or running joins that job, so two
+players on one slide cost one generation, and a finished key comes from the disk cache.  Compatible queued jobs
+of the same priority run as one batch.  The queue is bounded (`QueueFull` carries a Retry-After); prefetches
+yield their place to players and are dropped when nobody wants them any more.  Every change to a job bumps its
+version and wakes whoever follows it (`follow`), which is what the picture streams are built on.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+
+from inference.backend import Backend
+from inference.backend import BackendUnavailable
+from inference.backend import GenerationCancelled
+from inference.cache import ImageCache
+from inference.previews import preview_jpeg
+from inference.request import GenerationRequest
+
+log = logging.getLogger(__name__)
+
+PLAYER, ADMIN, PREFETCH = 0, 1, 2
+PRIORITY_NAMES = {PLAYER: "player", ADMIN: "admin", PREFETCH: "prefetch"}
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+
+
+class QueueFull(RuntimeError):
+    """Too many pictures are waiting; try again after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"the painter is busy: {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass
+class Job:
+    """One picture on its way; fields change only under the service's lock."""
+
+    key: str
+    request: GenerationRequest
+    priority: int
+    seq: int
+    state: str = QUEUED
+    step: int = 0
+    total: int = 0
+    preview: bytes | None = None
+    png: bytes | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    hint: str = ""
+    version: int = 0
+    interest: set[str] = field(default_factory=set)
+    created: float = field(default_factory=time.monotonic)
+    from_cache: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (DONE, FAILED, CANCELLED)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent copy of a job's state, for a stream to render."""
+
+    key: str
+    state: str
+    version: int
+    position: int
+    step: int
+    total: int
+    preview: bytes | None
+    png: bytes | None
+    meta: dict[str, Any]
+    error: str
+    hint: str
+    waiting_for: str = ""
+
+
+class GenerationService:
+    """Queue, coalesce, batch, cache and stream picture jobs for one backend.
+
+    Args:
+        backend (`Backend`): the engine that paints.
+        cache (`ImageCache`): finished pictures by key.
+        model (`str`): the model name that goes into every cache key.
+        max_queue (`int`, *optional*, defaults to 64): queued jobs allowed before `QueueFull`.
+        max_batch (`int`, *optional*, defaults to 4): jobs painted together in one backend call.
+        workers (`int`, *optional*, defaults to 1): backend calls in flight (1 for an in-process GPU).
+        preview_every (`int`, *optional*, defaults to 2): steps between previews (0 = none).
+        seconds_per_job (`float`, *optional*): first guess of a job's duration, for Retry-After.
+    """
+
+    def __init__(self, backend: Backend, cache: ImageCache, model: str, max_queue: int = 64, max_batch: int = 4,
+                 workers: int = 1, preview_every: int = 2, seconds_per_job: float = 5.0):
+        self.backend = backend
+        self.cache = cache
+        self.model = model
+        self.max_queue = max_queue
+        self.max_batch = max_batch
+        self.preview_every = preview_every
+        self._jobs: dict[str, Job] = {}
+        self._queue: list[Job] = []
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._closed = False
+        self._durations: deque[float] = deque(maxlen=200)
+        self._seconds_per_job = seconds_per_job
+        self._running_batches: list[list[str]] = []
+        self.counters = {"submitted": 0, "coalesced": 0, "cache_hits": 0, "generated": 0, "failed": 0,
+                         "cancelled": 0, "rejected": 0, "batches": 0, "prefetched": 0, "prefetch_used": 0}
+        self._threads = [threading.Thread(target=self._work, name=f"painter-{i}", daemon=True) for i in range(workers)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    # -- asking for pictures ---------------------------------------------------------------------------------
+
+    def key(self, request: GenerationRequest) -> str:
+        return request.cache_key(self.model)
+
+    def submit(self, request: GenerationRequest, priority: int = PLAYER, who: str = "") -> Job | None:
+        """Return the job for ``request``: from the cache, joined if already queued or running, or new.
+
+        A player or admin past the queue bound gets `QueueFull`; a prefetch past it gets None (it is optional).
+        Prefetches make room for players by giving up their place.
+        """
+        key = self.key(request)
+        with self._cond:
+            self.counters["submitted"] += 1
+            job = self._jobs.get(key)
+            if job is not None and job.state in (QUEUED, RUNNING, DONE):
+                self.counters["cache_hits" if job.state == DONE else "coalesced"] += 1
+                if who:
+                    job.interest.add(who)
+                if priority < job.priority:  # promoted: someone now waits for what was a prefetch
+                    if job.priority == PREFETCH and not job.from_cache:
+                        self.counters["prefetch_used"] += 1
+                    job.priority = priority
+                    self._changed(job)
+                return job
+        cached = self.cache.get(key)
+        with self._cond:
+            if cached is not None:
+                self.counters["cache_hits"] += 1
+                job = Job(key, request, priority, next(self._seq), DONE, png=cached.png, meta=cached.meta,
+                          from_cache=True, interest={who} if who else set())
+                self._jobs[key] = job
+                return job
+            if key in self._jobs and self._jobs[key].state in (QUEUED, RUNNING):  # raced with another submitter
+                return self._jobs[key]
+            if len(self._queue) >= self.max_queue and not self._make_room(priority):
+                self.counters["rejected"] += 1
+                if priority == PREFETCH:
+                    return None
+                raise QueueFull(self.retry_after())
+            job = Job(key, request, priority, next(self._seq), interest={who} if who else set())
+            if priority == PREFETCH:
+                self.counters["prefetched"] += 1
+            self._jobs[key] = job
+            self._queue.append(job)
+            self._cond.notify_all()
+            return job
+
+    def cached(self, request: GenerationRequest) -> Job | None:
+        """Return a finished job for ``request`` if one is at hand (memory or disk), without queueing anything."""
+        key = self.key(request)
+        with self._cond:
+            job = self._jobs.get(key)
+            if job is not None and job.state == DONE:
+                return job
+        if key in self.cache:
+            return self.submit(request, PREFETCH)
+        return None
+
+    def cancel(self, key: str, who: str = "") -> bool:
+        """Withdraw ``who``'s interest in a queued prefetch; drop it when nobody else wants it.  True if dropped."""
+        with self._cond:
+            job = self._jobs.get(key)
+            if job is None or job.state != QUEUED:
+                return False
+            job.interest.discard(who)
+            if job.priority != PREFETCH or job.interest:
+                return False
+            self._queue.remove(job)
+            job.state = CANCELLED
+            self.counters["cancelled"] += 1
+            del self._jobs[key]
+            self._changed(job)
+            return True
+
+    def retry(self, key: str) -> None:
+        """Forget a failed job so the next submit paints it again."""
+        with self._cond:
+            job = self._jobs.get(key)
+            if job is not None and job.state in (FAILED, CANCELLED):
+                del self._jobs[key]
+
+    # -- following a job -------------------------------------------------------------------------------------
+
+    def snapshot(self, job: Job) -> Snapshot:
+        with self._cond:
+            return self._snapshot(job)
+
+    def follow(self, job: Job, seen_version: int, timeout: float) -> Snapshot | None:
+        """Block until the job's version passes ``seen_version`` (or it finishes); None on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while job.version <= seen_version:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    return None
+                self._cond.wait(remaining)
+            return self._snapshot(job)
+
+    def _snapshot(self, job: Job) -> Snapshot:
+        position = 0
+        if job.state == QUEUED:
+            ahead = sorted(self._queue, key=lambda j: (j.priority, j.seq))
+            position = ahead.index(job) + 1 if job in ahead else 0
+        status = self.backend.status()
+        waiting_for = "" if status.ready else status.message
+        return Snapshot(job.key, job.state, job.version, position, job.step, job.total, job.preview, job.png,
+                        dict(job.meta), job.error, job.hint, waiting_for)
+
+    def _changed(self, job: Job) -> None:
+        job.version += 1
+        self._cond.notify_all()
+
+    # -- the painter -----------------------------------------------------------------------------------------
+
+    def _next_batch(self) -> list[Job]:
+        head = min(self._queue, key=lambda j: (j.priority, j.seq))
+        batch = [head] + [j for j in sorted(self._queue, key=lambda j: j.seq)
+                          if j is not head and j.priority == head.priority
+                          and j.request.batch_key() == head.request.batch_key()][: self.max_batch - 1]
+        for job in batch:
+            self._queue.remove(job)
+            job.state = RUNNING
+            self._changed(job)
+        return batch
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and (not self._queue or self.backend.status().state == "loading"):
+                    self._cond.wait(0.5)
+                if self._closed:
+                    return
+                batch = self._next_batch()
+                self._running_batches.append([j.key for j in batch])
+            try:
+                self._paint(batch)
+            finally:
+                with self._cond:
+                    self._running_batches.remove([j.key for j in batch])
+
+    def _paint(self, batch: list[Job]) -> None:
+        started = time.monotonic()
+
+        def on_step(step: int, total: int, latents: Any) -> None:
+            preview = self.preview_every and (step % self.preview_every == 0 or step == 1) and step < total
+            frames = latents() if preview else None
+            with self._cond:
+                for index, job in enumerate(batch):
+                    job.step, job.total = step, total
+                    if frames is not None:
+                        job.preview = preview_jpeg(frames[index], job.request.width, job.request.height)
+                    self._changed(job)
+            if self._closed:
+                raise GenerationCancelled("service closing")
+
+        try:
+            results = self.backend.generate([job.request for job in batch], on_step)
+        except BackendUnavailable as exc:
+            self._fail(batch, exc.status.message, exc.status.hint)
+            return
+        except GenerationCancelled:
+            self._fail(batch, "The painter was stopped.", "")
+            return
+        except Exception as exc:  # noqa: BLE001 - a failed picture must never take the service down
+            log.exception("painting a batch of %d failed", len(batch))
+            self._fail(batch, f"{type(exc).__name__}: {exc}", "Try again; if it keeps failing, see the server log.")
+            return
+        seconds = time.monotonic() - started
+        for job, result in zip(batch, results):
+            png = result.encode("png")
+            meta = {"seed": result.seed, "info": result.info, "seconds": round(seconds, 3),
+                    "width": result.image.width, "height": result.image.height}
+            self.cache.put(job.key, png, meta)
+            with self._cond:
+                job.png, job.meta, job.state, job.preview = png, meta, DONE, None
+                self._changed(job)
+        with self._cond:
+            self.counters["generated"] += len(batch)
+            self.counters["batches"] += 1
+            self._durations.append(seconds)
+            self._forget_finished()
+
+    def _fail(self, batch: list[Job], message: str, hint: str) -> None:
+        with self._cond:
+            for job in batch:
+                job.state, job.error, job.hint = FAILED, message, hint
+                self.counters["failed"] += 1
+                self._changed(job)
+
+    def _forget_finished(self, keep: int = 256) -> None:
+        finished = [k for k, j in self._jobs.items() if j.state == DONE]
+        for key in finished[: max(0, len(finished) - keep)]:
+            del self._jobs[key]
+
+    # -- telling how it goes ---------------------------------------------------------------------------------
+
+    def _make_room(self, priority: int) -> bool:
+        """Drop the newest queued prefetch to let a more urgent job in; True if room was made."""
+        prefetches = [j for j in self._queue if j.priority == PREFETCH]
+        if priority == PREFETCH or not prefetches:
+            return False
+        victim = max(prefetches, key=lambda j: j.seq)
+        self._queue.remove(victim)
+        victim.state = CANCELLED
+        self.counters["cancelled"] += 1
+        self._jobs.pop(victim.key, None)
+        self._changed(victim)
+        return True
+
+    def retry_after(self) -> int:
+        """Seconds until a place in the queue is likely to free up."""
+        per_batch = sum(self._durations) / len(self._durations) if self._durations else self._seconds_per_job
+        return max(1, round(per_batch * max(1, len(self._queue)) / max(1, self.max_batch)))
+
+    def stats(self) -> dict[str, Any]:
+        """Queue depth per priority, running batches, cache and timing figures."""
+        with self._cond:
+            depth = {name: sum(1 for j in self._queue if j.priority == p) for p, name in PRIORITY_NAMES.items()}
+            durations = sorted(self._durations)
+            counters = dict(self.counters)
+            running = [list(batch) for batch in self._running_batches]
+        lookups = counters["cache_hits"] + counters["generated"] + counters["failed"]
+        return {
+            "queue": depth,
+            "queued": sum(depth.values()),
+            "max_queue": self.max_queue,
+            "running": running,
+            "cache": {"entries": len(self.cache), "bytes": self.cache.total_bytes, "max_bytes": self.cache.max_bytes,
+                      "hits": counters["cache_hits"], "misses": counters["generated"] + counters["failed"],
+                      "hit_rate": round(counters["cache_hits"] / lookups, 3) if lookups else None},
+            "generation_seconds": {"mean": round(sum(durations) / len(durations), 3) if durations else None,
+                                   "p95": round(durations[int(0.95 * (len(durations) - 1))], 3) if durations else None,
+                                   "batches": counters["batches"]},
+            "prefetch": {"queued": counters["prefetched"], "used": counters["prefetch_used"],
+                         "hit_rate": round(counters["prefetch_used"] / counters["prefetched"], 3)
+                         if counters["prefetched"] else None},
+            "counters": counters,
+            "backend": {"state": self.backend.status().state, "message": self.backend.status().message},
+        }
+
+
+def png_to(png: bytes, fmt: str) -> bytes:
+    """Re-encode a cached PNG for the browser (WebP by default)."""
+    if fmt == "png":
+        return png
+    from PIL import Image
+
+    from inference.request import encode_image
+
+    return encode_image(Image.open(io.BytesIO(png)), fmt)
