@@ -163,6 +163,7 @@ class GenerationService:
                 self._jobs[key] = job
                 return job
             if key in self._jobs and self._jobs[key].state in (QUEUED, RUNNING):  # raced with another submitter
+                self.counters["coalesced"] += 1
                 return self._jobs[key]
             if len(self._queue) >= self.max_queue and not self._make_room(priority):
                 self.counters["rejected"] += 1

@@ -129,7 +129,17 @@ class LiveServer:
         raise TimeoutError(f"{path} not ready after {timeout} s:\n{self.log_path.read_text()}")
 
     def wait_for_model(self) -> None:
-        self._wait_for("/play/lighthouse/shore/image", lambda r: r.status_code == 200)
+        self._wait_for("/admin/status.json", lambda r: r.json()["backend"]["state"] == "ready")
+
+    def wait_idle(self) -> dict:
+        """Wait until nothing is queued or being painted; return the status."""
+        deadline = time.perf_counter() + 120
+        while time.perf_counter() < deadline:
+            status = requests.get(self.url + "/admin/status.json", timeout=10).json()
+            if status["queued"] == 0 and not status["running"]:
+                return status
+            time.sleep(0.1)
+        raise TimeoutError(f"the painter is still busy: {status}")
 
     def stop(self) -> None:
         self.process.terminate()

@@ -86,3 +86,14 @@ def test_works_on_a_phone_sized_screen(browser, live_server):
     assert text["y"] >= picture["y"] + picture["height"] - 1  # text below the picture, not squeezed beside it
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     context.close()
+
+
+def test_the_next_picture_is_already_there_when_the_choice_is_clicked(page, live_server):
+    page.goto(live_server.url + "/play/night-train/dining")
+    page.wait_for_selector(PICTURE)
+    # while the player reads, the painter paints ahead the slides this one's choices lead to
+    live_server.wait_idle()
+    page.get_by_role("button", name="Taste the soup").click()
+    page.wait_for_url("**/play/night-train/soup")
+    assert page.locator("#picture[sse-connect]").count() == 0  # nothing to wait for: it came with the slide
+    assert page.locator("#picture img.final").get_attribute("src").startswith("data:image/webp;base64,")

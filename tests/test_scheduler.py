@@ -1,0 +1,204 @@
+"""The generation service on the real tiny backend: coalescing, priorities, promotion, cancel, bounds, batching."""
+
+import threading
+
+import pytest
+
+from inference.cache import ImageCache
+from inference.request import GenerationRequest
+from inference.scheduler import ADMIN
+from inference.scheduler import DONE
+from inference.scheduler import FAILED
+from inference.scheduler import PLAYER
+from inference.scheduler import PREFETCH
+from inference.scheduler import GenerationService
+from inference.scheduler import QueueFull
+
+BASE = GenerationRequest(prompt="a lighthouse", seed=1, steps=2, width=64, height=64)
+
+
+class GatedBackend:
+    """Observation and timing control around the real backend: records each batch's prompts and can hold
+    the painter at the door, so a queue builds up behind it (a stand-in for a slow GPU)."""
+
+    def __init__(self, real, fail=False):
+        self.real = real
+        self.calls = []
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail = fail
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def generate(self, requests, on_step=None):
+        self.calls.append([r.prompt for r in requests])
+        self.entered.set()
+        assert self.gate.wait(60)
+        if self.fail:
+            raise RuntimeError("injected failure")
+        return self.real.generate(requests, on_step)
+
+
+@pytest.fixture
+def service_factory(backend, tmp_path):
+    services = []
+
+    def build(max_queue=16, max_batch=4, wrapped=None, folder=None):
+        gated = wrapped or GatedBackend(backend)
+        service = GenerationService(gated, ImageCache(folder or tmp_path / "cache"), "tiny", max_queue=max_queue,
+                                    max_batch=max_batch, preview_every=1)
+        service.start()
+        services.append(service)
+        return service, gated
+
+    yield build
+    for service in services:
+        service.close()
+
+
+def wait_done(service, job, timeout=60):
+    snap = service.snapshot(job)
+    while snap.state not in (DONE, FAILED, "cancelled"):
+        snap = service.follow(job, snap.version, timeout) or pytest.fail("job did not finish")
+    return snap
+
+
+def hold_painter(service, gated):
+    """Close the gate and occupy the painter with a blocker job; return that job."""
+    gated.gate.clear()
+    blocker = service.submit(BASE.replace(prompt="blocker", width=72), PLAYER)
+    assert gated.entered.wait(30)
+    return blocker
+
+
+def test_identical_concurrent_requests_cost_one_generation(service_factory):
+    service, gated = service_factory()
+    hold_painter(service, gated)
+    jobs = []
+    threads = [threading.Thread(target=lambda: jobs.append(service.submit(BASE, PLAYER))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    gated.gate.set()
+    assert len({id(job) for job in jobs}) == 1
+    assert wait_done(service, jobs[0]).state == DONE
+    assert sum(call.count("a lighthouse") for call in gated.calls) == 1
+    assert service.stats()["counters"]["coalesced"] == 7
+
+
+def test_player_before_admin_before_prefetch(service_factory):
+    service, gated = service_factory()
+    hold_painter(service, gated)
+    # different sizes: nothing can share a batch, so the order of calls is the order of priorities
+    prefetch = service.submit(BASE.replace(prompt="prefetch", width=80), PREFETCH)
+    admin = service.submit(BASE.replace(prompt="admin", width=88), ADMIN)
+    player = service.submit(BASE.replace(prompt="player", width=96), PLAYER)
+    gated.gate.set()
+    for job in (prefetch, admin, player):
+        wait_done(service, job)
+    assert [call[0] for call in gated.calls] == ["blocker", "player", "admin", "prefetch"]
+
+
+def test_a_prefetch_is_promoted_when_a_player_asks_for_it(service_factory):
+    service, gated = service_factory()
+    hold_painter(service, gated)
+    first = service.submit(BASE.replace(prompt="other branch", width=80), PREFETCH)
+    chosen = service.submit(BASE.replace(prompt="chosen branch", width=88), PREFETCH)
+    assert service.snapshot(chosen).position == 2
+    assert service.submit(BASE.replace(prompt="chosen branch", width=88), PLAYER) is chosen
+    assert service.snapshot(chosen).position == 1
+    gated.gate.set()
+    wait_done(service, first)
+    assert [call[0] for call in gated.calls] == ["blocker", "chosen branch", "other branch"]
+    assert service.stats()["prefetch"] == {"queued": 2, "used": 1, "hit_rate": 0.5}
+
+
+def test_a_prefetch_nobody_wants_is_dropped_before_it_starts(service_factory):
+    service, gated = service_factory()
+    hold_painter(service, gated)
+    job = service.submit(BASE.replace(prompt="unwanted"), PREFETCH, who="alice")
+    shared = service.submit(BASE.replace(prompt="shared"), PREFETCH, who="alice")
+    service.submit(BASE.replace(prompt="shared"), PREFETCH, who="bob")
+    assert service.cancel(job.key, "alice") is True
+    assert service.cancel(shared.key, "alice") is False  # bob still wants it
+    assert service.snapshot(job).state == "cancelled"
+    gated.gate.set()
+    wait_done(service, shared)
+    assert all("unwanted" not in call for call in gated.calls)
+
+
+def test_the_queue_is_bounded(service_factory):
+    service, gated = service_factory(max_queue=2)
+    hold_painter(service, gated)
+    service.submit(BASE.replace(seed=2), PLAYER)
+    service.submit(BASE.replace(seed=3), PREFETCH)
+    assert service.submit(BASE.replace(seed=4), PREFETCH) is None  # optional work is simply not queued
+    service.submit(BASE.replace(seed=5), PLAYER)  # a player takes the prefetch's place
+    with pytest.raises(QueueFull) as info:
+        service.submit(BASE.replace(seed=6), PLAYER)
+    assert info.value.retry_after >= 1
+    assert service.stats()["queue"] == {"player": 2, "admin": 0, "prefetch": 0}
+    gated.gate.set()
+
+
+def test_compatible_jobs_run_as_one_batch(service_factory):
+    service, gated = service_factory(max_batch=3)
+    hold_painter(service, gated)
+    jobs = [service.submit(BASE.replace(seed=s), PLAYER) for s in (10, 11, 12, 13)]
+    gated.gate.set()
+    for job in jobs:
+        assert wait_done(service, job).state == DONE
+    assert [len(call) for call in gated.calls] == [1, 3, 1]
+    seeds = [service.snapshot(job).meta["seed"] for job in jobs]
+    assert seeds == [10, 11, 12, 13]
+
+
+def test_events_go_queued_then_running_steps_then_done(service_factory):
+    service, gated = service_factory()
+    hold_painter(service, gated)
+    job = service.submit(BASE.replace(steps=3), PLAYER)
+    seen = [service.snapshot(job)]
+    gated.gate.set()
+    while seen[-1].state != DONE:
+        seen.append(service.follow(job, seen[-1].version, 30))
+    states = [s.state for s in seen]
+    assert states[0] == "queued" and states[-1] == DONE
+    assert [s.step for s in seen if s.state == "running" and s.step] == [1, 2, 3]
+    assert any(s.preview for s in seen if s.state == "running")
+    assert seen[-1].png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_failure_reaches_the_job_and_the_next_request_paints_again(service_factory, backend):
+    faulty = GatedBackend(backend, fail=True)
+    service, _ = service_factory(wrapped=faulty)
+    snap = wait_done(service, service.submit(BASE, PLAYER))
+    assert snap.state == FAILED
+    assert "injected failure" in snap.error
+    faulty.fail = False
+    assert wait_done(service, service.submit(BASE, PLAYER)).state == DONE
+
+
+def test_finished_pictures_are_cache_hits_even_after_a_restart(service_factory, tmp_path):
+    service, gated = service_factory(folder=tmp_path / "shared")
+    first = wait_done(service, service.submit(BASE, PLAYER))
+    service.close()
+    restarted, gated_again = service_factory(folder=tmp_path / "shared")
+    job = restarted.submit(BASE, PLAYER)
+    assert job.state == DONE and job.from_cache
+    assert job.png == first.png
+    assert gated_again.calls == []
+    stats = restarted.stats()
+    assert stats["cache"]["hits"] == 1 and stats["cache"]["entries"] == 1
+
+
+def test_stats_report_times_and_depths(service_factory):
+    service, _ = service_factory()
+    wait_done(service, service.submit(BASE, PLAYER))
+    stats = service.stats()
+    assert stats["generation_seconds"]["mean"] > 0
+    assert stats["generation_seconds"]["p95"] > 0
+    assert stats["queued"] == 0
+    assert stats["backend"]["state"] == "ready"
