@@ -13,6 +13,7 @@ fetch them from the deleted stabilityai repositories).
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import random
@@ -96,6 +97,7 @@ class DiffusersBackend:
         self._torch: Any = None
         self._schedulers: dict[tuple[str, str], Any] = {}
         self._base_scheduler: Any = None
+        self._counter: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -121,6 +123,7 @@ class DiffusersBackend:
     def close(self) -> None:
         with self._generate_lock:
             self._pipe = None
+            self._counter = None
             self._schedulers.clear()
 
     def _load(self) -> None:
@@ -136,6 +139,9 @@ class DiffusersBackend:
             pipe = pipe.to(device)
             pipe.set_progress_bar_config(disable=True)
             self._base_scheduler = pipe.scheduler.config
+            # A private tokenizer for counting: a fast tokenizer's padding/truncation settings are shared state,
+            # and counting from web threads while the painter encodes a prompt would change them mid-call.
+            self._counter = copy.deepcopy(pipe.tokenizer)
             self._pipe = pipe
             self._status = BackendStatus(READY, f"Ready: {self.model} on {device} ({str(dtype).split('.')[-1]}).")
             log.info("image model ready in %.1f s: %s on %s", time.perf_counter() - started, self.model, device)
@@ -191,11 +197,11 @@ class DiffusersBackend:
     # -- painting --------------------------------------------------------------------------------------------
 
     def count_tokens(self, text: str) -> int | None:
-        pipe = self._pipe
-        if pipe is None:
+        counter = self._counter
+        if counter is None:
             return None
         with self._tokenizer_lock:
-            return len(pipe.tokenizer(text, truncation=False)["input_ids"]) - 2
+            return len(counter(text, truncation=False)["input_ids"]) - 2
 
     def generate(
         self, requests: list[GenerationRequest], on_step: StepCallback | None = None

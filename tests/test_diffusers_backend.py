@@ -110,6 +110,30 @@ def test_tokens_are_counted_with_the_model_tokenizer(backend):
     assert backend.count_tokens("a photo of an astronaut") == 5
 
 
+def test_counting_tokens_while_painting_does_not_disturb_the_painter(backend):
+    """Regression: counting shared the pipeline's tokenizer, whose padding settings are global state."""
+    import threading
+
+    stop, errors = threading.Event(), []
+
+    def count():
+        while not stop.is_set():
+            backend.count_tokens("a lighthouse, a keeper, a storm, " * 3)
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        for seed in range(15):
+            try:
+                backend.generate([REQUEST.replace(seed=seed, steps=1, negative_prompt="blurry, text")])
+            except RuntimeError as exc:
+                errors.append(exc)
+    finally:
+        stop.set()
+        counter.join()
+    assert errors == []
+
+
 def test_a_missing_path_fails_with_a_plain_message():
     engine = DiffusersBackend("./no/such/model", device="cpu")
     engine.start()
