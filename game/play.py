@@ -168,7 +168,12 @@ def slide_gone(story: Story, exc: SlideGone) -> Response:
 
 @bp.get("/")
 def index() -> Response:
-    return render("play/index.html", "play/index.html", entries=current_app.extensions["stories"].entries())
+    entries = current_app.extensions["stories"].entries()
+    if current_app.config["PREFETCH_DEPTH"]:
+        for entry in entries:  # while the player picks a story, paint each story's first picture
+            if entry.story is not None:
+                images().submit(slide_request(entry.story, entry.story.start), PREFETCH, player_id())
+    return render("play/index.html", "play/index.html", entries=entries)
 
 
 @bp.get("/play/<slug>")
