@@ -25,6 +25,7 @@ from flask import render_template
 from flask import request
 
 from game.library import StoryLibrary
+from inference import api
 from inference.backend import BackendSettings
 from inference.backend import create_backend
 from inference.cache import ImageCache
@@ -88,6 +89,7 @@ SETTINGS = (
     Setting("PREFETCH_COUNT", 0, "paint ahead at most this many choices per slide (0 = all of them)", int),
     Setting("PREFETCH_CANCEL", True, "drop the paint-ahead of the choices a player did not take", _flag),
     Setting("PREVIEW_EVERY", 2, "steps between live previews while a picture is painted (0 = none)", int),
+    Setting("SDAPI_AUTH", "", "require HTTP Basic auth on this server's /sdapi/v1: user:password[,user2:password2]"),
     Setting("LOG_LEVEL", "info", "logging detail: debug, info, warning or error",
             choices=("debug", "info", "warning", "error")),
 )
@@ -143,6 +145,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                                max_batch=app.config["BATCH_SIZE"], preview_every=app.config["PREVIEW_EVERY"])
     images.start()
     app.extensions["images"] = images
+    api.init_app(app, images, app.config["MODEL"], app.config["SDAPI_AUTH"],
+                 flags={k.lower(): v for k, v in settings.items() if isinstance(v, (str, int, float, bool))})
 
     from game import admin
     from game import play
@@ -165,8 +169,11 @@ def _session_key(instance: Path) -> str:
     return path.read_text().strip()
 
 
-def _error_page(error: Any) -> tuple[str, int]:
+def _error_page(error: Any) -> Any:
     code = getattr(error, "code", 500) or 500
+    as_json = api.json_error_for(request.path, code)
+    if as_json is not None:
+        return as_json
     if code == 500:
         logging.getLogger("lanternslide").error("unhandled error on %s", request.path, exc_info=error)
     titles = {404: "Not found", 405: "Not allowed", 500: "Something broke"}

@@ -61,7 +61,9 @@ class Job:
     version: int = 0
     interest: set[str] = field(default_factory=set)
     created: float = field(default_factory=time.monotonic)
+    started: float = 0.0
     from_cache: bool = False
+    stop: bool = False
 
     @property
     def finished(self) -> bool:
@@ -205,6 +207,39 @@ class GenerationService:
             self._changed(job)
             return True
 
+    def interrupt(self, owned_by: str) -> int:
+        """Stop the running batch if every job in it belongs only to ``owned_by*`` askers; return jobs stopped."""
+        with self._cond:
+            stopped = 0
+            for keys in self._running_batches:
+                jobs = [self._jobs[k] for k in keys if k in self._jobs]
+                if jobs and all(j.interest and all(w.startswith(owned_by) for w in j.interest) for j in jobs):
+                    for job in jobs:
+                        job.stop = True
+                        stopped += 1
+            return stopped
+
+    def withdraw(self, key: str, who: str) -> None:
+        """Drop a queued job that only ``who`` asked for (an API request that was interrupted)."""
+        with self._cond:
+            job = self._jobs.get(key)
+            if job is not None and job.state == QUEUED and job.interest <= {who}:
+                self._queue.remove(job)
+                job.state, job.error = CANCELLED, "interrupted"
+                del self._jobs[key]
+                self._changed(job)
+
+    def current(self) -> tuple[Snapshot, float, int] | None:
+        """The first running job (for A1111's /progress), its seconds running, and the jobs in flight or waiting."""
+        with self._cond:
+            for keys in self._running_batches:
+                for key in keys:
+                    job = self._jobs.get(key)
+                    if job is not None and job.state == RUNNING:
+                        in_flight = sum(len(b) for b in self._running_batches) + len(self._queue)
+                        return self._snapshot(job), time.monotonic() - job.started, in_flight
+            return None
+
     def retry(self, key: str) -> None:
         """Forget a failed job so the next submit paints it again."""
         with self._cond:
@@ -232,7 +267,7 @@ class GenerationService:
     def _snapshot(self, job: Job) -> Snapshot:
         position = 0
         if job.state == QUEUED:
-            ahead = sorted(self._queue, key=lambda j: (j.priority, j.seq))
+            ahead = sorted(self._queue, key=self._order)
             position = ahead.index(job) + 1 if job in ahead else 0
         status = self.backend.status()
         waiting_for = "" if status.ready else status.message
@@ -245,14 +280,20 @@ class GenerationService:
 
     # -- the painter -----------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _order(job: Job) -> tuple[int, int]:
+        """Most urgent first; within a priority first come first served, except paint-ahead, which goes newest
+        first: the slides a player is reading now matter more than those they have moved past."""
+        return job.priority, -job.seq if job.priority == PREFETCH else job.seq
+
     def _next_batch(self) -> list[Job]:
-        head = min(self._queue, key=lambda j: (j.priority, j.seq))
+        head = min(self._queue, key=self._order)
         batch = [head] + [j for j in sorted(self._queue, key=lambda j: j.seq)
                           if j is not head and j.priority == head.priority
                           and j.request.batch_key() == head.request.batch_key()][: self.max_batch - 1]
         for job in batch:
             self._queue.remove(job)
-            job.state = RUNNING
+            job.state, job.started = RUNNING, time.monotonic()
             self._changed(job)
         return batch
 
@@ -274,17 +315,20 @@ class GenerationService:
     def _paint(self, batch: list[Job]) -> None:
         started = time.monotonic()
 
-        def on_step(step: int, total: int, latents: Any) -> None:
-            preview = self.preview_every and (step % self.preview_every == 0 or step == 1) and step < total
-            frames = latents() if preview else None
+        def on_step(step: int, total: int, previews: Any) -> None:
+            wanted = self.preview_every and (step % self.preview_every == 0 or step == 1) and step < total
+            frames = previews() if wanted else None
             with self._cond:
                 for index, job in enumerate(batch):
                     job.step, job.total = step, total
-                    if frames is not None:
-                        job.preview = preview_jpeg(frames[index], job.request.width, job.request.height)
+                    if frames is not None and index < len(frames) and frames[index] is not None:
+                        frame = frames[index]  # latents from a local pipeline, or a picture from a remote server
+                        job.preview = frame if isinstance(frame, bytes) else preview_jpeg(
+                            frame, job.request.width, job.request.height)
                     self._changed(job)
-            if self._closed:
-                raise GenerationCancelled("service closing")
+                stop = self._closed or all(job.stop for job in batch)
+            if stop:
+                raise GenerationCancelled("interrupted")
 
         try:
             results = self.backend.generate([job.request for job in batch], on_step)
@@ -292,7 +336,13 @@ class GenerationService:
             self._fail(batch, exc.status.message, exc.status.hint)
             return
         except GenerationCancelled:
-            self._fail(batch, "The painter was stopped.", "")
+            with self._cond:
+                for job in batch:
+                    job.state, job.error = CANCELLED, "interrupted"
+                    self.counters["cancelled"] += 1
+                    self._changed(job)
+                    if self._jobs.get(job.key) is job:
+                        del self._jobs[job.key]
             return
         except Exception as exc:  # noqa: BLE001 - a failed picture must never take the service down
             log.exception("painting a batch of %d failed", len(batch))

@@ -102,11 +102,22 @@ def test_player_before_admin_before_prefetch(service_factory):
     assert [call[0] for call in gated.calls] == ["blocker", "player", "admin", "prefetch"]
 
 
+def test_newer_paint_ahead_goes_first(service_factory):
+    service, gated = service_factory()
+    hold_painter(service, gated)
+    old = service.submit(BASE.replace(prompt="slide the player left", width=80), PREFETCH)
+    new = service.submit(BASE.replace(prompt="slide the player reads", width=88), PREFETCH)
+    assert (service.snapshot(new).position, service.snapshot(old).position) == (1, 2)
+    gated.gate.set()
+    wait_done(service, old)
+    assert [call[0] for call in gated.calls] == ["blocker", "slide the player reads", "slide the player left"]
+
+
 def test_a_prefetch_is_promoted_when_a_player_asks_for_it(service_factory):
     service, gated = service_factory()
     hold_painter(service, gated)
-    first = service.submit(BASE.replace(prompt="other branch", width=80), PREFETCH)
     chosen = service.submit(BASE.replace(prompt="chosen branch", width=88), PREFETCH)
+    first = service.submit(BASE.replace(prompt="other branch", width=80), PREFETCH)
     assert service.snapshot(chosen).position == 2
     assert service.submit(BASE.replace(prompt="chosen branch", width=88), PLAYER) is chosen
     assert service.snapshot(chosen).position == 1
