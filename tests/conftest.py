@@ -68,7 +68,7 @@ def make_app(tmp_path: Path, story_backend, stories_dir: Path):
 
     def factory(**config):
         settings = {"TESTING": True, "STORIES": str(stories_dir), "INSTANCE": str(tmp_path / "instance"),
-                    "BACKEND": story_backend, "MAX_SIZE": 64, "PREFETCH_DEPTH": 0}
+                    "BACKEND_INSTANCE": story_backend, "MAX_SIZE": 64, "PREFETCH_DEPTH": 0}
         settings.update(config)
         apps.append(create_app(settings))
         return apps[-1]
@@ -153,5 +153,56 @@ class LiveServer:
 def live_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     server = LiveServer(tiny_model, tmp_path_factory.mktemp("live"))
     server.wait_for_model()
+    yield server
+    server.stop()
+
+
+class ApiServer:
+    """`python -m inference serve` (the API alone) on a free port, with Basic auth, painting with the tiny model."""
+
+    user, password = "painter", "s3cret:with-colon"
+
+    def __init__(self, tiny_model: Path, workdir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "api.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "inference", "serve", "--port", str(self.port), "--model", str(tiny_model),
+             "--device", "cpu", "--api-auth", f"{self.user}:{self.password}", "--instance", str(workdir / "instance")],
+            stdout=self.log_path.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=ROOT,
+        )
+        deadline = time.perf_counter() + 120
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"API server exited early:\n{self.log_path.read_text()}")
+            try:
+                requests.get(self.url + "/sdapi/v1/sd-models", timeout=5, auth=(self.user, self.password))
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        deadline = time.perf_counter() + 120
+        body = {"prompt": "warm up", "steps": 1, "width": 64, "height": 64}
+        while time.perf_counter() < deadline:
+            response = requests.post(self.url + "/sdapi/v1/txt2img", json=body, auth=(self.user, self.password), timeout=60)
+            if response.status_code == 200:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(self.log_path.read_text())
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def api_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    server = ApiServer(tiny_model, tmp_path_factory.mktemp("api"))
     yield server
     server.stop()

@@ -102,8 +102,8 @@ def test_restore_faces_is_reported_unsupported(backend):
 
 def test_max_size_scales_large_requests_and_says_so(story_backend):
     result = story_backend.generate([REQUEST.replace(width=512, height=768)])[0]
-    assert result.image.size == (40, 64)
-    assert "512x768 painted at 40x64" in result.info["scaled"]
+    assert result.image.size == (64, 96)
+    assert "512x768 painted at 64x96" in result.info["scaled"]
 
 
 def test_tokens_are_counted_with_the_model_tokenizer(backend):

