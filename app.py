@@ -23,7 +23,14 @@ from typing import Any
 from flask import Flask
 from flask import render_template
 from flask import request
+from flask.sessions import SecureCookieSessionInterface
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFError
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from game.engine import Roster
 from game.library import StoryLibrary
 from inference import api
 from inference.backend import BackendSettings
@@ -95,6 +102,14 @@ SETTINGS = (
     Setting("PREFETCH_CANCEL", True, "drop the paint-ahead of the choices a player did not take", _flag),
     Setting("PREVIEW_EVERY", 2, "steps between live previews while a picture is painted (0 = none)", int),
     Setting("SDAPI_AUTH", "", "require HTTP Basic auth on this server's /sdapi/v1: user:password[,user2:password2]"),
+    Setting("SHARE", False, "open a public ngrok link to this game (needs an ngrok authtoken)", _flag),
+    Setting("NGROK_AUTHTOKEN", "", "ngrok authtoken for --share (NGROK_AUTHTOKEN works too); never logged"),
+    Setting("BEHIND_PROXY", False, "trust one reverse proxy's X-Forwarded-* headers (on by itself with --share)", _flag),
+    Setting("RATE_LIMIT", "240 per minute", "requests one client may make to the game and /sdapi (players on this machine are exempt"
+            " unless behind a proxy)"),
+    Setting("PLAYER_QUEUE_LIMIT", 6, "pictures one client may have waiting at once", int),
+    Setting("GENERATION_TIMEOUT", 300, "seconds before a picture that is still painting is given up", int),
+    Setting("ADMIN_PASSWORD", "", "password of the admin pages (default: generated once, printed, kept in the instance folder)"),
     Setting("LOG_LEVEL", "info", "logging detail: debug, info, warning or error",
             choices=("debug", "info", "warning", "error")),
 )
@@ -105,6 +120,8 @@ def settings_from_env(environ: dict[str, str] | os._Environ = os.environ) -> dic
     values = {}
     for setting in SETTINGS:
         raw = environ.get(setting.env)
+        if raw is None and setting.key == "NGROK_AUTHTOKEN":
+            raw = environ.get("NGROK_AUTHTOKEN")
         if raw is None:
             values[setting.key] = setting.default
             continue
@@ -120,16 +137,38 @@ def settings_from_env(environ: dict[str, str] | os._Environ = os.environ) -> dic
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the Lanternslide app.  ``config`` overrides settings (tests pass a mapping here)."""
+    # 1. Settings, the instance folder and the session key.
     settings = settings_from_env()
     settings.update(config or {})
     app = Flask(__name__, instance_path=str(Path(settings["INSTANCE"]).resolve()))
     app.config.update(settings)
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(days=90)
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024  # no form or JSON body of ours comes near this
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.secret_key = _session_key(Path(app.instance_path))
-
+    # 2. The stories, the players, and the image service in front of the backend.
     app.extensions["stories"] = StoryLibrary(app.config["STORIES"])
+    app.extensions["players"] = Roster()
+    _init_images(app)
+    # 3. What a public link needs: the proxy's headers, secure cookies, CSRF, rate limits, security headers.
+    limiter = _harden(app)
+    # 4. Pages, the A1111 API, the admin pages and the error pages.
+    from game import admin
+    from game import play
+
+    limiter.limit(app.config["RATE_LIMIT"])(play.bp)
+    app.register_blueprint(play.bp)
+    api.init_app(app, app.extensions["images"], app.config["MODEL"], app.config["SDAPI_AUTH"],
+                 flags={k.lower(): v for k, v in app.config.items() if k in {x.key for x in SETTINGS}},
+                 limit=limiter.limit(app.config["RATE_LIMIT"]))
+    admin.init_app(app, limiter)
+    for code in (400, 404, 405, 413, 429, 500):
+        app.register_error_handler(code, _error_page)
+    return app
+
+
+def _init_images(app: Flask) -> None:
     # A backend handed in through config (tests, embedding) is owned and started by the caller.
     backend = app.config.get("BACKEND_INSTANCE") or create_backend(BackendSettings(
         kind=app.config["BACKEND"],
@@ -153,21 +192,54 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     images = GenerationService(backend, cache, model_key, max_queue=app.config["QUEUE_LIMIT"],
                                max_batch=1 if remote else app.config["BATCH_SIZE"],
                                workers=app.config["REMOTE_WORKERS"] if remote else 1,
-                               preview_every=app.config["PREVIEW_EVERY"])
+                               preview_every=app.config["PREVIEW_EVERY"],
+                               max_per_client=app.config["PLAYER_QUEUE_LIMIT"],
+                               timeout=app.config["GENERATION_TIMEOUT"])
     images.start()
     app.extensions["images"] = images
-    api.init_app(app, images, app.config["MODEL"], app.config["SDAPI_AUTH"],
-                 flags={k.lower(): v for k, v in app.config.items() if k in {x.key for x in SETTINGS}})
 
-    from game import admin
-    from game import play
 
-    app.register_blueprint(play.bp)
-    app.register_blueprint(admin.bp)
-    app.register_error_handler(404, _error_page)
-    app.register_error_handler(405, _error_page)
-    app.register_error_handler(500, _error_page)
-    return app
+class _SessionInterface(SecureCookieSessionInterface):
+    """The session cookie is marked Secure whenever the request came over https (the ngrok link)."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure or super().get_cookie_secure(app)
+
+
+SECURITY_HEADERS = {
+    # Only our own scripts and styles; pictures from us or inline data: URLs; no framing.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
+                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; "
+                               "object-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+def _harden(app: Flask) -> Limiter:
+    """Proxy headers (one hop, when sharing), Secure cookies on https, CSRF, per-client limits, security headers."""
+    behind_proxy = app.config["SHARE"] or app.config["BEHIND_PROXY"]
+    if behind_proxy:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    app.session_interface = _SessionInterface()
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # the admin blueprint checks; players' moves need no token
+    CSRFProtect(app)
+
+    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", headers_enabled=True,
+                      retry_after="delta-seconds")
+
+    @limiter.request_filter
+    def on_this_machine() -> bool:  # the person at this computer is never limited; friends through a proxy are
+        return not behind_proxy and request.remote_addr in ("127.0.0.1", "::1")
+
+    @app.after_request
+    def security_headers(response: Any) -> Any:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return limiter
 
 
 def _session_key(instance: Path) -> str:
@@ -185,6 +257,15 @@ def _error_page(error: Any) -> Any:
     as_json = api.json_error_for(request.path, code)
     if as_json is not None:
         return as_json
+    if code in (400, 413, 429):
+        title, message = {
+            400: ("Please try again", "This form has expired or was not sent by this site (the CSRF token is missing or "
+                  "old). Reload the page and try again." if isinstance(error, CSRFError) else "That request was not understood."),
+            413: ("Too large", "That request is too large."),
+            429: ("Slow down", "You are going a little fast: please wait a moment and try again."),
+        }[code]
+        template = "partials/notice.html" if request.headers.get("HX-Request") == "true" else "error.html"
+        return render_template(template, title=title, message=message), code
     if code == 500:
         logging.getLogger("lanternslide").error("unhandled error on %s", request.path, exc_info=error)
     titles = {404: "Not found", 405: "Not allowed", 500: "Something broke"}
@@ -228,8 +309,43 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(args)
     log.info("Lanternslide is up in %.2f s: open http://%s:%s/ in a browser", time.perf_counter() - started,
              "localhost" if args["HOST"] in ("127.0.0.1", "0.0.0.0") else args["HOST"], args["PORT"])
-    serve(app, host=args["HOST"], port=args["PORT"], threads=args["THREADS"], ident="Lanternslide")
+    tunnel = open_share(app, args["PORT"], args["NGROK_AUTHTOKEN"]) if args["SHARE"] else None
+    try:
+        serve(app, host=args["HOST"], port=args["PORT"], threads=args["THREADS"], ident="Lanternslide")
+    finally:
+        if tunnel is not None:
+            import ngrok
+
+            ngrok.disconnect(tunnel)
+            log.info("closed the public link %s", tunnel)
     return 0
+
+
+def open_share(app: Flask, port: int, token: str) -> str | None:
+    """Open an ngrok tunnel to ``port``; print its URL and a QR code.  On any problem, say what to do and
+    return None: the game keeps running locally either way.  The token is never logged."""
+    if not token:
+        log.error("Sharing needs a free ngrok account. Sign up at ngrok.com, copy your authtoken from the "
+                  "dashboard, then start again with NGROK_AUTHTOKEN=<token> python app.py --share "
+                  "(or --ngrok-authtoken). The game is running locally meanwhile.")
+        return None
+    try:
+        import ngrok
+
+        listener = ngrok.forward(f"127.0.0.1:{port}", authtoken=token)
+        url = listener.url()
+    except Exception as exc:  # noqa: BLE001 - any SDK failure is told to the user, without the token
+        log.error("Could not open the public link: %s. Check the authtoken and the internet connection; "
+                  "the game is running locally meanwhile.", str(exc).replace(token, "<token>"))
+        return None
+    app.extensions["share_url"] = url
+    import segno
+
+    log.info("Friends can play at %s", url)
+    segno.make(url, error="m").terminal(out=sys.stdout, compact=True)
+    sys.stdout.write(f"\n  Share this link with your friends: {url}\n\n")
+    sys.stdout.flush()
+    return url
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 HTMX = {"HX-Request": "true"}
+ADMIN_PASSWORD = "bench-admin"
 SECONDS = re.compile(r'class="final"[^>]*data-seconds="([0-9.]+)"')
 
 
@@ -48,7 +49,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.stories = workdir / "stories"
         shutil.copytree(ROOT / "stories", self.stories)
-        env = {**os.environ, **{f"LANTERNSLIDE_{k}": str(v) for k, v in settings.items()}}
+        env = {**os.environ, "LANTERNSLIDE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+               **{f"LANTERNSLIDE_{k}": str(v) for k, v in settings.items()}}
         command = [sys.executable, str(ROOT / "app.py"), "--port", str(self.port), "--model", args.model,
                    "--device", args.device, "--max-size", str(args.max_size), "--stories", str(self.stories),
                    "--instance", str(workdir / "instance"), "--log-level", "warning"]
@@ -57,7 +59,7 @@ class Server:
         deadline = time.time() + 600
         while time.time() < deadline:
             try:
-                if requests.get(self.url + "/admin/status.json", timeout=5).json()["backend"]["state"] == "ready":
+                if self.status()["backend"]["state"] == "ready":
                     return
             except requests.ConnectionError:
                 time.sleep(0.2)
@@ -73,7 +75,7 @@ class Server:
         return name
 
     def status(self) -> dict:
-        return requests.get(self.url + "/admin/status.json", timeout=10).json()
+        return requests.get(self.url + "/admin/status.json", auth=("admin", ADMIN_PASSWORD), timeout=10).json()
 
     def idle(self) -> None:
         while True:

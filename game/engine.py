@@ -7,6 +7,8 @@ message a player can read.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,3 +119,34 @@ def resume_point(story: Story, state: PlayState | None) -> str:
             if slide_id in story.slides:
                 return slide_id
     return story.start
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """Where an anonymous player was last seen."""
+
+    player: str
+    story: str
+    slide: str
+    seen: float
+
+
+class Roster:
+    """Who is playing: each anonymous player's latest slide, for the admin page."""
+
+    def __init__(self, clock: Any = time.time):
+        self._clock = clock
+        self._seen: dict[str, Sighting] = {}
+        self._lock = threading.Lock()
+
+    def record(self, player: str, story: str, slide: str) -> None:
+        with self._lock:
+            self._seen[player] = Sighting(player, story, slide, self._clock())
+
+    def active(self, within: float = 900) -> list[Sighting]:
+        """Players seen in the last ``within`` seconds, most recent first (older ones are forgotten)."""
+        now = self._clock()
+        with self._lock:
+            for player in [p for p, s in self._seen.items() if now - s.seen > within]:
+                del self._seen[player]
+            return sorted(self._seen.values(), key=lambda s: s.seen, reverse=True)

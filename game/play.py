@@ -88,6 +88,7 @@ def show_slide(story: Story, state: PlayState, code: int = 200, notice: str | No
     headers = {"HX-Push-Url": url} if push else None
     picture = start_picture(story, slide.id)
     prefetch(story, slide.id)
+    current_app.extensions["players"].record(player_id(), story.slug, slide.id)
     return render("play/slide.html", "partials/slide.html", code, headers, story=story, slide=slide,
                   state=state, notice=notice, **picture)
 
@@ -103,6 +104,14 @@ def player_id() -> str:
     return session["player"]
 
 
+def client_key() -> str:
+    """Who to count a waiting picture against: the client's address; nobody for the person at this computer."""
+    config = current_app.config
+    if not (config["SHARE"] or config["BEHIND_PROXY"]) and request.remote_addr in ("127.0.0.1", "::1"):
+        return ""
+    return request.remote_addr or ""
+
+
 def slide_request(story: Story, slide_id: str) -> GenerationRequest:
     return compose(story, slide_id, current_app.extensions["backend"].count_tokens).request
 
@@ -110,9 +119,9 @@ def slide_request(story: Story, slide_id: str) -> GenerationRequest:
 def start_picture(story: Story, slide_id: str) -> dict[str, Any]:
     """Ask for the slide's picture at player priority: inline it when finished, else a frame that streams it."""
     try:
-        job = images().submit(slide_request(story, slide_id), PLAYER, player_id())
+        job = images().submit(slide_request(story, slide_id), PLAYER, player_id(), client_key())
     except QueueFull as exc:
-        return {"picture": "busy", "retry_after": exc.retry_after}
+        return {"picture": "busy", "retry_after": exc.retry_after, "mine": exc.mine}
     snap = images().snapshot(job)
     if snap.state == DONE:
         return {"picture": "ready", "frame": frame_context(snap)}
@@ -229,7 +238,7 @@ def stream(slug: str, slide_id: str) -> Response:
     if slide_id not in story.slides:
         abort(404)
     try:
-        job = images().submit(slide_request(story, slide_id), PLAYER, player_id())
+        job = images().submit(slide_request(story, slide_id), PLAYER, player_id(), client_key())
     except QueueFull as exc:
         return busy(story, slide_id, exc)
     template = current_app.jinja_env.get_template("partials/frame.html")
@@ -266,7 +275,7 @@ def busy(story: Story, slide_id: str, exc: QueueFull) -> Response:
     if not is_htmx():
         return Response(f"The painter is busy; try again in {exc.retry_after} s.", 503, headers, mimetype="text/plain")
     return render("partials/picture.html", "partials/picture.html", 503, headers, story=story,
-                  slide=story.slides[slide_id], picture="busy", retry_after=exc.retry_after)
+                  slide=story.slides[slide_id], picture="busy", retry_after=exc.retry_after, mine=exc.mine)
 
 
 @bp.get("/play/<slug>/<slide_id>/image")
@@ -285,7 +294,7 @@ def image(slug: str, slide_id: str) -> Response:
     if fmt not in ("webp", "png", "jpeg"):
         abort(400)
     try:
-        job = images().submit(slide_request(story, slide_id), PLAYER, player_id())
+        job = images().submit(slide_request(story, slide_id), PLAYER, player_id(), client_key())
     except QueueFull as exc:
         return busy(story, slide_id, exc)
     status = current_app.extensions["backend"].status()

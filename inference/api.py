@@ -92,8 +92,10 @@ class ApiError(Exception):
         self.status, self.detail, self.errors, self.headers = status, detail, errors, headers or {}
 
 
-def init_app(app: Flask, service: GenerationService, model: str, auth: str = "", flags: dict[str, Any] | None = None) -> None:
-    """Mount /sdapi/v1 on ``app`` over ``service``; ``auth`` is "user:pass[,user2:pass2]" (empty = open)."""
+def init_app(app: Flask, service: GenerationService, model: str, auth: str = "", flags: dict[str, Any] | None = None,
+             limit: Any = None) -> None:
+    """Mount /sdapi/v1 on ``app`` over ``service``; ``auth`` is "user:pass[,user2:pass2]" (empty = open);
+    ``limit`` is an optional rate-limit decorator applied to the whole blueprint."""
     title = model_title(model)
     credentials = {}
     for pair in filter(None, (auth or "").split(",")):
@@ -103,6 +105,8 @@ def init_app(app: Flask, service: GenerationService, model: str, auth: str = "",
         credentials[user] = password
     app.extensions["sdapi"] = ApiState(title, default_options(title), credentials, dict(flags or {}))
     app.extensions.setdefault("images", service)
+    if limit is not None:
+        limit(bp)
     app.register_blueprint(bp)
 
 

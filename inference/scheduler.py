@@ -35,11 +35,12 @@ QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed"
 
 
 class QueueFull(RuntimeError):
-    """Too many pictures are waiting; try again after ``retry_after`` seconds."""
+    """Too many pictures are waiting (in all, or for this client); try again after ``retry_after`` seconds."""
 
-    def __init__(self, retry_after: int):
-        super().__init__(f"the painter is busy: {retry_after} s")
+    def __init__(self, retry_after: int, mine: bool = False):
+        super().__init__(f"{'you have' if mine else 'the painter has'} too many pictures waiting: retry in {retry_after} s")
         self.retry_after = retry_after
+        self.mine = mine
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Job:
     hint: str = ""
     version: int = 0
     interest: set[str] = field(default_factory=set)
+    clients: set[str] = field(default_factory=set)
     created: float = field(default_factory=time.monotonic)
     started: float = 0.0
     from_cache: bool = False
@@ -100,16 +102,21 @@ class GenerationService:
         workers (`int`, *optional*, defaults to 1): backend calls in flight (1 for an in-process GPU).
         preview_every (`int`, *optional*, defaults to 2): steps between previews (0 = none).
         seconds_per_job (`float`, *optional*): first guess of a job's duration, for Retry-After.
+        max_per_client (`int`, *optional*): waiting pictures one client may have (0 = no cap; paint-ahead not counted).
+        timeout (`float`, *optional*): seconds after which a picture still painting is given up (0 = never).
     """
 
     def __init__(self, backend: Backend, cache: ImageCache, model: str, max_queue: int = 64, max_batch: int = 4,
-                 workers: int = 1, preview_every: int = 2, seconds_per_job: float = 5.0):
+                 workers: int = 1, preview_every: int = 2, seconds_per_job: float = 5.0, max_per_client: int = 0,
+                 timeout: float = 0):
         self.backend = backend
         self.cache = cache
         self.model = model
         self.max_queue = max_queue
         self.max_batch = max_batch
         self.preview_every = preview_every
+        self.max_per_client = max_per_client
+        self.timeout = timeout
         self._jobs: dict[str, Job] = {}
         self._queue: list[Job] = []
         self._cond = threading.Condition()
@@ -136,7 +143,7 @@ class GenerationService:
     def key(self, request: GenerationRequest) -> str:
         return request.cache_key(self.model)
 
-    def submit(self, request: GenerationRequest, priority: int = PLAYER, who: str = "") -> Job | None:
+    def submit(self, request: GenerationRequest, priority: int = PLAYER, who: str = "", client: str = "") -> Job | None:
         """Return the job for ``request``: from the cache, joined if already queued or running, or new.
 
         A player or admin past the queue bound gets `QueueFull`; a prefetch past it gets None (it is optional).
@@ -150,6 +157,8 @@ class GenerationService:
                 self.counters["cache_hits" if job.state == DONE else "coalesced"] += 1
                 if who:
                     job.interest.add(who)
+                if client:
+                    job.clients.add(client)
                 if priority < job.priority:  # promoted: someone now waits for what was a prefetch
                     if job.priority == PREFETCH and not job.from_cache:
                         self.counters["prefetch_used"] += 1
@@ -167,12 +176,17 @@ class GenerationService:
             if key in self._jobs and self._jobs[key].state in (QUEUED, RUNNING):  # raced with another submitter
                 self.counters["coalesced"] += 1
                 return self._jobs[key]
+            if client and priority != PREFETCH and self.max_per_client and sum(
+                    1 for j in self._queue if client in j.clients and j.priority != PREFETCH) >= self.max_per_client:
+                self.counters["rejected"] += 1
+                raise QueueFull(self.retry_after(), mine=True)
             if len(self._queue) >= self.max_queue and not self._make_room(priority):
                 self.counters["rejected"] += 1
                 if priority == PREFETCH:
                     return None
                 raise QueueFull(self.retry_after())
-            job = Job(key, request, priority, next(self._seq), interest={who} if who else set())
+            job = Job(key, request, priority, next(self._seq), interest={who} if who else set(),
+                      clients={client} if client else set())
             if priority == PREFETCH:
                 self.counters["prefetched"] += 1
             self._jobs[key] = job
@@ -327,6 +341,8 @@ class GenerationService:
                             frame, job.request.width, job.request.height)
                     self._changed(job)
                 stop = self._closed or all(job.stop for job in batch)
+            if self.timeout and time.monotonic() - started > self.timeout:
+                raise TimeoutError(f"The picture took longer than {self.timeout:g} s and was given up.")
             if stop:
                 raise GenerationCancelled("interrupted")
 
@@ -334,6 +350,9 @@ class GenerationService:
             results = self.backend.generate([job.request for job in batch], on_step)
         except BackendUnavailable as exc:
             self._fail(batch, exc.status.message, exc.status.hint)
+            return
+        except TimeoutError as exc:
+            self._fail(batch, str(exc), "The painter may be overloaded; try again in a moment.")
             return
         except GenerationCancelled:
             with self._cond:

@@ -89,6 +89,7 @@ def client(app):
 
 
 HTMX = {"HX-Request": "true"}
+ADMIN_PASSWORD = "test-admin-password"
 
 
 def free_port() -> int:
@@ -104,7 +105,7 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "server.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "LANTERNSLIDE_ADMIN_PASSWORD": ADMIN_PASSWORD}
         stories = workdir / "stories"
         shutil.copytree(STORIES, stories)
         self.started = time.perf_counter()
@@ -115,13 +116,16 @@ class LiveServer:
         )
         self.first_page_seconds = self._wait_for("/", lambda r: r.status_code == 200)
 
+    def status(self) -> dict:
+        return requests.get(self.url + "/admin/status.json", auth=("admin", ADMIN_PASSWORD), timeout=10).json()
+
     def _wait_for(self, path: str, ok, timeout: float = 120) -> float:
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
             try:
-                if ok(requests.get(self.url + path, timeout=5, headers=HTMX)):
+                if ok(requests.get(self.url + path, timeout=5, headers=HTMX, auth=("admin", ADMIN_PASSWORD))):
                     return time.perf_counter() - self.started
             except requests.ConnectionError:
                 pass
@@ -135,7 +139,7 @@ class LiveServer:
         """Wait until nothing is queued or being painted; return the status."""
         deadline = time.perf_counter() + 120
         while time.perf_counter() < deadline:
-            status = requests.get(self.url + "/admin/status.json", timeout=10).json()
+            status = self.status()
             if status["queued"] == 0 and not status["running"]:
                 return status
             time.sleep(0.1)

@@ -4,6 +4,7 @@ import threading
 
 import requests
 
+from tests.conftest import ADMIN_PASSWORD
 from tests.conftest import HTMX
 
 
@@ -38,7 +39,7 @@ def test_events_arrive_in_order_and_each_is_flushed_at_once(live_server):
         events = read_events(response)
         first = next(events)
         # The first frame reached us while the painter was still at work: the server did not hold it back.
-        status = requests.get(live_server.url + "/admin/status.json", timeout=10).json()
+        status = live_server.status()
         assert status["running"] or status["queued"], status
         rest = list(events)
     frames = [first] + rest
@@ -81,7 +82,8 @@ def test_sixteen_open_streams_do_not_starve_pages(live_server):
         thread.start()
     opened.wait(60)  # all 16 streams are open and waiting for their pictures
     for path in ("/", "/play/lighthouse/shore", "/play/night-train/corridor", "/admin/status.json"):
-        assert requests.get(live_server.url + path, timeout=30, headers=HTMX).status_code == 200
+        response = requests.get(live_server.url + path, timeout=30, headers=HTMX, auth=("admin", ADMIN_PASSWORD))
+        assert response.status_code == 200
     for thread in threads:
         thread.join(180)
     assert finished == ["done"] * 16
