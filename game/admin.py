@@ -36,8 +36,10 @@ FAILED_LOGIN_DELAY = 1.0  # seconds each wrong password costs
 def init_app(app: Flask, limiter: Any) -> None:
     """Set up the admin password, the login rate limit, and mount the admin pages."""
     app.extensions["admin_password"] = _password_hash(app)
-    limiter.limit("10 per minute", methods=["POST"])(login)
     app.register_blueprint(bp)
+    # Flask-Limiter checks a view's own limit inside the wrapper it returns, so the wrapper must be the view.
+    endpoint = f"{bp.name}.{login.__name__}"
+    app.view_functions[endpoint] = limiter.limit("10 per minute", methods=["POST"])(app.view_functions[endpoint])
 
 
 def _password_hash(app: Flask) -> str:

@@ -77,3 +77,64 @@ def test_readme_documents_every_setting():
     for setting in SETTINGS:
         assert f"`{setting.flag}`" in readme or f"`{setting.flag} /" in readme or f"`{setting.flag}` /" in readme, setting.flag
         assert setting.env in readme
+
+
+def test_security_headers_on_every_page(client):
+    for path in ("/", "/play/lighthouse/shore", "/no-such-page", "/static/css/lanternslide.css"):
+        headers = client.get(path).headers
+        csp = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "img-src 'self' data:" in csp and "frame-ancestors 'none'" in csp
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "same-origin"
+
+
+def test_session_cookie_is_secure_only_over_https_through_the_proxy(make_app):
+    client = make_app(BEHIND_PROXY=True).test_client()
+    assert "Secure" in client.get("/play/lighthouse/shore", headers={"X-Forwarded-Proto": "https"}).headers["Set-Cookie"]
+    plain = make_app(BEHIND_PROXY=True).test_client()
+    assert "Secure" not in plain.get("/play/lighthouse/shore").headers["Set-Cookie"]
+
+
+def test_friends_are_rate_limited_with_a_friendly_message(make_app):
+    client = make_app(BEHIND_PROXY=True, RATE_LIMIT="3 per minute").test_client()
+    friend = {"X-Forwarded-For": "198.51.100.7"}
+    codes = [client.get("/play/lighthouse/shore", headers=friend).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    response = client.get("/play/lighthouse/shore", headers={**friend, **HTMX})
+    assert "You are going a little fast" in response.get_data(as_text=True)
+    assert client.get("/play/lighthouse/shore", headers={"X-Forwarded-For": "198.51.100.8"}).status_code == 200
+    assert make_app(RATE_LIMIT="1 per minute").test_client().get("/").status_code == 200  # this computer: exempt
+
+
+def test_each_friend_may_have_only_a_few_pictures_waiting(make_app):
+    from inference.diffusers_backend import DiffusersBackend
+
+    waiting = DiffusersBackend("/never/started", device="cpu")  # nothing gets painted: pictures stay queued
+    app = make_app(BACKEND_INSTANCE=waiting, BEHIND_PROXY=True, PLAYER_QUEUE_LIMIT=2)
+    client = app.test_client()
+    friend = {"X-Forwarded-For": "198.51.100.7"}
+    for slide in ("shore", "wreckage"):
+        assert "sse-connect" in client.get(f"/play/lighthouse/{slide}", headers=friend).get_data(as_text=True)
+    html = client.get("/play/lighthouse/log", headers=friend).get_data(as_text=True)
+    assert "You have several pictures waiting already" in html
+    response = client.get("/play/lighthouse/log/image", headers={**friend, **HTMX})
+    assert response.status_code == 503 and int(response.headers["Retry-After"]) >= 1
+    other = {"X-Forwarded-For": "198.51.100.8"}
+    assert "sse-connect" in client.get("/play/lighthouse/log", headers=other).get_data(as_text=True)
+
+
+def test_hostile_input_is_refused_or_escaped(client, stories_dir):
+    assert client.post("/play/lighthouse/shore", data={"choice": "1" * (2 * 1024 * 1024)}).status_code == 413
+    for path in ("/play/..%2F..%2Fetc%2Fpasswd/x", "/play/../../etc/passwd", "/play/%2e%2e/shore/image"):
+        assert client.get(path).status_code == 404
+    story = stories_dir / "lighthouse.yaml"
+    story.write_text(story.read_text().replace(
+        'image: "a rocky shore at night,', 'image: "\\"><script>alert(1)</script> a rocky shore at night,'))
+    html = client.get("/play/lighthouse/shore").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in html
+
+
+def test_oversized_headers_are_refused_by_the_server(live_server):
+    response = requests.get(live_server.url + "/", headers={"X-Big": "x" * 300_000}, timeout=30)
+    assert response.status_code in (400, 431)
+    assert requests.get(live_server.url + "/", timeout=30).status_code == 200
