@@ -66,6 +66,7 @@ class Job:
     started: float = 0.0
     from_cache: bool = False
     stop: bool = False
+    preempted: bool = False
 
     @property
     def finished(self) -> bool:
@@ -126,7 +127,8 @@ class GenerationService:
         self._seconds_per_job = seconds_per_job
         self._running_batches: list[list[str]] = []
         self.counters = {"submitted": 0, "coalesced": 0, "cache_hits": 0, "generated": 0, "failed": 0,
-                         "cancelled": 0, "rejected": 0, "batches": 0, "prefetched": 0, "prefetch_used": 0}
+                         "cancelled": 0, "rejected": 0, "batches": 0, "prefetched": 0, "prefetch_used": 0,
+                         "preempted": 0}
         self._threads = [threading.Thread(target=self._work, name=f"painter-{i}", daemon=True) for i in range(workers)]
 
     def start(self) -> None:
@@ -164,6 +166,8 @@ class GenerationService:
                         self.counters["prefetch_used"] += 1
                     job.priority = priority
                     self._changed(job)
+                    if job.state == QUEUED:
+                        self._preempt_for(job)
                 return job
         cached = self.cache.get(key)
         with self._cond:
@@ -191,6 +195,8 @@ class GenerationService:
                 self.counters["prefetched"] += 1
             self._jobs[key] = job
             self._queue.append(job)
+            if priority != PREFETCH:
+                self._preempt_for(job)
             self._cond.notify_all()
             return job
 
@@ -341,6 +347,9 @@ class GenerationService:
                             frame, job.request.width, job.request.height)
                     self._changed(job)
                 stop = self._closed or all(job.stop for job in batch)
+                preempt = all(job.preempted and job.priority == PREFETCH for job in batch)
+            if preempt:
+                raise GenerationCancelled("preempted")
             if self.timeout and time.monotonic() - started > self.timeout:
                 raise TimeoutError(f"The picture took longer than {self.timeout:g} s and was given up.")
             if stop:
@@ -356,6 +365,13 @@ class GenerationService:
             return
         except GenerationCancelled:
             with self._cond:
+                if all(job.preempted for job in batch) and not self._closed:
+                    for job in batch:  # paint-ahead gave way to a waiting player: back in the queue as it was
+                        job.state, job.step, job.preview, job.preempted = QUEUED, 0, None, False
+                        self._queue.append(job)
+                        self._changed(job)
+                    self.counters["preempted"] += len(batch)
+                    return
                 for job in batch:
                     job.state, job.error = CANCELLED, "interrupted"
                     self.counters["cancelled"] += 1
@@ -395,6 +411,14 @@ class GenerationService:
             del self._jobs[key]
 
     # -- telling how it goes ---------------------------------------------------------------------------------
+
+    def _preempt_for(self, job: Job) -> None:
+        """Someone now waits for ``job``: stop a batch that is only paint-ahead; it goes back to the queue."""
+        for keys in self._running_batches:
+            running = [self._jobs[k] for k in keys if k in self._jobs]
+            if running and job not in running and all(j.priority == PREFETCH for j in running):
+                for other in running:
+                    other.preempted = True
 
     def _make_room(self, priority: int) -> bool:
         """Drop the newest queued prefetch to let a more urgent job in; True if room was made."""

@@ -213,3 +213,40 @@ def test_stats_report_times_and_depths(service_factory):
     assert stats["generation_seconds"]["p95"] > 0
     assert stats["queued"] == 0
     assert stats["backend"]["state"] == "ready"
+
+
+def test_a_waiting_player_preempts_a_batch_of_paint_ahead_which_is_painted_later(service_factory):
+    service, gated = service_factory()
+    ahead = service.submit(BASE.replace(prompt="painted ahead", steps=150), PREFETCH)
+    snap = service.snapshot(ahead)
+    while not (snap.state == "running" and snap.step >= 2):
+        snap = service.follow(ahead, snap.version, 30)
+    player = service.submit(BASE.replace(prompt="the player waits"), PLAYER)
+    assert wait_done(service, player).state == DONE
+    assert service.snapshot(ahead).state in ("queued", "running")  # not lost: back in line
+    assert wait_done(service, ahead).state == DONE
+    assert [call[0] for call in gated.calls] == ["painted ahead", "the player waits", "painted ahead"]
+    assert service.stats()["counters"]["preempted"] == 1
+
+
+def test_a_player_waiting_for_the_picture_being_painted_ahead_does_not_stop_it(service_factory):
+    service, gated = service_factory()
+    ahead = service.submit(BASE.replace(prompt="chosen", steps=60), PREFETCH)
+    snap = service.snapshot(ahead)
+    while not (snap.state == "running" and snap.step >= 1):
+        snap = service.follow(ahead, snap.version, 30)
+    assert service.submit(BASE.replace(prompt="chosen", steps=60), PLAYER) is ahead
+    assert wait_done(service, ahead).state == DONE
+    assert len(gated.calls) == 1 and service.stats()["counters"]["preempted"] == 0
+
+
+def test_a_picture_that_takes_too_long_is_given_up(backend, tmp_path):
+    service = GenerationService(backend, ImageCache(tmp_path / "c"), "tiny", timeout=0.05)
+    service.start()
+    try:
+        snap = wait_done(service, service.submit(BASE.replace(steps=150), PLAYER))
+        assert snap.state == FAILED
+        assert "took longer than 0.05 s" in snap.error
+        assert wait_done(service, service.submit(BASE.replace(steps=150, seed=2), PLAYER)).state == FAILED
+    finally:
+        service.close()
