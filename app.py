@@ -85,6 +85,9 @@ SETTINGS = (
             choices=("auto", "fp16", "bf16", "fp32")),
     Setting("MODEL_CONFIG", "auto", "architecture of a single checkpoint file: auto, sd21-base or sd21-v",
             choices=("auto", "sd21-base", "sd21-v")),
+    Setting("OPTIMIZE", "auto", "speed-ups of the in-process model: auto (channels_last on CUDA), none, channels_last, "
+            "or compile (torch.compile in the background at start; cached in the instance folder)",
+            choices=("auto", "none", "channels_last", "compile")),
     Setting("MAX_SIZE", 0, "paint pictures with their longer side at most this many pixels (0 = as the story asks);"
             " 256 makes CPU drafts bearable", int),
     Setting("OFFLINE", False, "never contact the Hugging Face hub (use cached or local weights only)", _flag),
@@ -181,6 +184,8 @@ def _init_images(app: Flask) -> None:
         max_size=app.config["MAX_SIZE"],
         offline=app.config["OFFLINE"],
         cache_dir=app.config["HF_CACHE"] or None,
+        optimize=app.config["OPTIMIZE"],
+        compile_cache=str(Path(app.instance_path) / "inductor"),
     ))
     if app.config.get("BACKEND_INSTANCE") is None:
         backend.start()

@@ -108,6 +108,8 @@ class BackendSettings:
     cache_dir: str | None = None
     api_url: str = ""
     api_auth: str = ""
+    optimize: str = "auto"
+    compile_cache: str | None = None
 
 
 def create_backend(settings: BackendSettings) -> Backend:
@@ -123,6 +125,8 @@ def create_backend(settings: BackendSettings) -> Backend:
             max_size=settings.max_size,
             offline=settings.offline,
             cache_dir=settings.cache_dir,
+            optimize=settings.optimize,
+            compile_cache=settings.compile_cache,
         )
     if settings.kind == "remote":
         from inference.remote import RemoteBackend

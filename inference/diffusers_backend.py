@@ -46,6 +46,10 @@ CONFIGS_DIR = Path(__file__).parent / "configs"
 SINGLE_FILE_CONFIGS = {"sd21-base": "SD 2.1-base (512, epsilon)", "sd21-v": "SD 2.1 (768, v-prediction)"}
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+# Speed-ups, cumulative: channels_last memory layout for the UNet and VAE; then torch.compile of the UNet and the
+# VAE decoder.  "auto" is channels_last on CUDA (safe everywhere) and none elsewhere; compile is opt-in until GPU
+# figures (bench/gpu.py) show it wins on the hardware at hand.
+OPTIMIZATIONS = ("none", "channels_last", "compile")
 MAX_BATCH = 8
 # A key of the SD 2.x UNet's first cross-attention in the original (LDM) layout; its width tells SD 1 from SD 2.
 _CONTEXT_KEY = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
@@ -65,6 +69,10 @@ class DiffusersBackend:
             most this many pixels (reported in each result's info); 0 paints the requested size.
         offline (`bool`, *optional*): never contact the Hugging Face hub.
         cache_dir (`str`, *optional*): where hub downloads are kept.
+        optimize (`str`, *optional*, defaults to ``"auto"``): ``none``, ``channels_last`` or ``compile`` (channels_last
+            plus torch.compile of the UNet and VAE decoder, compiled in the background before the model is ready).
+        compile_cache (`str`, *optional*): folder for torch.compile's inductor cache, so a restart does not recompile.
+        warmup_size (`tuple`, *optional*): (width, height) compiled for at start; keep slide sizes fixed.
     """
 
     def __init__(
@@ -76,9 +84,14 @@ class DiffusersBackend:
         max_size: int = 0,
         offline: bool = False,
         cache_dir: str | None = None,
+        optimize: str = "auto",
+        compile_cache: str | None = None,
+        warmup_size: tuple[int, int] = (512, 512),
     ):
         if dtype not in ("auto", *DTYPES):
             raise ValueError(f"dtype: unknown value {dtype!r}; valid: auto, {', '.join(DTYPES)}")
+        if optimize not in ("auto", *OPTIMIZATIONS):
+            raise ValueError(f"optimize: unknown value {optimize!r}; valid: auto, {', '.join(OPTIMIZATIONS)}")
         if model_config not in ("auto", *SINGLE_FILE_CONFIGS):
             raise ValueError(f"model_config: unknown value {model_config!r}; valid: auto, {', '.join(SINGLE_FILE_CONFIGS)}")
         self.model = model
@@ -88,6 +101,10 @@ class DiffusersBackend:
         self.max_size = max_size
         self.offline = offline
         self.cache_dir = cache_dir
+        self.optimize = optimize
+        self.compile_cache = compile_cache
+        self.warmup_size = warmup_size
+        self.optimization = "none"
         self._status = BackendStatus(LOADING, "The image engine has not started yet.")
         self._settled = threading.Event()
         self._generate_lock = threading.Lock()
@@ -130,6 +147,11 @@ class DiffusersBackend:
         started = time.perf_counter()
         try:
             self._status = BackendStatus(LOADING, "Starting the image engine (importing PyTorch and diffusers)…")
+            if self.optimize == "compile" and self.compile_cache and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+                # set before torch looks: inductor fixes its cache folder the first time it is asked for it, and
+                # a cache in the instance folder lets a restart reuse the compiled kernels
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = self.compile_cache
+                os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
             import torch
 
             self._torch = torch
@@ -139,11 +161,13 @@ class DiffusersBackend:
             pipe = pipe.to(device)
             pipe.set_progress_bar_config(disable=True)
             self._base_scheduler = pipe.scheduler.config
+            self.optimization = self._optimize(torch, pipe, device)
             # A private tokenizer for counting: a fast tokenizer's padding/truncation settings are shared state,
             # and counting from web threads while the painter encodes a prompt would change them mid-call.
             self._counter = copy.deepcopy(pipe.tokenizer)
             self._pipe = pipe
-            self._status = BackendStatus(READY, f"Ready: {self.model} on {device} ({str(dtype).split('.')[-1]}).")
+            self._status = BackendStatus(READY, f"Ready: {self.model} on {device} ({str(dtype).split('.')[-1]}, "
+                                         f"optimized: {self.optimization}).")
             log.info("image model ready in %.1f s: %s on %s", time.perf_counter() - started, self.model, device)
         except Exception as exc:  # noqa: BLE001 - any load failure becomes a status the pages can show
             self._status = explain_load_failure(self.model, exc, self.offline)
@@ -151,6 +175,25 @@ class DiffusersBackend:
             log.debug("load failure", exc_info=True)
         finally:
             self._settled.set()
+
+    def _optimize(self, torch: Any, pipe: Any, device: str) -> str:
+        """Apply the speed-ups asked for; return the level in effect."""
+        level = self.optimize if self.optimize != "auto" else ("channels_last" if device.startswith("cuda") else "none")
+        if level in ("channels_last", "compile"):
+            pipe.unet.to(memory_format=torch.channels_last)
+            pipe.vae.to(memory_format=torch.channels_last)
+        if level == "compile":
+            self._status = BackendStatus(LOADING, "Compiling the model for speed (the first start takes a few minutes; "
+                                                  "later starts reuse the compiled code)…")
+            started = time.perf_counter()
+            pipe.unet = torch.compile(pipe.unet)
+            pipe.vae.decode = torch.compile(pipe.vae.decode)
+            width, height = self.warmup_size
+            with torch.inference_mode():
+                pipe(prompt="warm up", width=width, height=height, num_inference_steps=2,
+                     generator=torch.Generator("cpu").manual_seed(0), output_type="pil")
+            log.info("compiled the model in %.1f s", time.perf_counter() - started)
+        return level
 
     def _load_pipeline(self, torch: Any, dtype: Any) -> Any:
         from diffusers import StableDiffusionPipeline

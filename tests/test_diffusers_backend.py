@@ -210,3 +210,27 @@ def test_shipped_configs_describe_the_real_sd21_architectures(config, unet_param
     assert round(sum(p.numel() for p in vae.decoder.parameters()) / 1e6, 1) == 49.5
     scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler["prediction_type"] == prediction
+
+
+@pytest.mark.parametrize("level", ["none", "channels_last", "compile"])
+def test_every_optimization_runs_and_keeps_size_determinism_and_the_picture(tiny_model, tmp_path, backend, level,
+                                                                            monkeypatch):
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)  # earlier tests in this process set inductor's default
+    engine = DiffusersBackend(str(tiny_model), device="cpu", optimize=level, compile_cache=str(tmp_path / "inductor"),
+                              warmup_size=(64, 64))
+    engine.start()
+    status = engine.wait(900)
+    assert status.ready, status
+    assert f"optimized: {level}" in status.message
+    first, second = (np.asarray(engine.generate([REQUEST])[0].image).astype(int) for _ in range(2))
+    assert first.shape == (64, 64, 3)
+    assert np.array_equal(first, second)
+    assert np.abs(first - pixels(backend, REQUEST)).max() <= 3  # the same picture as without the speed-up
+    if level == "compile":
+        assert any((tmp_path / "inductor").rglob("*"))  # compiled code is cached for the next start
+    engine.close()
+
+
+def test_an_unknown_optimization_is_named():
+    with pytest.raises(ValueError, match="optimize: unknown value 'turbo'; valid: auto, none, channels_last, compile"):
+        DiffusersBackend("x", optimize="turbo")

@@ -47,6 +47,7 @@ def build_tiny_pipeline(out_dir: str | Path, prediction_type: str = "epsilon") -
         beta_schedule="scaled_linear",
         clip_sample=False,
         set_alpha_to_one=False,
+        steps_offset=1,
         prediction_type=prediction_type,
     )
     torch.manual_seed(0)
