@@ -151,7 +151,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.secret_key = _session_key(Path(app.instance_path))
     # 2. The stories, the players, and the image service in front of the backend.
-    app.extensions["stories"] = StoryLibrary(app.config["STORIES"])
+    app.extensions["stories"] = StoryLibrary(app.config["STORIES"], Path(app.instance_path) / "revisions")
     app.extensions["players"] = Roster()
     _init_images(app)
     # 3. What a public link needs: the proxy's headers, secure cookies, CSRF, rate limits, security headers.

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
+import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,38 @@ class StoryNotFound(LookupError):
     def __init__(self, slug: str):
         super().__init__(f"no story called '{slug}'")
         self.slug = slug
+
+
+class StaleRevision(RuntimeError):
+    """A save was based on an older revision than the one on disk; nothing was written."""
+
+    def __init__(self, slug: str, current: str, text: str):
+        super().__init__(f"story '{slug}' was changed elsewhere (now at revision {current}); your save was not written")
+        self.current = current
+        self.text = text
+
+
+class StoryExists(RuntimeError):
+    """A story with this slug already exists."""
+
+
+class InvalidStory(ValueError):
+    """The text is not a playable story; ``problems`` says why (nothing was written)."""
+
+    def __init__(self, problems: tuple[Problem, ...]):
+        super().__init__("\n".join(str(p) for p in problems if p.severity == "error"))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Revision:
+    """An earlier version of a story file, kept when it was replaced or deleted."""
+
+    id: str
+    slug: str
+    saved: float
+    revision: str
+    path: Path
 
 
 class StoryBroken(RuntimeError):
@@ -78,10 +113,13 @@ def check_slug(slug: str) -> str:
 class StoryLibrary:
     """The stories in one folder."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, revisions: str | Path | None = None, keep: int = 50):
         self.folder = Path(folder)
+        self.revisions_folder = Path(revisions) if revisions else self.folder / ".revisions"
+        self.keep = keep
         self._cache: dict[str, tuple[tuple[int, int], StoryEntry]] = {}
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
 
     def entries(self) -> list[StoryEntry]:
         """Every story file, playable ones first, then by title."""
@@ -127,7 +165,7 @@ class StoryLibrary:
         if cached and cached[0] == stamp:
             return cached[1]
         data = path.read_bytes()
-        revision = hashlib.sha256(data).hexdigest()[:12]
+        revision = _revision(data)
         source = f"{self.folder.name}/{path.name}"
         try:
             text = data.decode("utf-8")
@@ -141,3 +179,117 @@ class StoryLibrary:
         with self._lock:
             self._cache[slug] = (stamp, entry)
         return entry
+
+    # -- changing stories: atomic, checked against the revision the edit started from, old versions kept ---------
+
+    def text(self, slug: str) -> tuple[str, str]:
+        """The file's text and its revision."""
+        entry = self.entry(slug)
+        return entry.path.read_text(encoding="utf-8"), entry.revision
+
+    def check(self, slug: str, text: str) -> StoryEntry:
+        """Validate ``text`` as story ``slug`` without writing it; raise `InvalidStory` with every problem."""
+        source = f"{self.folder.name}/{slug}{SUFFIX}"
+        try:
+            story = load_story(text, source, slug)
+        except StoryError as exc:
+            raise InvalidStory(tuple(exc.problems)) from None
+        return StoryEntry(slug, self.path(slug), _revision(text.encode("utf-8")), story, story.warnings)
+
+    def save(self, slug: str, text: str, base_revision: str | None) -> StoryEntry:
+        """Replace (or create, with ``base_revision`` None) a story; refuse a stale base or an invalid story."""
+        self.check(slug, text)
+        path = self.path(slug)
+        with self._write_lock:
+            exists = path.exists()
+            if exists:
+                current_text = path.read_text(encoding="utf-8")
+                current = _revision(current_text.encode("utf-8"))
+                if base_revision != current:
+                    raise StaleRevision(slug, current, current_text)
+                self._keep(slug, current_text)
+            elif base_revision is not None:
+                raise StoryNotFound(slug)
+            _write_atomic(path, text)
+        return self.entry(slug)
+
+    def create(self, slug: str, text: str) -> StoryEntry:
+        if self.path(slug).exists():
+            raise StoryExists(f"a story called '{slug}' exists already")
+        return self.save(slug, text, None)
+
+    def delete(self, slug: str, base_revision: str) -> Revision:
+        """Remove a story, keeping it among its revisions so it can be restored."""
+        path = self.path(slug)
+        with self._write_lock:
+            if not path.exists():
+                raise StoryNotFound(slug)
+            current_text = path.read_text(encoding="utf-8")
+            if _revision(current_text.encode("utf-8")) != base_revision:
+                raise StaleRevision(slug, _revision(current_text.encode("utf-8")), current_text)
+            kept = self._keep(slug, current_text)
+            path.unlink()
+        self._read(slug)
+        return kept
+
+    def rename(self, slug: str, new_slug: str, base_revision: str) -> StoryEntry:
+        text, _ = self.text(slug)
+        entry = self.create(check_slug(new_slug), text)
+        self.delete(slug, base_revision)
+        return entry
+
+    def duplicate(self, slug: str, new_slug: str) -> StoryEntry:
+        text, _ = self.text(slug)
+        return self.create(check_slug(new_slug), text)
+
+    def revisions(self, slug: str) -> list[Revision]:
+        """Kept versions of a story, newest first (deleted stories included)."""
+        folder = self.revisions_folder / check_slug(slug)
+        found = []
+        for path in folder.glob(f"*{SUFFIX}") if folder.is_dir() else []:
+            stamp, _, revision = path.stem.partition("-")
+            found.append(Revision(path.stem, slug, int(stamp) / 1000, revision, path))
+        return sorted(found, key=lambda r: r.id, reverse=True)
+
+    def revision_text(self, slug: str, revision_id: str) -> str:
+        for revision in self.revisions(slug):
+            if revision.id == revision_id:
+                return revision.path.read_text(encoding="utf-8")
+        raise StoryNotFound(f"{slug}@{revision_id}")
+
+    def restore(self, slug: str, revision_id: str) -> StoryEntry:
+        """Make a kept revision the current story again (the version it replaces is kept too)."""
+        text = self.revision_text(slug, revision_id)
+        path = self.path(slug)
+        current = _revision(path.read_bytes()) if path.exists() else None
+        return self.save(slug, text, current)
+
+    def _keep(self, slug: str, text: str) -> Revision:
+        folder = self.revisions_folder / slug
+        folder.mkdir(parents=True, exist_ok=True)
+        revision = _revision(text.encode("utf-8"))
+        stamp = int(time.time() * 1000)
+        path = folder / f"{stamp:013d}-{revision}{SUFFIX}"
+        _write_atomic(path, text)
+        for old in sorted(folder.glob(f"*{SUFFIX}"))[: -self.keep]:
+            old.unlink()
+        return Revision(path.stem, slug, stamp / 1000, revision, path)
+
+
+def _revision(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` and rename it over: readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

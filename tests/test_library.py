@@ -6,6 +6,9 @@ import pytest
 
 from game.library import StoryBroken
 from game.library import StoryLibrary
+from game.library import InvalidStory
+from game.library import StaleRevision
+from game.library import StoryExists
 from game.library import StoryNotFound
 
 
@@ -55,3 +58,64 @@ def test_bad_or_unknown_slugs_are_not_found(stories_dir, slug):
 
 def test_a_missing_folder_lists_nothing(tmp_path):
     assert StoryLibrary(tmp_path / "nope").entries() == []
+
+
+def edited(text, old="title: The Lighthouse Keeper", new="title: The Lamp"):
+    assert old in text
+    return text.replace(old, new)
+
+
+def test_save_is_checked_against_the_revision_it_started_from(stories_dir, tmp_path):
+    library = StoryLibrary(stories_dir, tmp_path / "revisions")
+    text, revision = library.text("lighthouse")
+    saved = library.save("lighthouse", edited(text), revision)
+    assert saved.title == "The Lamp"
+    assert "# The Lighthouse Keeper" in (stories_dir / "lighthouse.yaml").read_text()  # comments kept as written
+    with pytest.raises(StaleRevision) as info:  # a second tab still holds the old revision
+        library.save("lighthouse", edited(text, new="title: Other"), revision)
+    assert info.value.current == saved.revision
+    assert "title: The Lamp" in info.value.text  # both versions can be shown
+    assert library.get("lighthouse").title == "The Lamp"
+
+
+def test_an_invalid_story_is_not_saved(stories_dir, tmp_path):
+    library = StoryLibrary(stories_dir, tmp_path / "revisions")
+    text, revision = library.text("lighthouse")
+    with pytest.raises(InvalidStory) as info:
+        library.save("lighthouse", text.replace("        to: cliff_path\n", "        to: cliff_pth\n", 1), revision)
+    assert "goes to 'cliff_pth', which is not a slide (did you mean 'cliff_path'?)" in str(info.value)
+    assert library.text("lighthouse") == (text, revision)
+
+
+def test_every_save_keeps_the_previous_revision_which_can_be_restored(stories_dir, tmp_path):
+    library = StoryLibrary(stories_dir, tmp_path / "revisions")
+    text, first = library.text("lighthouse")
+    second = library.save("lighthouse", edited(text), first).revision
+    library.save("lighthouse", edited(text, new="title: Third"), second)
+    kept = library.revisions("lighthouse")
+    assert [r.revision for r in kept] == [second, first]
+    library.restore("lighthouse", kept[-1].id)
+    assert library.text("lighthouse") == (text, first)
+    assert len(library.revisions("lighthouse")) == 3  # the replaced "Third" is kept too
+
+
+def test_create_duplicate_rename_and_delete_with_a_way_back(stories_dir, tmp_path):
+    library = StoryLibrary(stories_dir, tmp_path / "revisions")
+    text, revision = library.text("lighthouse")
+    library.duplicate("lighthouse", "copy")
+    with pytest.raises(StoryExists):
+        library.create("copy", text)
+    renamed = library.rename("copy", "renamed", library.text("copy")[1])
+    assert renamed.slug == "renamed" and not (stories_dir / "copy.yaml").exists()
+    gone = library.delete("renamed", renamed.revision)
+    with pytest.raises(StoryNotFound):
+        library.get("renamed")
+    library.restore("renamed", gone.id)
+    assert library.get("renamed").title == "The Lighthouse Keeper"
+
+
+def test_writes_are_atomic_and_leave_no_temporary_files(stories_dir, tmp_path):
+    library = StoryLibrary(stories_dir, tmp_path / "revisions")
+    text, revision = library.text("lighthouse")
+    library.save("lighthouse", edited(text), revision)
+    assert sorted(p.name for p in stories_dir.iterdir()) == ["lighthouse.yaml", "night-train.yaml"]
