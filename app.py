@@ -166,6 +166,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                  flags={k.lower(): v for k, v in app.config.items() if k in {x.key for x in SETTINGS}},
                  limit=limiter.limit(app.config["RATE_LIMIT"]))
     admin.init_app(app, limiter)
+    app.add_template_filter(lambda seconds: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)), "timestamp")
     for code in (400, 404, 405, 413, 429, 500):
         app.register_error_handler(code, _error_page)
     return app

@@ -9,6 +9,7 @@ carries a CSRF token (Flask-WTF); failed sign-ins are slowed down and rate limit
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from functools import wraps
@@ -80,6 +81,17 @@ def admin_required(view: Any) -> Any:
     return wrapper
 
 
+@bp.errorhandler(LookupError)
+def not_found(exc: LookupError) -> ResponseReturnValue:
+    return flash_page("Not found", f"{exc}. It may have been renamed or deleted.", 404,
+                      [(url_for("admin.stories"), "Back to the stories")])
+
+
+@bp.errorhandler(RuntimeError)
+def broken(exc: RuntimeError) -> ResponseReturnValue:
+    return flash_page("Cannot do that", str(exc), 409, [(url_for("admin.stories"), "Back to the stories")])
+
+
 @bp.before_request
 def check_csrf() -> None:
     if request.method not in ("GET", "HEAD", "OPTIONS"):
@@ -136,3 +148,228 @@ def dashboard() -> dict[str, Any]:
 def status() -> ResponseReturnValue:
     """Queue depth per priority, running batches, cache hits and misses, generation times, prefetch hit rate."""
     return jsonify(current_app.extensions["images"].stats())
+
+
+# -- stories: list, create, upload, edit with live checks, revisions, download ------------------------------------
+
+NEW_STORY = """# {title}: a new story. Slides are described below; a slide without choices is an ending.
+title: {title}
+start: beginning
+style:
+  prompt: "storybook illustration, soft light, detailed"
+  negative_prompt: "text, watermark, lowres, blurry"
+  width: 512
+  height: 512
+  steps: 20
+  cfg_scale: 7
+  seed: {seed}
+characters: {{}}
+slides:
+  beginning:
+    text: |
+      The story begins here.
+    image: "a quiet landscape at dawn"
+    choices:
+      - text: Go on
+        to: next
+  next:
+    text: |
+      And here it ends, for now.
+    image: "a path disappearing into mist"
+"""
+
+
+def library() -> Any:
+    return current_app.extensions["stories"]
+
+
+def flash_page(title: str, message: str, code: int, links: list[tuple[str, str]]) -> ResponseReturnValue:
+    return render_template("error.html", title=title, message=message, links=links), code
+
+
+@bp.get("/stories")
+@admin_required
+def stories() -> ResponseReturnValue:
+    return render_template("admin/stories.html", entries=library().entries(), deleted=request.args.get("deleted"),
+                           revision=request.args.get("revision"))
+
+
+@bp.post("/stories")
+@admin_required
+def create_story() -> ResponseReturnValue:
+    from game.library import StoryExists
+    from game.library import check_slug
+
+    slug, title = request.form.get("slug", "").strip().lower(), request.form.get("title", "").strip() or "Untitled"
+    try:
+        check_slug(slug)
+        library().create(slug, NEW_STORY.format(title=title.replace('"', "'"), seed=secrets.randbelow(10**6)))
+    except (StoryExists, LookupError) as exc:
+        message = str(exc) if isinstance(exc, StoryExists) else (
+            f"'{slug}' cannot name a story: use lowercase letters, digits, - and _ (up to 64)")
+        return flash_page("Story not created", message, 422, [(url_for("admin.stories"), "Back to the stories")])
+    return redirect(url_for("admin.edit_story", slug=slug), 303)
+
+
+@bp.post("/stories/import")
+@admin_required
+def import_story() -> ResponseReturnValue:
+    """Upload a story: our YAML, or Twine (Twee 3 or Twine 2 HTML), each story saved under a fresh slug."""
+    from game.library import InvalidStory
+    from game.library import StoryExists
+    from game.story import dump_document
+    from game.twine import TwineError
+    from game.twine import import_file
+
+    upload = request.files.get("file")
+    back = [(url_for("admin.stories"), "Back to the stories")]
+    if upload is None or not upload.filename:
+        return flash_page("Nothing uploaded", "Choose a .yaml, .twee, .tw or .html file.", 422, back)
+    name = upload.filename.rsplit("/", 1)[-1]
+    try:
+        text = upload.read().decode("utf-8")
+    except UnicodeDecodeError:
+        return flash_page("Not imported", f"{name} is not UTF-8 text.", 422, back)
+    stem = re.sub(r"[^a-z0-9_-]+", "-", name.rsplit(".", 1)[0].lower()).strip("-")[:50] or "story"
+    try:
+        if name.lower().endswith((".yaml", ".yml")):
+            converted = [(text, [])]
+        else:
+            converted = [(dump_document(data), warnings) for data, warnings in import_file(text, name)]
+        made, notes = [], []
+        for index, (yaml_text, warnings) in enumerate(converted):
+            slug = free_slug(stem if index == 0 else f"{stem}-{index + 1}")
+            library().create(slug, yaml_text)
+            made.append(slug)
+            notes += warnings
+    except (TwineError, InvalidStory, StoryExists) as exc:
+        return flash_page("Not imported", f"{name}: {exc}", 422, back)
+    return render_template("admin/imported.html", made=made, notes=notes, name=name)
+
+
+def free_slug(base: str) -> str:
+    slug, n = base, 2
+    while library().path(slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+@bp.get("/stories/<slug>")
+@admin_required
+def edit_story(slug: str) -> ResponseReturnValue:
+    text, revision = library().text(slug)
+    return render_template("admin/edit.html", slug=slug, text=text, revision=revision, **check_context(slug, text))
+
+
+def check_context(slug: str, text: str) -> dict[str, Any]:
+    """Problems and the graph for the editor, from the text as typed (saved or not)."""
+    from game.library import InvalidStory
+    from game.story import story_graph
+    from game.story import yaml_parser
+
+    try:
+        entry = library().check(slug, text)
+        problems = list(entry.problems)
+        story = entry.story
+    except InvalidStory as exc:
+        problems, story = list(exc.problems), None
+    try:
+        document = yaml_parser().load(text)
+    except Exception:  # noqa: BLE001 - not YAML yet: the problems list already says so
+        document = None
+    nodes, edges = story_graph(document)
+    dead_ends = [n.id for n in nodes if n.ending and not n.missing]
+    return {"problems": problems, "story": story, "nodes": nodes, "edges": edges,
+            "width": max((n.x for n in nodes), default=0) + 110, "height": max((n.y for n in nodes), default=0) + 40,
+            "positions": {n.id: (n.x, n.y) for n in nodes}, "dead_ends": dead_ends,
+            "errors": [p for p in problems if p.severity == "error"]}
+
+
+@bp.post("/stories/<slug>/check")
+@admin_required
+def check_story(slug: str) -> ResponseReturnValue:
+    return render_template("partials/story_check.html", slug=slug, **check_context(slug, request.form.get("text", "")))
+
+
+@bp.post("/stories/<slug>")
+@admin_required
+def save_story(slug: str) -> ResponseReturnValue:
+    from game.library import InvalidStory
+    from game.library import StaleRevision
+
+    text, base = request.form.get("text", "").replace("\r\n", "\n"), request.form.get("revision", "")
+    try:
+        entry = library().save(slug, text, base)
+    except StaleRevision as exc:
+        return render_template("admin/conflict.html", slug=slug, yours=text, theirs=exc.text, current=exc.current), 409
+    except InvalidStory:
+        return render_template("admin/edit.html", slug=slug, text=text, revision=base, unsaved=True,
+                               **check_context(slug, text)), 422
+    return render_template("admin/edit.html", slug=slug, text=text, revision=entry.revision, saved=True,
+                           **check_context(slug, text))
+
+
+@bp.post("/stories/<slug>/delete")
+@admin_required
+def delete_story(slug: str) -> ResponseReturnValue:
+    from game.library import StaleRevision
+
+    try:
+        kept = library().delete(slug, request.form.get("revision", ""))
+    except StaleRevision:
+        return flash_page("Not deleted", "The story changed since you opened it; look at it again first.", 409,
+                          [(url_for("admin.edit_story", slug=slug), "Open the story")])
+    return redirect(url_for("admin.stories", deleted=slug, revision=kept.id), 303)
+
+
+@bp.post("/stories/<slug>/copy")
+@admin_required
+def copy_story(slug: str) -> ResponseReturnValue:
+    from game.library import StoryExists
+    from game.library import check_slug
+
+    new_slug = request.form.get("new_slug", "").strip().lower()
+    try:
+        check_slug(new_slug)
+        if request.form.get("action") == "rename":
+            library().rename(slug, new_slug, request.form.get("revision", ""))
+        else:
+            library().duplicate(slug, new_slug)
+    except (StoryExists, LookupError, RuntimeError) as exc:
+        return flash_page("Not done", str(exc) or f"'{new_slug}' cannot name a story", 422,
+                          [(url_for("admin.stories"), "Back to the stories")])
+    return redirect(url_for("admin.edit_story", slug=new_slug), 303)
+
+
+@bp.get("/stories/<slug>/revisions")
+@admin_required
+def story_revisions(slug: str) -> ResponseReturnValue:
+    shown = request.args.get("show")
+    text = library().revision_text(slug, shown) if shown else None
+    return render_template("admin/revisions.html", slug=slug, revisions=library().revisions(slug), shown=shown,
+                           text=text)
+
+
+@bp.post("/stories/<slug>/revisions/<revision_id>")
+@admin_required
+def restore_revision(slug: str, revision_id: str) -> ResponseReturnValue:
+    library().restore(slug, revision_id)
+    return redirect(url_for("admin.edit_story", slug=slug), 303)
+
+
+@bp.get("/stories/<slug>/download")
+@admin_required
+def download_story(slug: str) -> ResponseReturnValue:
+    text, _ = library().text(slug)
+    return current_app.response_class(text, mimetype="application/x-yaml",
+                                      headers={"Content-Disposition": f'attachment; filename="{slug}.yaml"'})
+
+
+@bp.get("/stories/<slug>/twee")
+@admin_required
+def export_story(slug: str) -> ResponseReturnValue:
+    from game.twine import export_twee
+
+    story = library().get(slug)
+    return current_app.response_class(export_twee(story), mimetype="text/plain",
+                                      headers={"Content-Disposition": f'attachment; filename="{slug}.twee"'})

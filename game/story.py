@@ -361,3 +361,55 @@ class _Validator:
                 continue
             result.append(Choice(text.strip(), target))
         return tuple(result)
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    id: str
+    x: float
+    y: float
+    start: bool = False
+    ending: bool = False
+    unreachable: bool = False
+    missing: bool = False  # a choice points here, but there is no such slide
+
+
+@dataclass(frozen=True)
+class GraphEdge:
+    source: str
+    target: str
+    broken: bool = False
+
+
+def story_graph(document: Any) -> tuple[list[GraphNode], list[GraphEdge]]:
+    """Slides as nodes laid out in columns by distance from the start, choices as edges; works on broken stories."""
+    slides = document.get("slides") if isinstance(document, dict) else None
+    if not isinstance(slides, dict):
+        return [], []
+    targets: dict[str, list[str]] = {}
+    for sid, body in slides.items():
+        choices = body.get("choices") if isinstance(body, dict) else None
+        targets[str(sid)] = [str(c.get("to")) for c in choices or [] if isinstance(c, dict) and c.get("to")]
+    start = str(document.get("start", ""))
+    depth: dict[str, int] = {}
+    if start in targets:
+        depth[start] = 0
+        queue = deque([start])
+        while queue:
+            current = queue.popleft()
+            for target in targets.get(current, []):
+                if target not in depth:
+                    depth[target] = depth[current] + 1
+                    if target in targets:
+                        queue.append(target)
+    last = max(depth.values(), default=0) + 1
+    rows: dict[int, int] = {}
+    nodes = []
+    for sid in list(targets) + sorted({t for ts in targets.values() for t in ts if t not in targets}):
+        column = depth.get(sid, last)
+        row = rows.get(column, 0)
+        rows[column] = row + 1
+        nodes.append(GraphNode(sid, 90 + 170 * column, 40 + 60 * row, sid == start,
+                               sid in targets and not targets[sid], sid not in depth, sid not in targets))
+    edges = [GraphEdge(s, t, t not in targets) for s, ts in targets.items() for t in ts]
+    return nodes, edges

@@ -1,5 +1,6 @@
 """The admin sign-in and dashboard: password, CSRF, slowed failures, who is playing, the queue."""
 
+import io
 import re
 
 import pytest
@@ -108,3 +109,124 @@ def test_the_share_link_and_its_qr_code_are_shown(make_app):
 def test_players_never_see_admin_links(client):
     for path in ("/", "/play/lighthouse/shore"):
         assert "/admin" not in client.get(path).get_data(as_text=True)
+
+
+# -- stories ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def author(make_app):
+    app = make_app(ADMIN_PASSWORD="open sesame")
+    client = app.test_client()
+    sign_in(client)
+    client.token = csrf_token(client, "/admin/stories")
+    return client
+
+
+def editor_state(client, slug):
+    html = client.get(f"/admin/stories/{slug}").get_data(as_text=True)
+    revision = re.search(r'name="revision" value="([0-9a-f]+)"', html).group(1)
+    text = re.search(r"<textarea name=\"text\"[^>]*>(.*?)</textarea>", html, re.S).group(1)
+    import html as htmllib
+
+    return htmllib.unescape(text), revision, html
+
+
+def test_stories_are_listed_with_broken_ones_and_their_errors(author, stories_dir):
+    (stories_dir / "broken.yaml").write_text("title: B\nstart: a\nslides:\n  a:\n    text: x\n    choices: [{text: go, to: zz}]\n")
+    html = author.get("/admin/stories").get_data(as_text=True)
+    assert "The Lighthouse Keeper" in html and "broken:" in html and "goes to &#39;zz&#39;" in html
+
+
+def test_create_a_story_then_edit_it_with_live_checks_and_a_graph(author):
+    response = author.post("/admin/stories", data={"title": "The Mill", "slug": "mill", "csrf_token": author.token})
+    assert response.headers["Location"] == "/admin/stories/mill"
+    text, revision, html = editor_state(author, "mill")
+    assert "title: The Mill" in text and "<svg class=\"graph\"" in html and "No errors" in html
+    check = author.post("/admin/stories/mill/check", data={"text": text.replace("to: next", "to: nowhere"),
+                                                           "csrf_token": author.token}).get_data(as_text=True)
+    assert "1 error" in check and "slide <strong>beginning</strong>, choices[0].to: goes to &#39;nowhere&#39;" in check
+    assert 'class="node missing unreachable"' in check or "missing" in check
+    assert "slide <strong>next</strong> has no choices: it is an ending" in author.post(
+        "/admin/stories/mill/check", data={"text": text, "csrf_token": author.token}).get_data(as_text=True)
+
+
+def test_save_keeps_comments_reaches_players_and_refuses_a_stale_second_tab(author, stories_dir):
+    text, revision, _ = editor_state(author, "lighthouse")
+    changed = text.replace("You wake on a cold shore", "You wake on a warm shore")
+    saved = author.post("/admin/stories/lighthouse", data={"text": changed, "revision": revision, "csrf_token": author.token})
+    assert saved.status_code == 200 and "Saved." in saved.get_data(as_text=True)
+    assert "# The Lighthouse Keeper" in (stories_dir / "lighthouse.yaml").read_text()
+    assert "warm shore" in author.get("/play/lighthouse/shore").get_data(as_text=True)
+    stale = author.post("/admin/stories/lighthouse", data={"text": text.replace("cold", "icy"), "revision": revision,
+                                                          "csrf_token": author.token})
+    assert stale.status_code == 409
+    page = stale.get_data(as_text=True)
+    assert "Not saved: the story changed meanwhile" in page and "icy shore" in page and "warm shore" in page
+    assert "warm shore" in (stories_dir / "lighthouse.yaml").read_text()
+
+
+def test_an_invalid_save_is_refused_and_the_text_kept(author):
+    text, revision, _ = editor_state(author, "lighthouse")
+    bad = text.replace("steps: 20", "steps: 900")
+    response = author.post("/admin/stories/lighthouse", data={"text": bad, "revision": revision, "csrf_token": author.token})
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "Not saved: fix the errors below first" in html and "steps: 900" in html
+    assert "must be between 1 and 150, got 900" in html
+
+
+def test_delete_asks_first_and_can_be_undone(author):
+    _, revision, _ = editor_state(author, "night-train")
+    response = author.post("/admin/stories/night-train/delete", data={"revision": revision, "csrf_token": author.token})
+    listing = author.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Deleted “night-train”." in listing and "Undo" in listing
+    assert author.get("/play/night-train").status_code == 404
+    undo = re.search(r'action="(/admin/stories/night-train/revisions/[^"]+)"', listing).group(1)
+    author.post(undo, data={"csrf_token": author.token})
+    assert author.get("/play/night-train").status_code == 302
+
+
+def test_revisions_are_listed_viewable_and_restorable(author):
+    text, revision, _ = editor_state(author, "lighthouse")
+    author.post("/admin/stories/lighthouse", data={"text": text.replace("cold shore", "grey shore"), "revision": revision,
+                                                  "csrf_token": author.token})
+    page = author.get("/admin/stories/lighthouse/revisions").get_data(as_text=True)
+    revision_id = re.search(r"show=([0-9]+-[0-9a-f]+)", page).group(1)
+    assert "cold shore" in author.get(f"/admin/stories/lighthouse/revisions?show={revision_id}").get_data(as_text=True)
+    author.post(f"/admin/stories/lighthouse/revisions/{revision_id}", data={"csrf_token": author.token})
+    assert "cold shore" in editor_state(author, "lighthouse")[0]
+
+
+def test_upload_twine_and_yaml_and_download_both_ways(author):
+    from tests.test_twine import TWEE
+
+    response = author.post("/admin/stories/import", data={"file": (io.BytesIO(TWEE.encode()), "cellar.twee"),
+                                                         "csrf_token": author.token}, content_type="multipart/form-data")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "/admin/stories/cellar" in html
+    assert "link to &#39;Nowhere&#39;, which is not a passage; dropped" in html
+    assert "You stand at the top of the cellar stairs" in author.get("/play/cellar/top_of_the_stairs").get_data(as_text=True)
+    yaml_text = author.get("/admin/stories/lighthouse/download").get_data(as_text=True)
+    assert yaml_text.startswith("# The Lighthouse Keeper")
+    twee = author.get("/admin/stories/lighthouse/twee")
+    assert twee.headers["Content-Disposition"] == 'attachment; filename="lighthouse.twee"'
+    again = author.post("/admin/stories/import", data={"file": (io.BytesIO(yaml_text.encode()), "lighthouse.yaml"),
+                                                      "csrf_token": author.token}, content_type="multipart/form-data")
+    assert "/admin/stories/lighthouse-2" in again.get_data(as_text=True)
+    bad = author.post("/admin/stories/import", data={"file": (io.BytesIO(b"nothing"), "x.twee"),
+                                                    "csrf_token": author.token}, content_type="multipart/form-data")
+    assert bad.status_code == 422 and "no passages found" in bad.get_data(as_text=True)
+
+
+def test_duplicate_and_rename(author):
+    _, revision, _ = editor_state(author, "lighthouse")
+    author.post("/admin/stories/lighthouse/copy", data={"new_slug": "beacon", "action": "duplicate", "revision": revision,
+                                                       "csrf_token": author.token})
+    _, beacon_revision, _ = editor_state(author, "beacon")
+    author.post("/admin/stories/beacon/copy", data={"new_slug": "tower", "action": "rename", "revision": beacon_revision,
+                                                   "csrf_token": author.token})
+    assert author.get("/admin/stories/beacon").status_code == 404
+    assert author.get("/admin/stories/tower").status_code == 200
+    bad = author.post("/admin/stories/tower/copy", data={"new_slug": "../x", "action": "duplicate", "csrf_token": author.token})
+    assert bad.status_code == 422

@@ -97,3 +97,43 @@ def test_the_next_picture_is_already_there_when_the_choice_is_clicked(page, live
     page.wait_for_url("**/play/night-train/soup")
     assert page.locator("#picture[sse-connect]").count() == 0  # nothing to wait for: it came with the slide
     assert page.locator("#picture img.final").get_attribute("src").startswith("data:image/webp;base64,")
+
+
+def test_author_creates_a_story_sees_the_graph_update_and_a_stale_tab_is_refused(browser, live_server):
+    from tests.conftest import ADMIN_PASSWORD
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(live_server.url + "/admin/")
+    page.fill("#password", "wrong")
+    page.click("button[type=submit]")
+    assert "That password is not right." in page.content()
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.get_by_role("link", name="Stories").click()
+    page.fill("input[name=title]", "The Orchard")
+    page.fill("input[name=slug]", "orchard")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/admin/stories/orchard")
+    assert page.locator(".graph .node").count() == 2
+    editor = page.locator(".yaml-form textarea")
+    text = editor.input_value()
+    second = context.new_page()  # a second tab opened on the same revision
+    second.goto(live_server.url + "/admin/stories/orchard")
+    added = text.replace("    image: \"a path disappearing into mist\"\n",
+                         "    image: \"a path disappearing into mist\"\n    choices:\n      - text: Climb\n        to: tree\n")
+    added += "  tree:\n    text: |\n      From the tree you see the whole orchard.\n    image: \"an apple tree\"\n"
+    editor.fill(added)
+    page.locator(".graph .node").nth(2).wait_for()  # the graph updated as we typed
+    assert page.locator(".graph .node").count() == 3
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_selector("text=Saved.")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "admin-editor.png"), full_page=False)
+    second.locator(".yaml-form textarea").fill(text.replace("The story begins here.", "Another start."))
+    second.get_by_role("button", name="Save").click()
+    second.wait_for_selector("text=Not saved: the story changed meanwhile")
+    page.goto(live_server.url + "/play/orchard/next")
+    assert "Climb" in page.content()
+    context.close()
