@@ -20,7 +20,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import click
 from flask import Flask
+from flask.cli import with_appcontext
 from flask import render_template
 from flask import request
 from flask.sessions import SecureCookieSessionInterface
@@ -166,6 +168,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                  flags={k.lower(): v for k, v in app.config.items() if k in {x.key for x in SETTINGS}},
                  limit=limiter.limit(app.config["RATE_LIMIT"]))
     admin.init_app(app, limiter)
+    app.cli.add_command(bake_command)
     app.add_template_filter(lambda seconds: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)), "timestamp")
     for code in (400, 404, 405, 413, 429, 500):
         app.register_error_handler(code, _error_page)
@@ -246,6 +249,37 @@ def _harden(app: Flask) -> Limiter:
         return response
 
     return limiter
+
+
+@click.command("bake")
+@click.argument("story")
+@with_appcontext
+def bake_command(story: str) -> None:
+    """Paint every slide of STORY into the picture cache (players then never wait), with a progress bar."""
+    from flask import current_app
+
+    from game.library import StoryNotFound
+    from game.prompts import compose
+    from inference.scheduler import ADMIN
+
+    backend, images = current_app.extensions["backend"], current_app.extensions["images"]
+    try:
+        loaded = current_app.extensions["stories"].get(story)
+    except (StoryNotFound, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    while backend.status().state == "loading":
+        time.sleep(0.5)
+    if not backend.status().ready:
+        raise click.ClickException(f"{backend.status().message} {backend.status().hint}")
+    jobs = [images.submit(compose(loaded, sid, backend.count_tokens).request, ADMIN, "bake:cli") for sid in loaded.slides]
+    failed = 0
+    with click.progressbar(jobs, label=f"Baking {len(jobs)} pictures of {loaded.title}") as bar:
+        for job in bar:
+            snap = images.snapshot(job)
+            while snap.state in ("queued", "running"):
+                snap = images.follow(job, snap.version, 30) or images.snapshot(job)
+            failed += snap.state != "done"
+    click.echo(f"{len(jobs) - failed} of {len(jobs)} pictures are in the cache." + (f" {failed} failed." if failed else ""))
 
 
 def _session_key(instance: Path) -> str:

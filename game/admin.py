@@ -29,6 +29,8 @@ from flask.typing import ResponseReturnValue
 from werkzeug.security import check_password_hash
 from werkzeug.security import generate_password_hash
 
+from inference.scheduler import ADMIN
+
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 log = logging.getLogger("lanternslide")
 FAILED_LOGIN_DELAY = 1.0  # seconds each wrong password costs
@@ -373,3 +375,156 @@ def export_story(slug: str) -> ResponseReturnValue:
     story = library().get(slug)
     return current_app.response_class(export_twee(story), mimetype="text/plain",
                                       headers={"Content-Disposition": f'attachment; filename="{slug}.twee"'})
+
+
+# -- tuning a slide's picture, and baking a whole story ----------------------------------------------------------
+
+TUNABLE = ("negative_prompt", "width", "height", "steps", "cfg_scale", "sampler_name", "scheduler", "seed", "tiling")
+
+
+def tuning_request(slug: str, slide_id: str, form: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """The story, the slide's composition with the form's changes applied, and the form values (for the page)."""
+    import dataclasses
+
+    from game.prompts import compose
+    from game.story import ImageSpec
+
+    story = library().get(slug)
+    if slide_id not in story.slides:
+        raise LookupError(f"no slide '{slide_id}' in story '{slug}'")
+    slide = story.slides[slide_id]
+    values: dict[str, Any] = {}
+    if form:
+        values["image"] = form.get("image", "").strip() or None
+        for key in TUNABLE:
+            raw = form.get(key, "")
+            if key == "tiling":
+                values[key] = raw == "on"
+            elif key in ("negative_prompt", "sampler_name", "scheduler"):
+                values[key] = raw
+            elif raw.strip():
+                try:
+                    values[key] = float(raw) if key == "cfg_scale" else int(raw)
+                except ValueError:
+                    raise ValueError(f"{key}: expected a number, got {raw!r}") from None
+        overrides = ImageSpec(**{k: v for k, v in values.items() if k in TUNABLE})
+        slide = dataclasses.replace(slide, image=values["image"], style=slide.style.merged(overrides))
+        story = dataclasses.replace(story, slides={**story.slides, slide_id: slide})
+    composition = compose(story, slide_id, current_app.extensions["backend"].count_tokens)
+    return story, composition, values
+
+
+@bp.route("/stories/<slug>/slides/<slide_id>", methods=["GET", "POST"])
+@admin_required
+def tune(slug: str, slide_id: str) -> ResponseReturnValue:
+    """The slide's prompt as composed (with the 75-token budget and what was dropped), its settings, and previews."""
+    from inference.request import SAMPLERS
+    from inference.request import SCHEDULES
+    from inference.request import RequestError
+
+    error, cards = None, []
+    try:
+        story, composition, _ = tuning_request(slug, slide_id, request.form if request.method == "POST" else None)
+        if request.method == "POST":
+            count = max(1, min(8, int(request.form.get("count", "4") or 4)))
+            base = composition.request
+            first = base.seed if base.seed != -1 else secrets.randbelow(2**32 - 8)
+            for offset in range(count):
+                job = current_app.extensions["images"].submit(base.replace(seed=first + offset), ADMIN,
+                                                              f"admin:{slug}")
+                cards.append(job.key)
+    except (ValueError, RequestError) as exc:
+        story, composition, _ = tuning_request(slug, slide_id, None)
+        error = str(exc)
+    text, revision = library().text(slug)
+    return render_template("admin/tune.html", slug=slug, story=story, slide=story.slides[slide_id],
+                           composition=composition, request_=composition.request, cards=cards, error=error,
+                           revision=revision, samplers=list(SAMPLERS), schedules=list(SCHEDULES)), 422 if error else 200
+
+
+@bp.get("/jobs/<key>")
+@admin_required
+def job_card(key: str) -> ResponseReturnValue:
+    """One preview, polled until it is painted: progress, a rough preview, then the picture and a Keep button."""
+    from inference.request import to_data_url
+
+    snap = current_app.extensions["images"].lookup(key)
+    if snap is None:
+        return render_template("partials/tune_card.html", key=key, snap=None), 404
+    picture = to_data_url(snap.png, "png") if snap.png else None
+    preview = to_data_url(snap.preview, "jpeg") if snap.preview else None
+    return render_template("partials/tune_card.html", key=key, snap=snap, picture=picture, preview=preview,
+                           slug=request.args.get("slug", ""), slide_id=request.args.get("slide", ""),
+                           revision=request.args.get("revision", ""))
+
+
+@bp.post("/stories/<slug>/slides/<slide_id>/keep")
+@admin_required
+def keep(slug: str, slide_id: str) -> ResponseReturnValue:
+    """Write the chosen picture's seed and settings (and subject line) into the slide, keeping the file's comments."""
+    import io
+
+    from game.library import InvalidStory
+    from game.library import StaleRevision
+    from game.story import dump_document
+    from game.story import yaml_parser
+
+    from game.prompts import compose
+
+    story, composition, values = tuning_request(slug, slide_id, request.form)
+    chosen = composition.request.replace(seed=int(request.form.get("chosen_seed", composition.request.seed)))
+    original = compose(library().get(slug), slide_id, current_app.extensions["backend"].count_tokens).request
+    text, revision = library().text(slug)
+    document = yaml_parser().load(io.StringIO(text))
+    node = document["slides"][slide_id]
+    if values.get("image"):
+        node["image"] = values["image"]
+    style = node.get("style") or {}
+    for key in TUNABLE:  # the seed always; other settings only where they differ from what the slide had
+        if key == "seed" or getattr(chosen, key) != getattr(original, key):
+            style[key] = getattr(chosen, key)
+    node["style"] = style
+    try:
+        library().save(slug, dump_document(document), request.form.get("revision", revision))
+    except StaleRevision:
+        return flash_page("Not kept", "The story changed since this page was opened; open the slide again and retry.",
+                          409, [(url_for("admin.tune", slug=slug, slide_id=slide_id), "Open the slide again")])
+    except InvalidStory as exc:
+        return flash_page("Not kept", str(exc), 422, [(url_for("admin.tune", slug=slug, slide_id=slide_id), "Back")])
+    return redirect(url_for("admin.tune", slug=slug, slide_id=slide_id, kept=chosen.seed), 303)
+
+
+def bake_progress(slug: str) -> dict[str, Any]:
+    from game.prompts import compose
+
+    story = library().get(slug)
+    images = current_app.extensions["images"]
+    keys = [images.key(compose(story, sid, current_app.extensions["backend"].count_tokens).request) for sid in story.slides]
+    done = sum(1 for key in keys if (snap := images.lookup(key)) is not None and snap.state == "done")
+    failed = sum(1 for key in keys if (snap := images.lookup(key)) is not None and snap.state == "failed")
+    return {"slug": slug, "done": done, "failed": failed, "total": len(keys)}
+
+
+@bp.post("/stories/<slug>/bake")
+@admin_required
+def bake(slug: str) -> ResponseReturnValue:
+    """Paint every slide of the story into the cache, at admin priority (players still come first)."""
+    from game.prompts import compose
+    from inference.scheduler import QueueFull
+
+    story = library().get(slug)
+    queued = 0
+    for sid in story.slides:
+        try:
+            current_app.extensions["images"].submit(
+                compose(story, sid, current_app.extensions["backend"].count_tokens).request, ADMIN, f"bake:{slug}")
+            queued += 1
+        except QueueFull:
+            break
+    return render_template("partials/bake.html", queued=queued, **bake_progress(slug))
+
+
+@bp.get("/stories/<slug>/bake")
+@admin_required
+def bake_status(slug: str) -> ResponseReturnValue:
+    return render_template("partials/bake.html", queued=None, **bake_progress(slug))

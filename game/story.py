@@ -150,7 +150,7 @@ def yaml_parser() -> YAML:
     """A round-trip YAML parser/dumper that keeps comments and key order."""
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
-    yaml.width = 100
+    yaml.width = 4096  # never re-wrap the author's long lines
     yaml.indent(mapping=2, sequence=4, offset=2)
     return yaml
 

@@ -269,6 +269,17 @@ class GenerationService:
 
     # -- following a job -------------------------------------------------------------------------------------
 
+    def lookup(self, key: str) -> Snapshot | None:
+        """The state of the job with this key, or of its cached picture; None when neither exists."""
+        with self._cond:
+            job = self._jobs.get(key)
+            if job is not None:
+                return self._snapshot(job)
+        cached = self.cache.get(key)
+        if cached is None:
+            return None
+        return Snapshot(key, DONE, 0, 0, 0, 0, None, cached.png, cached.meta, "", "")
+
     def snapshot(self, job: Job) -> Snapshot:
         with self._cond:
             return self._snapshot(job)

@@ -2,6 +2,8 @@
 
 import io
 import re
+import time
+from pathlib import Path
 
 import pytest
 
@@ -230,3 +232,85 @@ def test_duplicate_and_rename(author):
     assert author.get("/admin/stories/tower").status_code == 200
     bad = author.post("/admin/stories/tower/copy", data={"new_slug": "../x", "action": "duplicate", "csrf_token": author.token})
     assert bad.status_code == 422
+
+
+# -- tuning and baking -----------------------------------------------------------------------------------------
+
+
+def poll_card(client, key, slug, slide):
+    for _ in range(600):
+        html = client.get(f"/admin/jobs/{key}?slug={slug}&slide={slide}").get_data(as_text=True)
+        if "hx-trigger" not in html:
+            return html
+        time.sleep(0.1)
+    raise AssertionError("preview never finished")
+
+
+def test_tuning_shows_the_composed_prompt_with_its_budget_and_paints_seeds_side_by_side(author):
+    page = author.get("/admin/stories/night-train/slides/soup").get_data(as_text=True)
+    assert "Prompt as composed" in page and "of 75 tokens (counted by the model)" in page
+    assert 'class="part subject"' in page and 'class="part setting"' in page  # context carried from the dining car
+    form = {"csrf_token": author.token, "image": "a steaming bowl of soup in a dining car", "negative_prompt": "text",
+            "width": "512", "height": "512", "steps": "4", "cfg_scale": "7", "sampler_name": "Euler a",
+            "scheduler": "automatic", "seed": "100", "count": "3"}
+    html = author.post("/admin/stories/night-train/slides/soup", data=form).get_data(as_text=True)
+    keys = re.findall(r"/admin/jobs/([0-9a-f]{64})", html)
+    assert len(set(keys)) == 3
+    seeds = []
+    for key in dict.fromkeys(keys):
+        card = poll_card(author, key, "night-train", "soup")
+        seeds.append(int(re.search(r'data-seed="(\d+)"', card).group(1)))
+        assert "Keep this one" in card
+    assert seeds == [100, 101, 102]
+
+
+def test_keeping_a_preview_writes_its_seed_and_settings_to_the_slide(author, stories_dir):
+    _, revision, _ = editor_state(author, "lighthouse")
+    form = {"csrf_token": author.token, "revision": revision, "image": "a rocky shore at dawn, a lighthouse",
+            "negative_prompt": "text, watermark, signature, lowres, blurry, deformed, out of frame", "width": "512",
+            "height": "512", "steps": "30", "cfg_scale": "7", "sampler_name": "DPM++ 2M", "scheduler": "karras",
+            "seed": "5", "chosen_seed": "7"}
+    response = author.post("/admin/stories/lighthouse/slides/shore/keep", data=form)
+    assert response.status_code == 303
+    saved = (stories_dir / "lighthouse.yaml").read_text()
+    assert "# The Lighthouse Keeper" in saved  # comments survive
+    assert 'image: "a rocky shore at dawn, a lighthouse"' in saved  # the author's quoting style is kept
+    from game.library import StoryLibrary
+    from game.prompts import compose
+
+    story = StoryLibrary(stories_dir).get("lighthouse")
+    assert (story.slides["shore"].style.seed, story.slides["shore"].style.steps) == (7, 30)
+    assert story.slides["shore"].style.sampler_name is None  # unchanged settings are not copied into the slide
+    request = compose(story, "shore").request
+    assert (request.seed, request.steps) == (7, 30)
+    stale = author.post("/admin/stories/lighthouse/slides/shore/keep", data={**form, "chosen_seed": "8"})
+    assert stale.status_code == 409  # that form was based on the revision before the keep
+
+
+def test_a_bad_setting_is_named(author):
+    response = author.post("/admin/stories/lighthouse/slides/shore", data={"csrf_token": author.token, "steps": "999",
+                                                                          "sampler_name": "Euler", "scheduler": "automatic"})
+    assert response.status_code == 422
+    assert "steps: must be between 1 and 150, got 999" in response.get_data(as_text=True)
+
+
+def test_bake_paints_every_slide_with_progress_and_from_the_command_line(author, make_app):
+    author.post("/admin/stories", data={"title": "Small", "slug": "small", "csrf_token": author.token})
+    html = author.post("/admin/stories/small/bake", data={"csrf_token": author.token}).get_data(as_text=True)
+    assert "<progress max=\"2\"" in html
+    for _ in range(600):
+        html = author.get("/admin/stories/small/bake").get_data(as_text=True)
+        if "2 of 2 pictures ready" in html:
+            break
+        time.sleep(0.1)
+    assert "every slide comes at once" in html and "hx-trigger" not in html
+    assert "sse-connect" not in author.get("/play/small/beginning").get_data(as_text=True)  # inline: baked
+
+    (Path(author.application.config["STORIES"]) / "tiny.yaml").write_text(
+        re.sub(r"seed: \d+", "seed: 4242", (Path(author.application.config["STORIES"]) / "small.yaml").read_text()))
+    app = make_app(ADMIN_PASSWORD="x")
+    result = app.test_cli_runner().invoke(args=["bake", "tiny"])
+    assert result.exit_code == 0, result.output
+    assert "Baking 2 pictures of Small" in result.output
+    assert "2 of 2 pictures are in the cache." in result.output
+    assert "Error: no story called 'nope'" in app.test_cli_runner().invoke(args=["bake", "nope"]).output
