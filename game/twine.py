@@ -177,30 +177,30 @@ def parse_links(text: str) -> list[tuple[str, str]]:
 # -- story-format code -----------------------------------------------------------------------------------------
 
 
+def _past_closing(text: str, start: int, pair: str) -> int:
+    """Index just past the bracket that closes the one at ``start`` (``pair`` like "()"), or the end of text."""
+    depth, index = 0, start
+    while index < len(text):
+        depth += {pair[0]: 1, pair[1]: -1}.get(text[index], 0)
+        index += 1
+        if depth == 0:
+            break
+    return index
+
+
 def _strip_harlowe_macros(text: str) -> str:
     """Remove `(name: ...)` calls with balanced parentheses; keep the contents of hooks attached to them."""
     out, i = [], 0
+    macro = re.compile(r"\((?:[\w-]+):")
     while i < len(text):
-        match = re.compile(r"\((?:[\w-]+):").match(text, i)
-        if not match:
+        if not macro.match(text, i):
             out.append(text[i])
             i += 1
             continue
-        depth, j = 0, i
-        while j < len(text):
-            depth += {"(": 1, ")": -1}.get(text[j], 0)
-            j += 1
-            if depth == 0:
-                break
-        i = j
+        i = _past_closing(text, i, "()")
         if i < len(text) and text[i] == "[":  # the hook: keep its text, drop its brackets
-            depth, k = 0, i
-            while k < len(text):
-                depth += {"[": 1, "]": -1}.get(text[k], 0)
-                k += 1
-                if depth == 0:
-                    break
-            text = text[:i] + text[i + 1: k - 1] + text[k:]
+            end = _past_closing(text, i, "[]")
+            text = text[:i] + text[i + 1: end - 1] + text[end:]
     return "".join(out)
 
 

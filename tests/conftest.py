@@ -98,7 +98,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class LiveServer:
+class ServerProcess:
+    """A server of ours started as a real process for a test session."""
+
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+class LiveServer(ServerProcess):
     """`python app.py` running for real (waitress) on a free port, loading the tiny model by path."""
 
     def __init__(self, tiny_model: Path, workdir: Path):
@@ -145,12 +158,6 @@ class LiveServer:
             time.sleep(0.1)
         raise TimeoutError(f"the painter is still busy: {status}")
 
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 @pytest.fixture(scope="session")
@@ -161,7 +168,7 @@ def live_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
-class ApiServer:
+class ApiServer(ServerProcess):
     """`python -m inference serve` (the API alone) on a free port, with Basic auth, painting with the tiny model."""
 
     user, password = "painter", "s3cret:with-colon"
@@ -197,12 +204,6 @@ class ApiServer:
             time.sleep(0.2)
         raise TimeoutError(self.log_path.read_text())
 
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 @pytest.fixture(scope="session")
