@@ -90,6 +90,8 @@ SETTINGS = (
     Setting("OPTIMIZE", "auto", "speed-ups of the in-process model: auto (channels_last on CUDA), none, channels_last, "
             "or compile (torch.compile in the background at start; cached in the instance folder)",
             choices=("auto", "none", "channels_last", "compile")),
+    Setting("DEEPCACHE", 0, "reuse the UNet's deep features, recomputing them every N steps (DeepCache: faster, "
+            "slightly different pictures; 2-5 typical; 0 = off; not with --optimize compile)", int),
     Setting("MAX_SIZE", 0, "paint pictures with their longer side at most this many pixels (0 = as the story asks);"
             " 256 makes CPU drafts bearable", int),
     Setting("OFFLINE", False, "never contact the Hugging Face hub (use cached or local weights only)", _flag),
@@ -189,6 +191,7 @@ def _init_images(app: Flask) -> None:
         offline=app.config["OFFLINE"],
         cache_dir=app.config["HF_CACHE"] or None,
         optimize=app.config["OPTIMIZE"],
+        deepcache=app.config["DEEPCACHE"],
         compile_cache=str(Path(app.instance_path) / "inductor"),
     ))
     if app.config.get("BACKEND_INSTANCE") is None:

@@ -2,8 +2,8 @@
 
 On CUDA it builds the real architectures from the configs shipped in inference/configs (SD 2.1-base at 512 and
 SD 2.1 768-v at 768) with random weights (weights do not change the time) in fp16 (or --dtype bf16), and times:
-plain (SDPA), + channels_last, + torch.compile of the UNet and VAE decoder, batches of 2/4/8, and DPM++ 2M Karras at
-10/15/20 steps.  On a CPU it runs the tiny test pipeline at 64x64 only to prove the code path works.  Warm-up runs
+plain (SDPA), + channels_last, + DeepCache (every 3 and 5 steps; lossy), + torch.compile of the UNet and VAE decoder,
+batches of 2/4/8, and DPM++ 2M Karras at 10/15/20 steps.  On a CPU it runs the tiny test pipeline at 64x64 only to prove the code path works.  Warm-up runs
 are excluded; every figure is the median of --repeats runs.
 
     python bench/gpu.py [--dtype fp16|bf16] [--repeats 5] [--skip-compile]
@@ -130,6 +130,14 @@ def main() -> None:
                 pipe.vae.to(memory_format=torch.channels_last)
                 pipe._cl = True
             report(config, label, measure(torch, pipe, size, device, args.repeats, steps, batch), size, peak)
+        from DeepCache import DeepCacheSDHelper
+
+        helper = DeepCacheSDHelper(pipe=pipe)
+        for interval in (3, 5):
+            helper.set_params(cache_interval=interval, cache_branch_id=0)
+            helper.enable()
+            report(config, f"DeepCache every {interval}", measure(torch, pipe, size, device, args.repeats, 20, 1), size, peak)
+            helper.disable()
         if not args.skip_compile:
             started = time.perf_counter()
             pipe.unet = torch.compile(pipe.unet)

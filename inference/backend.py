@@ -109,6 +109,7 @@ class BackendSettings:
     api_url: str = ""
     api_auth: str = ""
     optimize: str = "auto"
+    deepcache: int = 0
     compile_cache: str | None = None
 
 
@@ -126,6 +127,7 @@ def create_backend(settings: BackendSettings) -> Backend:
             offline=settings.offline,
             cache_dir=settings.cache_dir,
             optimize=settings.optimize,
+            deepcache=settings.deepcache,
             compile_cache=settings.compile_cache,
         )
     if settings.kind == "remote":

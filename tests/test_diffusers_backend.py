@@ -234,3 +234,21 @@ def test_every_optimization_runs_and_keeps_size_determinism_and_the_picture(tiny
 def test_an_unknown_optimization_is_named():
     with pytest.raises(ValueError, match="optimize: unknown value 'turbo'; valid: auto, none, channels_last, compile"):
         DiffusersBackend("x", optimize="turbo")
+
+
+def test_deepcache_runs_keeps_size_and_determinism(tiny_model, backend):
+    engine = DiffusersBackend(str(tiny_model), device="cpu", optimize="none", deepcache=3)
+    engine.start()
+    status = engine.wait(300)
+    assert status.ready and "DeepCache every 3 steps" in status.message
+    request = REQUEST.replace(steps=9)
+    first, second = (np.asarray(engine.generate([request])[0].image).astype(int) for _ in range(2))
+    assert first.shape == (64, 64, 3) and np.array_equal(first, second)
+    assert np.abs(first - pixels(backend, request)).mean() > 0  # it does skip work: the picture differs a little
+    assert engine.generate([request.replace(seed=8, sampler_name="Euler a")])[0].image.size == (64, 64)
+    engine.close()
+
+
+def test_deepcache_and_compile_do_not_mix():
+    with pytest.raises(ValueError, match="cannot be combined with optimize=compile"):
+        DiffusersBackend("x", optimize="compile", deepcache=3)

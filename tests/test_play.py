@@ -248,3 +248,22 @@ def test_a_failed_picture_shows_a_message_and_a_retry_that_works(make_app, story
     retry = client.get("/play/lighthouse/shore/image", headers=HTMX)
     assert 'sse-connect="/play/lighthouse/shore/stream"' in retry.get_data(as_text=True)
     assert data_url_image(final_frame(client, "/play/lighthouse/shore")).size == (64, 64)
+
+
+def test_progress_survives_closing_the_browser_tab(client):
+    response = client.get("/play/lighthouse/shore")
+    cookie = response.headers["Set-Cookie"]
+    assert "Expires=" in cookie  # a persistent cookie, not one that dies with the tab
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_a_shared_slide_link_starts_the_receiver_there_with_their_own_progress(app):
+    sender, receiver = app.test_client(), app.test_client()
+    sender.get("/play/lighthouse/shore")
+    sender.post("/play/lighthouse/shore", data={"choice": "2"})
+    link = sender.post("/play/lighthouse/wreckage", data={"choice": "1"}).headers["Location"]  # /play/lighthouse/log
+    assert "The last entry" in receiver.get(link).get_data(as_text=True)
+    assert receiver.get("/play/lighthouse").headers["Location"] == link  # the receiver resumes there
+    receiver.post("/play/lighthouse/log", data={"choice": "2"})
+    assert sender.get("/play/lighthouse").headers["Location"] == link  # the sender is where they were
+    assert "← Back" not in receiver.get(link).get_data(as_text=True)  # the receiver's own path starts at the link
