@@ -528,3 +528,142 @@ def bake(slug: str) -> ResponseReturnValue:
 @admin_required
 def bake_status(slug: str) -> ResponseReturnValue:
     return render_template("partials/bake.html", queued=None, **bake_progress(slug))
+
+
+# -- form editing: story settings and one slide at a time (written into the YAML, comments kept) --------------------
+
+
+def load_document(slug: str) -> tuple[Any, str]:
+    import io
+
+    from game.story import yaml_parser
+
+    text, revision = library().text(slug)
+    return yaml_parser().load(io.StringIO(text)), revision
+
+
+def save_document(slug: str, document: Any, revision: str, again: str) -> ResponseReturnValue | None:
+    """Save an edited document; on a problem, a page that says what and how to go on (None when saved)."""
+    from game.library import InvalidStory
+    from game.library import StaleRevision
+    from game.story import dump_document
+
+    try:
+        library().save(slug, dump_document(document), revision)
+    except StaleRevision:
+        return flash_page("Not saved", "The story changed since this form was opened; nothing was overwritten. "
+                          "Open it again and redo the change.", 409, [(again, "Open it again")])
+    except InvalidStory as exc:
+        return flash_page("Not saved", str(exc), 422, [(again, "Back to the form")])
+    return None
+
+
+@bp.route("/stories/<slug>/settings", methods=["GET", "POST"])
+@admin_required
+def story_settings(slug: str) -> ResponseReturnValue:
+    from inference.request import SAMPLERS
+    from inference.request import SCHEDULES
+
+    document, revision = load_document(slug)
+    if request.method == "POST":
+        form = request.form
+        revision = form.get("revision", "")
+        document["title"] = form.get("title", "").strip()
+        document["start"] = form.get("start", "")
+        style = document.get("style") or {}
+        for key in ("prompt", "negative_prompt", "sampler_name", "scheduler"):
+            if form.get(key, "").strip():
+                style[key] = form[key].strip()
+            elif key in style:
+                del style[key]
+        for key, cast in (("width", int), ("height", int), ("steps", int), ("cfg_scale", float), ("seed", int)):
+            raw = form.get(key, "").strip()
+            if raw:
+                try:
+                    style[key] = cast(raw)
+                except ValueError:
+                    return flash_page("Not saved", f"style.{key}: expected a number, got {raw!r}", 422,
+                                      [(url_for("admin.story_settings", slug=slug), "Back to the form")])
+            elif key in style:
+                del style[key]
+        style["tiling"] = form.get("tiling") == "on"
+        document["style"] = style
+        characters = {}
+        for line in form.get("characters", "").splitlines():
+            name, sep, description = line.partition(":")
+            if sep and name.strip():
+                characters[name.strip()] = description.strip()
+        document["characters"] = characters
+        problem = save_document(slug, document, revision, url_for("admin.story_settings", slug=slug))
+        return problem or redirect(url_for("admin.edit_story", slug=slug), 303)
+    style = document.get("style") or {}
+    return render_template("admin/settings.html", slug=slug, document=document, style=style, revision=revision,
+                           slides=list(document.get("slides") or {}), samplers=list(SAMPLERS), schedules=list(SCHEDULES))
+
+
+@bp.route("/stories/<slug>/slides/<slide_id>/edit", methods=["GET", "POST"])
+@admin_required
+def edit_slide(slug: str, slide_id: str) -> ResponseReturnValue:
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    from game.library import SLUG_RE
+
+    document, revision = load_document(slug)
+    slides = document.get("slides") or {}
+    if slide_id not in slides:
+        raise LookupError(f"no slide '{slide_id}' in story '{slug}'")
+    node = slides[slide_id]
+    if request.method == "POST":
+        form = request.form
+        text = form.get("text", "").replace("\r\n", "\n").strip()
+        node["text"] = LiteralScalarString(text + "\n")
+        if form.get("image", "").strip():
+            node["image"] = form["image"].strip()
+        elif "image" in node:
+            del node["image"]
+        characters = form.getlist("characters")
+        if characters:
+            node["characters"] = characters
+        elif "characters" in node:
+            del node["characters"]
+        choices = []
+        for label, target, new in zip(form.getlist("choice_text"), form.getlist("choice_to"), form.getlist("choice_new")):
+            if not label.strip():
+                continue  # an emptied row removes the choice
+            target = new.strip() if target == "__new__" else target
+            if target == "__new__" or not target:
+                continue
+            if target not in slides:  # created on the spot: a stub to write later
+                if not SLUG_RE.match(target.lower()):
+                    return flash_page("Not saved", f"'{target}' cannot name a slide: use letters, digits, - and _", 422,
+                                      [(url_for("admin.edit_slide", slug=slug, slide_id=slide_id), "Back to the form")])
+                slides[target] = {"text": LiteralScalarString(f"(to be written: after “{label.strip()}”)\n")}
+            choices.append({"text": label.strip(), "to": target})
+        if choices:
+            node["choices"] = choices
+        elif "choices" in node:
+            del node["choices"]
+        again = url_for("admin.edit_slide", slug=slug, slide_id=slide_id)
+        problem = save_document(slug, document, form.get("revision", ""), again)
+        return problem or redirect(url_for("admin.edit_story", slug=slug), 303)
+    return render_template("admin/slide.html", slug=slug, slide_id=slide_id, node=node, revision=revision,
+                           slides=list(slides), characters=list(document.get("characters") or {}),
+                           choices=list(node.get("choices") or []) + [{"text": "", "to": ""}] * 2)
+
+
+@bp.post("/stories/<slug>/slides")
+@admin_required
+def add_slide(slug: str) -> ResponseReturnValue:
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    from game.library import SLUG_RE
+
+    document, _ = load_document(slug)
+    slide_id = request.form.get("slide_id", "").strip()
+    back = url_for("admin.edit_story", slug=slug)
+    if not SLUG_RE.match(slide_id.lower()) or slide_id in (document.get("slides") or {}):
+        return flash_page("Slide not added", f"'{slide_id}' is taken or cannot name a slide (letters, digits, - and _)",
+                          422, [(back, "Back to the story")])
+    document["slides"][slide_id] = {"text": LiteralScalarString("(to be written)\n")}
+    problem = save_document(slug, document, request.form.get("revision", ""), back)
+    return problem or redirect(url_for("admin.edit_slide", slug=slug, slide_id=slide_id), 303)

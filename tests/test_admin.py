@@ -314,3 +314,70 @@ def test_bake_paints_every_slide_with_progress_and_from_the_command_line(author,
     assert "Baking 2 pictures of Small" in result.output
     assert "2 of 2 pictures are in the cache." in result.output
     assert "Error: no story called 'nope'" in app.test_cli_runner().invoke(args=["bake", "nope"]).output
+
+
+# -- form editing ---------------------------------------------------------------------------------------------
+
+
+def test_story_settings_form_writes_title_style_and_characters_keeping_comments(author, stories_dir):
+    page = author.get("/admin/stories/lighthouse/settings").get_data(as_text=True)
+    revision = re.search(r'name="revision" value="([0-9a-f]+)"', page).group(1)
+    response = author.post("/admin/stories/lighthouse/settings", data={
+        "csrf_token": author.token, "revision": revision, "title": "The Lamp", "start": "shore",
+        "prompt": "ink drawing", "negative_prompt": "text", "width": "512", "height": "512", "steps": "25",
+        "cfg_scale": "6.5", "seed": "99", "sampler_name": "Euler", "scheduler": "",
+        "characters": "keeper: an old keeper\nghost: a pale woman\ncat: a black cat with one white paw"})
+    assert response.status_code == 303
+    saved = (stories_dir / "lighthouse.yaml").read_text()
+    assert "# The Lighthouse Keeper" in saved and "title: The Lamp" in saved
+    from game.library import StoryLibrary
+
+    story = StoryLibrary(stories_dir).get("lighthouse")
+    assert (story.style.steps, story.style.cfg_scale, story.style.sampler_name, story.style.scheduler) == (25, 6.5, "Euler", None)
+    assert story.characters["cat"] == "a black cat with one white paw"
+
+
+def test_add_slides_and_choices_with_targets_picked_or_created_on_the_spot(author):
+    author.post("/admin/stories", data={"title": "Forms", "slug": "forms", "csrf_token": author.token})
+    _, revision, _ = editor_state(author, "forms")
+    response = author.post("/admin/stories/forms/slides", data={"slide_id": "well", "revision": revision,
+                                                               "csrf_token": author.token})
+    assert response.headers["Location"] == "/admin/stories/forms/slides/well/edit"
+    form = author.get("/admin/stories/forms/slides/well/edit").get_data(as_text=True)
+    revision = re.search(r'name="revision" value="([0-9a-f]+)"', form).group(1)
+    response = author.post("/admin/stories/forms/slides/well/edit", data={
+        "csrf_token": author.token, "revision": revision, "text": "A dry well.", "image": "an old stone well",
+        "choice_text": ["Climb down", "Walk away", ""], "choice_to": ["__new__", "next", ""],
+        "choice_new": ["bottom", "", ""]})
+    assert response.status_code == 303
+    text, revision, html = editor_state(author, "forms")
+    assert "well:\n    text: |\n      A dry well.\n    image: an old stone well" in text
+    assert "bottom:\n    text: |\n      (to be written: after “Climb down”)" in text
+    assert 'data-slide="bottom"' in html and 'data-slide="well"' in html  # the graph shows them
+    # the start slide now leads to the well: pick it from the existing slides
+    form = author.get("/admin/stories/forms/slides/beginning/edit").get_data(as_text=True)
+    assert "<option>well</option>" in form
+    author.post("/admin/stories/forms/slides/beginning/edit", data={
+        "csrf_token": author.token, "revision": revision, "text": "The story begins here.",
+        "choice_text": ["Go on", "To the well"], "choice_to": ["next", "well"], "choice_new": ["", ""]})
+    assert "To the well" in author.get("/play/forms/beginning").get_data(as_text=True)
+    # emptying a choice's text removes it; a stale form is refused
+    author.post("/admin/stories/forms/slides/beginning/edit", data={
+        "csrf_token": author.token, "revision": editor_state(author, "forms")[1], "text": "The story begins here.",
+        "choice_text": ["", "To the well"], "choice_to": ["next", "well"], "choice_new": ["", ""]})
+    assert "Go on" not in author.get("/play/forms/beginning").get_data(as_text=True)
+    stale = author.post("/admin/stories/forms/slides/well/edit", data={
+        "csrf_token": author.token, "revision": revision, "text": "x", "choice_text": [], "choice_to": [], "choice_new": []})
+    assert stale.status_code == 409
+
+
+def test_a_slide_form_that_breaks_the_story_is_refused(author):
+    form = author.get("/admin/stories/lighthouse/slides/shore/edit").get_data(as_text=True)
+    revision = re.search(r'name="revision" value="([0-9a-f]+)"', form).group(1)
+    response = author.post("/admin/stories/lighthouse/slides/shore/edit", data={
+        "csrf_token": author.token, "revision": revision, "text": "", "choice_text": ["Go"], "choice_to": ["stairs"],
+        "choice_new": [""]})
+    assert response.status_code == 422
+    import html
+
+    assert "slide 'shore', field 'text': must be non-empty text" in html.unescape(response.get_data(as_text=True))

@@ -137,3 +137,58 @@ def test_author_creates_a_story_sees_the_graph_update_and_a_stale_tab_is_refused
     page.goto(live_server.url + "/play/orchard/next")
     assert "Climb" in page.content()
     context.close()
+
+
+def test_author_adds_three_slides_tunes_a_picture_keeps_a_seed_and_a_player_sees_it(browser, live_server):
+    from tests.conftest import ADMIN_PASSWORD
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(live_server.url + "/admin/login")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(live_server.url + "/admin/stories")
+    page.fill("input[name=title]", "The Garden")
+    page.fill("input[name=slug]", "garden")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/admin/stories/garden")
+    # three new slides, each reached by a choice created on the spot from the slide before it
+    previous = "next"
+    for name, label in (("gate", "Open the gate"), ("pond", "Walk to the pond"), ("bench", "Sit on the bench")):
+        page.goto(f"{live_server.url}/admin/stories/garden/slides/{previous}/edit")
+        page.fill("textarea[name=text]", f"You are at the {previous}.")
+        page.locator("input[name=choice_text]").first.fill(label)
+        page.locator("select[name=choice_to]").first.select_option("__new__")
+        page.locator("input[name=choice_new]").first.fill(name)
+        page.get_by_role("button", name="Save slide").click()
+        page.wait_for_url("**/admin/stories/garden")
+        assert page.locator(f'.graph .node[data-slide="{name}"]').count() == 1  # the graph grew
+        previous = name
+    assert page.locator(".graph .node").count() == 5
+    # tune the gate's picture: two seeds side by side, keep the second
+    page.locator('.graph .node[data-slide="gate"]').click()  # a slide in the graph opens it
+    page.wait_for_url("**/admin/stories/garden/slides/gate/edit")
+    page.get_by_role("link", name="tune its picture").click()
+    page.wait_for_url("**/admin/stories/garden/slides/gate")
+    page.fill("textarea[name=image]", "an iron garden gate covered in ivy")
+    page.fill("input[name=seed]", "500")
+    page.fill("input[name=count]", "2")
+    page.fill("input[name=steps]", "6")
+    page.get_by_role("button", name="Paint previews").click()
+    keep = page.get_by_role("button", name="Keep this one")
+    keep.nth(1).wait_for()
+    assert page.locator(".card.done img").count() == 2
+    keep.nth(1).click()
+    page.wait_for_selector("text=Kept seed 501")
+    # a player plays it and sees the gate with its kept picture
+    player = browser.new_context().new_page()
+    player.set_default_timeout(60_000)
+    player.goto(live_server.url + "/play/garden")
+    player.get_by_role("button", name="Go on").click()
+    player.get_by_role("button", name="Open the gate").click()
+    player.wait_for_url("**/play/garden/gate")
+    assert "You are at the gate." in player.locator("#slide-text").inner_text()
+    player.wait_for_selector("#picture img.final")
+    assert "seed 501" in player.locator("#picture .caption").inner_text()
+    context.close()
