@@ -500,9 +500,8 @@ def bake_progress(slug: str) -> dict[str, Any]:
     story = library().get(slug)
     images = current_app.extensions["images"]
     keys = [images.key(compose(story, sid, current_app.extensions["backend"].count_tokens).request) for sid in story.slides]
-    done = sum(1 for key in keys if (snap := images.lookup(key)) is not None and snap.state == "done")
-    failed = sum(1 for key in keys if (snap := images.lookup(key)) is not None and snap.state == "failed")
-    return {"slug": slug, "done": done, "failed": failed, "total": len(keys)}
+    states = [images.state_of(key) for key in keys]
+    return {"slug": slug, "done": states.count("done"), "failed": states.count("failed"), "total": len(keys)}
 
 
 @bp.post("/stories/<slug>/bake")

@@ -269,6 +269,14 @@ class GenerationService:
 
     # -- following a job -------------------------------------------------------------------------------------
 
+    def state_of(self, key: str) -> str | None:
+        """The state of the job with this key ("done" when only its picture is cached), without reading the picture."""
+        with self._cond:
+            job = self._jobs.get(key)
+            if job is not None:
+                return job.state
+        return DONE if key in self.cache else None
+
     def lookup(self, key: str) -> Snapshot | None:
         """The state of the job with this key, or of its cached picture; None when neither exists."""
         with self._cond:
