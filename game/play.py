@@ -7,6 +7,7 @@ status; base.html configures htmx to swap those too.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from collections.abc import Iterator
@@ -154,6 +155,9 @@ def drop_siblings(story: Story, slide_id: str, chosen: str) -> None:
 def frame_context(snap: Snapshot) -> dict[str, Any]:
     """What partials/frame.html needs to draw a picture in any state."""
     fmt = current_app.config["IMAGE_FORMAT"]
+    status = current_app.extensions["backend"].status()
+    if snap.state == QUEUED and status.state == "failed":  # it would fail the moment it is taken: say so now
+        snap = dataclasses.replace(snap, state="failed", error=status.message, hint=status.hint)
     return {
         "state": snap.state,
         "position": snap.position,

@@ -413,7 +413,10 @@ def explain_load_failure(model: str, exc: Exception, offline: bool) -> BackendSt
             f"The image engine is not installed ({exc}).",
             "Install the requirements: pip install -r requirements.txt",
         )
-    if name in ("LocalEntryNotFoundError", "OfflineModeIsEnabled") or "offline" in text.lower() or "connect" in text.lower():
+    lowered = text.lower()
+    not_here = ("offline", "connect", "not fully cached", "cached snapshot", "outgoing traffic", "fetch metadata",
+                "name resolution", "max retries")
+    if name in ("LocalEntryNotFoundError", "OfflineModeIsEnabled") or any(words in lowered for words in not_here):
         return BackendStatus(
             FAILED,
             f"The weights of {model} are not on this machine, and they could not be downloaded.",

