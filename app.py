@@ -245,6 +245,8 @@ def _harden(app: Flask) -> Limiter:
     def on_this_machine() -> bool:  # the person at this computer is never limited; friends through a proxy are
         return not behind_proxy and request.remote_addr in ("127.0.0.1", "::1")
 
+    app.extensions["on_this_machine"] = on_this_machine  # the per-client picture cap exempts the same person
+
     @app.after_request
     def security_headers(response: Any) -> Any:
         for name, value in SECURITY_HEADERS.items():

@@ -41,7 +41,6 @@ from inference.scheduler import QUEUED
 from inference.scheduler import GenerationService
 from inference.scheduler import QueueFull
 from inference.scheduler import Snapshot
-from inference.scheduler import png_to
 
 bp = Blueprint("play", __name__)
 PLAIN_IMAGE_WAIT = 300  # seconds a client without JavaScript waits for its picture
@@ -107,10 +106,7 @@ def player_id() -> str:
 
 def client_key() -> str:
     """Who to count a waiting picture against: the client's address; nobody for the person at this computer."""
-    config = current_app.config
-    if not (config["SHARE"] or config["BEHIND_PROXY"]) and request.remote_addr in ("127.0.0.1", "::1"):
-        return ""
-    return request.remote_addr or ""
+    return "" if current_app.extensions["on_this_machine"]() else request.remote_addr or ""
 
 
 def slide_request(story: Story, slide_id: str) -> GenerationRequest:
@@ -164,7 +160,7 @@ def frame_context(snap: Snapshot) -> dict[str, Any]:
         "step": snap.step,
         "total": snap.total,
         "preview": to_data_url(snap.preview, "jpeg") if snap.preview else None,
-        "image": to_data_url(png_to(snap.png, fmt), fmt) if snap.png else None,
+        "image": to_data_url(images().encoded(snap.key, snap.png, fmt), fmt) if snap.png else None,
         "meta": snap.meta,
         "error": snap.error,
         "hint": snap.hint,
@@ -315,6 +311,6 @@ def image(slug: str, slide_id: str) -> Response:
     if snap.state != DONE:
         return Response(f"The picture could not be painted: {snap.error} {snap.hint}".strip(), 503,
                         mimetype="text/plain")
-    response = Response(png_to(snap.png, fmt), mimetype=f"image/{fmt}")
+    response = Response(images().encoded(snap.key, snap.png, fmt), mimetype=f"image/{fmt}")
     response.vary.add("HX-Request")
     return response

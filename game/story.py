@@ -122,9 +122,6 @@ class Story:
     warnings: tuple[Problem, ...] = ()
     document: Any = field(default=None, compare=False, repr=False)
 
-    def slide(self, slide_id: str) -> Slide:
-        return self.slides[slide_id]
-
     def reachable(self) -> list[str]:
         """Slide ids in breadth-first order from the start."""
         return list(self.parents())

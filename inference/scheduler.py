@@ -15,6 +15,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections import deque
 from dataclasses import dataclass
 from dataclasses import field
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 PLAYER, ADMIN, PREFETCH = 0, 1, 2
 PRIORITY_NAMES = {PLAYER: "player", ADMIN: "admin", PREFETCH: "prefetch"}
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+ENCODED_KEEP = 128  # browser encodings kept in memory (~50 KB each as WebP)
 
 
 class QueueFull(RuntimeError):
@@ -67,10 +69,6 @@ class Job:
     from_cache: bool = False
     stop: bool = False
     preempted: bool = False
-
-    @property
-    def finished(self) -> bool:
-        return self.state in (DONE, FAILED, CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -126,6 +124,8 @@ class GenerationService:
         self._durations: deque[float] = deque(maxlen=200)
         self._seconds_per_job = seconds_per_job
         self._running_batches: list[list[str]] = []
+        self._encoded: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._encoded_lock = threading.Lock()
         self.counters = {"submitted": 0, "coalesced": 0, "cache_hits": 0, "generated": 0, "failed": 0,
                          "cancelled": 0, "rejected": 0, "batches": 0, "prefetched": 0, "prefetch_used": 0,
                          "preempted": 0}
@@ -200,17 +200,6 @@ class GenerationService:
             self._cond.notify_all()
             return job
 
-    def cached(self, request: GenerationRequest) -> Job | None:
-        """Return a finished job for ``request`` if one is at hand (memory or disk), without queueing anything."""
-        key = self.key(request)
-        with self._cond:
-            job = self._jobs.get(key)
-            if job is not None and job.state == DONE:
-                return job
-        if key in self.cache:
-            return self.submit(request, PREFETCH)
-        return None
-
     def cancel(self, key: str, who: str = "") -> bool:
         """Withdraw ``who``'s interest in a queued prefetch; drop it when nobody else wants it.  True if dropped."""
         with self._cond:
@@ -260,13 +249,6 @@ class GenerationService:
                         return self._snapshot(job), time.monotonic() - job.started, in_flight
             return None
 
-    def retry(self, key: str) -> None:
-        """Forget a failed job so the next submit paints it again."""
-        with self._cond:
-            job = self._jobs.get(key)
-            if job is not None and job.state in (FAILED, CANCELLED):
-                del self._jobs[key]
-
     # -- following a job -------------------------------------------------------------------------------------
 
     def state_of(self, key: str) -> str | None:
@@ -276,6 +258,22 @@ class GenerationService:
             if job is not None:
                 return job.state
         return DONE if key in self.cache else None
+
+    def encoded(self, key: str, png: bytes, fmt: str) -> bytes:
+        """The picture as the browser gets it (WebP by default), encoded once per key and format: re-encoding a
+        512x512 picture costs ~30 ms, and a painted slide is shown again and again."""
+        if fmt == "png":
+            return png
+        with self._encoded_lock:
+            if (key, fmt) in self._encoded:
+                self._encoded.move_to_end((key, fmt))
+                return self._encoded[(key, fmt)]
+        data = png_to(png, fmt)
+        with self._encoded_lock:
+            self._encoded[(key, fmt)] = data
+            while len(self._encoded) > ENCODED_KEEP:
+                self._encoded.popitem(last=False)
+        return data
 
     def lookup(self, key: str) -> Snapshot | None:
         """The state of the job with this key, or of its cached picture; None when neither exists."""

@@ -7,7 +7,6 @@ import pytest
 import requests
 
 from app import SETTINGS
-from app import create_app
 from app import settings_from_env
 from tests.conftest import HTMX
 from tests.conftest import ROOT

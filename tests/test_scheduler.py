@@ -250,3 +250,17 @@ def test_a_picture_that_takes_too_long_is_given_up(backend, tmp_path):
         assert wait_done(service, service.submit(BASE.replace(steps=150, seed=2), PLAYER)).state == FAILED
     finally:
         service.close()
+
+
+def test_a_picture_is_encoded_for_browsers_once_and_the_memory_is_bounded(service_factory, monkeypatch):
+    import inference.scheduler as scheduler
+
+    service, _ = service_factory()
+    snap = wait_done(service, service.submit(BASE, PLAYER))
+    first = service.encoded(snap.key, snap.png, "webp")
+    assert first[:4] == b"RIFF" and service.encoded(snap.key, snap.png, "webp") is first  # not encoded again
+    assert service.encoded(snap.key, snap.png, "png") is snap.png
+    monkeypatch.setattr(scheduler, "ENCODED_KEEP", 2)
+    for key in ("a" * 64, "b" * 64):
+        service.encoded(key, snap.png, "webp")
+    assert service.encoded(snap.key, snap.png, "webp") is not first  # the oldest was let go
