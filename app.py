@@ -34,6 +34,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from game.engine import Roster
 from game.library import StoryLibrary
+from game.prompts import picture_shapes
 from inference import api
 from inference.backend import BackendSettings
 from inference.backend import create_backend
@@ -193,6 +194,7 @@ def _init_images(app: Flask) -> None:
         optimize=app.config["OPTIMIZE"],
         deepcache=app.config["DEEPCACHE"],
         compile_cache=str(Path(app.instance_path) / "inductor"),
+        warmup=_story_shapes(app) if app.config["OPTIMIZE"] == "compile" else None,
     ))
     if app.config.get("BACKEND_INSTANCE") is None:
         backend.start()
@@ -209,6 +211,11 @@ def _init_images(app: Flask) -> None:
                                timeout=app.config["GENERATION_TIMEOUT"])
     images.start()
     app.extensions["images"] = images
+
+
+def _story_shapes(app: Flask) -> list[tuple[int, int, bool]] | None:
+    """The picture shapes the shipped and written stories use, for the compiled engine to prepare."""
+    return picture_shapes([e.story for e in app.extensions["stories"].entries() if e.story]) or None
 
 
 class _SessionInterface(SecureCookieSessionInterface):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -175,3 +176,17 @@ def compose(story: Story, slide_id: str, count_tokens: TokenCounter | None = Non
         tiling=bool(spec.tiling),
     )
     return Composition(request, tuple(kept), tuple(dropped), tokens, budget, measured)
+
+
+def picture_shapes(stories: list[Story], limit: int = 3) -> list[tuple[int, int, bool]]:
+    """The (width, height, tiling) of the stories' pictures, most used first, at most ``limit`` of them.
+
+    A compiled image engine prepares for these before the first player arrives, so that no picture waits for a
+    compilation (see ``DiffusersBackend``'s ``warmup``).
+    """
+    counts: Counter[tuple[int, int, bool]] = Counter()
+    for story in stories:
+        for slide_id in story.slides:
+            request = compose(story, slide_id).request
+            counts[(request.width, request.height, request.tiling)] += 1
+    return [shape for shape, _ in counts.most_common(limit)]

@@ -111,6 +111,7 @@ class BackendSettings:
     optimize: str = "auto"
     deepcache: int = 0
     compile_cache: str | None = None
+    warmup: list[tuple[int, int, bool]] | None = None  # picture shapes a compiled engine prepares for
 
 
 def create_backend(settings: BackendSettings) -> Backend:
@@ -129,6 +130,7 @@ def create_backend(settings: BackendSettings) -> Backend:
             optimize=settings.optimize,
             deepcache=settings.deepcache,
             compile_cache=settings.compile_cache,
+            warmup=settings.warmup,
         )
     if settings.kind == "remote":
         from inference.remote import RemoteBackend

@@ -74,7 +74,10 @@ class DiffusersBackend:
         deepcache (`int`, *optional*, defaults to 0): reuse the UNet's deep features, recomputing them every this many
             steps (the ``DeepCache`` package; faster, slightly different pictures); 0 = off.
         compile_cache (`str`, *optional*): folder for torch.compile's inductor cache, so a restart does not recompile.
-        warmup_size (`tuple`, *optional*): (width, height) compiled for at start; keep slide sizes fixed.
+        warmup (`list`, *optional*, defaults to ``[(512, 512, False)]``): the (width, height, tiling) shapes that
+            optimize=compile prepares for before the model is ready, each painted one and two at once (after which
+            batches of any size reuse the compiled code).  A picture of another shape or tiling
+            is compiled for when it is first asked for: about a minute on a GPU, once.
     """
 
     def __init__(
@@ -89,7 +92,7 @@ class DiffusersBackend:
         optimize: str = "auto",
         deepcache: int = 0,
         compile_cache: str | None = None,
-        warmup_size: tuple[int, int] = (512, 512),
+        warmup: list[tuple[int, int, bool]] | None = None,
     ):
         if dtype not in ("auto", *DTYPES):
             raise ValueError(f"dtype: unknown value {dtype!r}; valid: auto, {', '.join(DTYPES)}")
@@ -111,7 +114,7 @@ class DiffusersBackend:
         self.optimize = optimize
         self.deepcache = deepcache
         self.compile_cache = compile_cache
-        self.warmup_size = warmup_size
+        self.warmup = list(warmup or [(512, 512, False)])
         self.optimization = "none"
         self._status = BackendStatus(LOADING, "The image engine has not started yet.")
         self._settled = threading.Event()
@@ -191,16 +194,19 @@ class DiffusersBackend:
             pipe.unet.to(memory_format=torch.channels_last)
             pipe.vae.to(memory_format=torch.channels_last)
         if level == "compile":
-            self._status = BackendStatus(LOADING, "Compiling the model for speed (the first start takes a few minutes; "
-                                                  "later starts reuse the compiled code)…")
             started = time.perf_counter()
             pipe.unet = torch.compile(pipe.unet)
             pipe.vae.decode = torch.compile(pipe.vae.decode)
-            width, height = self.warmup_size
-            with torch.inference_mode():
-                pipe(prompt="warm up", width=width, height=height, num_inference_steps=2,
-                     generator=torch.Generator("cpu").manual_seed(0), output_type="pil")
-            log.info("compiled the model in %.1f s", time.perf_counter() - started)
+            runs = self.warmup_runs()
+            for number, (width, height, tiling, batch) in enumerate(runs, 1):
+                self._status = BackendStatus(
+                    LOADING, f"Compiling the model for speed, {number} of {len(runs)}: {width}x{height}"
+                             f"{', tiled' if tiling else ''}{f', {batch} at once' if batch > 1 else ''} (the first "
+                             "start takes a few minutes; later starts reuse the compiled code)…")
+                with circular_padding(torch, pipe, tiling), torch.inference_mode():
+                    pipe(prompt=["warm up"] * batch, width=width, height=height, num_inference_steps=2,
+                         generator=[torch.Generator("cpu").manual_seed(i) for i in range(batch)], output_type="pil")
+            log.info("compiled the model (%d warm-up pictures) in %.1f s", len(runs), time.perf_counter() - started)
         if self.deepcache:
             from DeepCache import DeepCacheSDHelper
 
@@ -209,6 +215,14 @@ class DiffusersBackend:
             helper.enable()
             level += f" + DeepCache every {self.deepcache} steps"
         return level
+
+    def warmup_runs(self) -> list[tuple[int, int, bool, int]]:
+        """The (width, height, tiling, batch) pictures painted to compile for: each warm-up shape as painted (after
+        max_size), one and then two at once, which makes its compiled code take any batch size without recompiling
+        (torch.compile marks a dimension dynamic once it has seen it change; measured on CPU: a batch of 3 after these
+        runs compiles nothing new, while without the batch of 2 the first batched picture waited 12 s, tiny model)."""
+        shapes = dict.fromkeys((*scale_to_fit(w, h, self.max_size), bool(t)) for w, h, t in self.warmup)
+        return [(*shape, batch) for shape in shapes for batch in (1, 2)]
 
     def _load_pipeline(self, torch: Any, dtype: Any) -> Any:
         from diffusers import StableDiffusionPipeline

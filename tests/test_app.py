@@ -137,3 +137,20 @@ def test_oversized_headers_are_refused_by_the_server(live_server):
     response = requests.get(live_server.url + "/", headers={"X-Big": "x" * 300_000}, timeout=30)
     assert response.status_code in (400, 431)
     assert requests.get(live_server.url + "/", timeout=30).status_code == 200
+
+
+def test_a_compiled_engine_is_told_the_picture_shapes_the_stories_use(stories_dir, tmp_path):
+    from app import create_app
+
+    wide = stories_dir / "wide.yaml"
+    wide.write_text((stories_dir / "lighthouse.yaml").read_text().replace("  width: 512", "  width: 768", 1))
+    app = create_app({"TESTING": True, "STORIES": str(stories_dir), "INSTANCE": str(tmp_path / "instance"),
+                      "MODEL": str(tmp_path / "no-such-model"), "DEVICE": "cpu", "OPTIMIZE": "compile"})
+    try:
+        backend = app.extensions["backend"]
+        # the two 512x512 stories' 42 slides first, then the wide copy's 20
+        assert backend.warmup == [(512, 512, False), (768, 512, False)]
+        assert "no such file or folder" in backend.wait(60).message
+    finally:
+        app.extensions["images"].close()
+        app.extensions["backend"].close()

@@ -229,7 +229,7 @@ def test_every_optimization_runs_and_keeps_size_determinism_and_the_picture(tiny
                                                                             monkeypatch):
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)  # earlier tests in this process set inductor's default
     engine = DiffusersBackend(str(tiny_model), device="cpu", optimize=level, compile_cache=str(tmp_path / "inductor"),
-                              warmup_size=(64, 64))
+                              warmup=[(64, 64, False)])
     engine.start()
     status = engine.wait(900)
     assert status.ready, status
@@ -240,7 +240,22 @@ def test_every_optimization_runs_and_keeps_size_determinism_and_the_picture(tiny
     assert np.abs(first - pixels(backend, REQUEST)).max() <= 3  # the same picture as without the speed-up
     if level == "compile":
         assert any((tmp_path / "inductor").rglob("*"))  # compiled code is cached for the next start
+        # Players' pictures batched together never wait for a compilation: the warm-up prepared every batch size.
+        from torch._dynamo.utils import counters
+
+        graphs = counters["stats"]["unique_graphs"]
+        batch = engine.generate([REQUEST.replace(seed=s) for s in (1, 2, 3)])
+        assert [r.image.size for r in batch] == [(64, 64)] * 3
+        assert counters["stats"]["unique_graphs"] == graphs
     engine.close()
+
+
+def test_the_compile_warm_up_paints_each_shape_as_painted_alone_and_two_at_once():
+    engine = DiffusersBackend("x", optimize="compile", max_size=256,
+                              warmup=[(512, 512, False), (256, 256, False), (768, 512, True)])
+    # 512 and 256 are both painted at 256x256 under --max-size 256: prepared once
+    assert engine.warmup_runs() == [(256, 256, False, 1), (256, 256, False, 2), (256, 168, True, 1), (256, 168, True, 2)]
+    assert DiffusersBackend("x").warmup_runs() == [(512, 512, False, 1), (512, 512, False, 2)]
 
 
 def test_an_unknown_optimization_is_named():

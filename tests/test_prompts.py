@@ -6,6 +6,7 @@ from game.prompts import compose
 from game.prompts import derive_seed
 from game.prompts import describe_text
 from game.prompts import estimate_tokens
+from game.prompts import picture_shapes
 from game.story import load_story
 from tests.conftest import STORIES
 
@@ -87,3 +88,14 @@ def test_an_explicit_slide_seed_is_used_as_is():
 def test_composition_does_not_depend_on_anything_but_the_slide(slide_id):
     story = LIGHTHOUSE if slide_id in LIGHTHOUSE.slides else TRAIN
     assert compose(story, slide_id) == compose(story, slide_id)
+
+
+def test_picture_shapes_lists_the_sizes_the_stories_paint_most_used_first():
+    assert picture_shapes([LIGHTHOUSE, TRAIN]) == [(512, 512, False)]
+    text = (STORIES / "lighthouse.yaml").read_text().replace(
+        "    choices:\n      - text: Climb the cliff path toward",
+        "    style: {width: 768, height: 512, tiling: true}\n    choices:\n      - text: Climb the cliff path toward", 1)
+    wide = load_story(text, "s", "lighthouse")
+    assert picture_shapes([wide, TRAIN]) == [(512, 512, False), (768, 512, True)]
+    assert picture_shapes([wide], limit=1) == [(512, 512, False)]
+    assert picture_shapes([]) == []
