@@ -1,6 +1,7 @@
 """Run the A1111-compatible API alone, for a GPU box:
 
     python -m inference serve [--host 0.0.0.0] [--port 7861] [--model ID_OR_PATH] [--api-auth user:pass]
+                              [--optimize compile] ...
 
 Any A1111 client (or a Lanternslide game started with --backend remote --api-url http://HOST:7861) can then use it.
 """
@@ -27,6 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--dtype", default=env("LANTERNSLIDE_DTYPE", "auto"), choices=("auto", "fp16", "bf16", "fp32"))
     serve.add_argument("--max-size", type=int, default=int(env("LANTERNSLIDE_MAX_SIZE", "0")),
                        help="paint with the longer side at most this many pixels (0 = as asked)")
+    serve.add_argument("--model-config", default=env("LANTERNSLIDE_MODEL_CONFIG", "auto"),
+                       choices=("auto", "sd21-base", "sd21-v"), help="shipped config for a single checkpoint file")
+    serve.add_argument("--optimize", default=env("LANTERNSLIDE_OPTIMIZE", "auto"),
+                       choices=("auto", "none", "channels_last", "compile"),
+                       help="speed-ups: auto (channels_last on CUDA), none, channels_last, compile (torch.compile, "
+                            "in the background at start; cached in INSTANCE/inductor)")
+    serve.add_argument("--deepcache", type=int, default=int(env("LANTERNSLIDE_DEEPCACHE", "0")),
+                       help="reuse the UNet's deep features, recomputing them every N steps (lossy; 0 = off)")
     serve.add_argument("--offline", action="store_true", help="never contact the Hugging Face hub")
     serve.add_argument("--api-auth", default=env("LANTERNSLIDE_API_AUTH", ""),
                        help="require HTTP Basic auth: user:password[,user2:password2] [LANTERNSLIDE_API_AUTH]")

@@ -120,9 +120,11 @@ def create_server(settings: dict[str, Any]) -> Flask:
 
     app = Flask(__name__, instance_path=str(Path(settings["instance"]).resolve()))
     app.config["MODEL"] = settings["model"]
-    backend = create_backend(BackendSettings(model=settings["model"], device=settings["device"],
-                                             dtype=settings["dtype"], max_size=settings["max_size"],
-                                             offline=settings["offline"]))
+    backend = create_backend(BackendSettings(
+        model=settings["model"], device=settings["device"], dtype=settings["dtype"], max_size=settings["max_size"],
+        offline=settings["offline"], model_config=settings["model_config"],
+        optimize=settings["optimize"], deepcache=settings["deepcache"],
+        compile_cache=str(Path(app.instance_path) / "inductor")))
     backend.start()
     cache = ImageCache(Path(app.instance_path) / "cache", settings["cache_max_mb"] * 1024 * 1024)
     images = GenerationService(backend, cache, f"{settings['model']}|max_size={settings['max_size']}",

@@ -74,7 +74,7 @@ class DiffusersBackend:
         deepcache (`int`, *optional*, defaults to 0): reuse the UNet's deep features, recomputing them every this many
             steps (the ``DeepCache`` package; faster, slightly different pictures); 0 = off.
         compile_cache (`str`, *optional*): folder for torch.compile's inductor cache, so a restart does not recompile.
-        warmup (`list`, *optional*, defaults to ``[(512, 512, False)]``): the (width, height, tiling) shapes that
+        warmup (`list`, *optional*, defaults to the model's own size): the (width, height, tiling) shapes that
             optimize=compile prepares for before the model is ready, each painted one and two at once (after which
             batches of any size reuse the compiled code).  A picture of another shape or tiling
             is compiled for when it is first asked for: about a minute on a GPU, once.
@@ -114,7 +114,7 @@ class DiffusersBackend:
         self.optimize = optimize
         self.deepcache = deepcache
         self.compile_cache = compile_cache
-        self.warmup = list(warmup or [(512, 512, False)])
+        self.warmup = list(warmup or [])
         self.optimization = "none"
         self._status = BackendStatus(LOADING, "The image engine has not started yet.")
         self._settled = threading.Event()
@@ -195,9 +195,10 @@ class DiffusersBackend:
             pipe.vae.to(memory_format=torch.channels_last)
         if level == "compile":
             started = time.perf_counter()
+            native = pipe.unet.config.sample_size * pipe.vae_scale_factor
             pipe.unet = torch.compile(pipe.unet)
             pipe.vae.decode = torch.compile(pipe.vae.decode)
-            runs = self.warmup_runs()
+            runs = self.warmup_runs((native, native))
             for number, (width, height, tiling, batch) in enumerate(runs, 1):
                 self._status = BackendStatus(
                     LOADING, f"Compiling the model for speed, {number} of {len(runs)}: {width}x{height}"
@@ -216,12 +217,14 @@ class DiffusersBackend:
             level += f" + DeepCache every {self.deepcache} steps"
         return level
 
-    def warmup_runs(self) -> list[tuple[int, int, bool, int]]:
-        """The (width, height, tiling, batch) pictures painted to compile for: each warm-up shape as painted (after
-        max_size), one and then two at once, which makes its compiled code take any batch size without recompiling
+    def warmup_runs(self, native: tuple[int, int] = (512, 512)) -> list[tuple[int, int, bool, int]]:
+        """The (width, height, tiling, batch) pictures painted to compile for: each warm-up shape (or else the
+        model's ``native`` size, 512 for SD 2.1-base and 768 for SD 2.1) as painted after max_size, one and then
+        two at once, which makes its compiled code take any batch size without recompiling
         (torch.compile marks a dimension dynamic once it has seen it change; measured on CPU: a batch of 3 after these
         runs compiles nothing new, while without the batch of 2 the first batched picture waited 12 s, tiny model)."""
-        shapes = dict.fromkeys((*scale_to_fit(w, h, self.max_size), bool(t)) for w, h, t in self.warmup)
+        wanted = self.warmup or [(*native, False)]
+        shapes = dict.fromkeys((*scale_to_fit(w, h, self.max_size), bool(t)) for w, h, t in wanted)
         return [(*shape, batch) for shape in shapes for batch in (1, 2)]
 
     def _load_pipeline(self, torch: Any, dtype: Any) -> Any:

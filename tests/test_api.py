@@ -156,3 +156,16 @@ def test_unknown_routes_and_methods_answer_json(api_server):
     assert raw(api_server, "GET", "/no-such-route").json() == {"detail": "Not Found"}
     response = raw(api_server, "GET", "/txt2img")
     assert response.status_code == 405 and response.json() == {"detail": "Method Not Allowed"}
+
+
+def test_the_api_alone_takes_the_speed_settings_and_names_a_bad_one(tmp_path, capsys):
+    from inference.__main__ import build_parser
+    from inference.__main__ import main
+
+    args = build_parser().parse_args(["serve", "--optimize", "compile", "--model-config", "sd21-v"])
+    assert (args.optimize, args.model_config, args.deepcache) == ("compile", "sd21-v", 0)
+    assert main(["serve", "--instance", str(tmp_path), "--optimize", "compile", "--deepcache", "3"]) == 2
+    assert "deepcache: cannot be combined with optimize=compile" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--optimize", "turbo"])
+    assert "argument --optimize: invalid choice: 'turbo'" in capsys.readouterr().err
