@@ -1,12 +1,24 @@
 """Time SD 2.1 on this device: text encoding, one UNet step, VAE decode and whole pictures, per optimization.
 
-On CUDA it builds the real architectures from the configs shipped in inference/configs (SD 2.1-base at 512 and
-SD 2.1 768-v at 768) with random weights (weights do not change the time) in fp16 (or --dtype bf16), and times:
-plain (SDPA), + channels_last, + DeepCache (every 3 and 5 steps; lossy), + torch.compile of the UNet and VAE decoder,
-batches of 2/4/8, and DPM++ 2M Karras at 10/15/20 steps.  On a CPU it runs the tiny test pipeline at 64x64 only to prove the code path works.  Warm-up runs
-are excluded; every figure is the median of --repeats runs.
+It builds the real architectures from the configs shipped in inference/configs (SD 2.1-base at 512 and SD 2.1
+768-v at 768) with random weights (weights do not change the time) in fp16 (or --dtype bf16) and times these
+variant groups (--only picks some):
 
-    python bench/gpu.py [--dtype fp16|bf16] [--repeats 5] [--skip-compile]
+    plain          the plain pipeline (SDPA attention), DPM++ 2M Karras at 20, 10 and 15 steps
+    channels_last  + channels_last memory layout, batch 1, 2, 4 and 8
+    deepcache      + DeepCache, deep features recomputed every 3 and every 5 steps (lossy; needs `DeepCache`)
+    compile        + torch.compile of the UNet and the VAE decoder, batch 1 and 4 (compile time printed apart)
+    regional       + diffusers' regional compile of the UNet's repeated blocks (compile_repeated_blocks)
+    service        what a player gets: Lanternslide's own backend and generation service (--optimize auto and
+                   compile) painting one picture with live previews, then 4 players' pictures at once (batched)
+
+Warm-up runs are excluded; every figure is the median of --repeats runs; the device and versions are printed.
+Without CUDA it runs the tiny test pipeline at 64x64 (it proves the code path, not speed); --models sd21-base
+--size 128 runs the real architecture on a CPU at a small size.
+
+    python bench/gpu.py                                        # CUDA: both shapes, every group
+    python bench/gpu.py --models sd21-base --only plain,compile --markdown table.md
+    python bench/gpu.py --device cpu --models sd21-base --size 128 --repeats 1 --only plain,service
 
 Prints figures only; asserts nothing.
 """
@@ -14,162 +26,357 @@ Prints figures only; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+GROUPS = ("plain", "channels_last", "deepcache", "compile", "regional", "service")
+SIZES = {"tiny": 64, "sd21-base": 512, "sd21-v": 768}
 # FLOPs per picture part, from ../shared/reference/performance.md section 2.1 (2 FLOP per multiply-add).
 FLOPS = {512: {"unet_cfg_step": 1.608e12, "vae": 2.514e12, "text": 0.09e12},
          768: {"unet_cfg_step": 4.298e12, "vae": 5.754e12, "text": 0.09e12}}
 PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "4090": 165e12}
+PROMPT = "a lighthouse on a cliff at night, oil painting"
+NEGATIVE = "blurry"
+COLUMNS = ("model", "variant", "batch", "steps", "text ms", "step ms", "it/s", "VAE ms", "s/image", "images/s",
+           "peak GiB", "of floor")
 
 
-def build(torch, config: str | None, dtype, device: str, workdir: Path):
-    """A pipeline of the real SD 2.1 shapes with random weights (or the tiny test pipeline on CPU)."""
-    from diffusers import AutoencoderKL
-    from diffusers import DPMSolverMultistepScheduler
-    from diffusers import StableDiffusionPipeline
-    from diffusers import UNet2DConditionModel
-    from transformers import CLIPTextConfig
-    from transformers import CLIPTextModel
-    from transformers import CLIPTokenizer
+class Bench:
+    """One device, one dtype: builds pipelines, times them and keeps the rows for the table."""
 
-    if config is None:
-        from tests.tiny_pipeline import build_tiny_pipeline
+    def __init__(self, torch, args: argparse.Namespace):
+        self.torch = torch
+        self.args = args
+        self.device = args.device
+        self.cuda = self.device.startswith("cuda")
+        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
+        self.name = torch.cuda.get_device_name(0) if self.cuda else f"CPU ({platform.processor() or platform.machine()})"
+        self.peak_flops = next((v for k, v in PEAK.items() if k in self.name), None) if self.cuda else None
+        self.workdir = Path(tempfile.mkdtemp(prefix="lanternslide-gpu-"))
+        self.rows: list[tuple[str, ...]] = []
+        self.notes: list[str] = []
 
-        pipe = StableDiffusionPipeline.from_pretrained(str(build_tiny_pipeline(workdir / "tiny")), safety_checker=None)
-    else:
-        folder = ROOT / "inference" / "configs" / config
-        with torch.device(device):
-            unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(folder / "unet")))
-            vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(folder / "vae")))
-            text = CLIPTextModel(CLIPTextConfig.from_pretrained(str(folder / "text_encoder")))
-        pipe = StableDiffusionPipeline(
-            unet=unet, vae=vae, text_encoder=text,
-            tokenizer=CLIPTokenizer.from_pretrained(str(ROOT / "inference" / "configs" / "tokenizer")),
-            scheduler=DPMSolverMultistepScheduler.from_pretrained(str(folder / "scheduler")),
-            safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False)
-    pipe = pipe.to(device=device, dtype=dtype)
-    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    # -- pipelines -----------------------------------------------------------------------------------------------
 
+    def build(self, model: str):
+        """A pipeline of the real SD 2.1 shapes with random weights (or the tiny test pipeline)."""
+        torch = self.torch
+        from diffusers import AutoencoderKL
+        from diffusers import DPMSolverMultistepScheduler
+        from diffusers import StableDiffusionPipeline
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextConfig
+        from transformers import CLIPTextModel
+        from transformers import CLIPTokenizer
 
-def timed(torch, device: str, fn, repeats: int) -> float:
-    """Median seconds of ``fn`` over ``repeats`` runs, after one warm-up run (excluded)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        started = time.perf_counter()
+        if model == "tiny":
+            from tests.tiny_pipeline import build_tiny_pipeline
+
+            folder = self.workdir / "tiny"
+            if not folder.exists():
+                build_tiny_pipeline(folder)
+            pipe = StableDiffusionPipeline.from_pretrained(str(folder), safety_checker=None)
+        else:
+            folder = ROOT / "inference" / "configs" / model
+            with torch.device(self.device):
+                unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(folder / "unet")))
+                vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(folder / "vae")))
+                text = CLIPTextModel(CLIPTextConfig.from_pretrained(str(folder / "text_encoder")))
+            pipe = StableDiffusionPipeline(
+                unet=unet, vae=vae, text_encoder=text,
+                tokenizer=CLIPTokenizer.from_pretrained(str(ROOT / "inference" / "configs" / "tokenizer")),
+                scheduler=DPMSolverMultistepScheduler.from_pretrained(str(folder / "scheduler")),
+                safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False)
+        pipe = pipe.to(device=self.device, dtype=self.dtype)
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def release(self) -> None:
+        import gc
+
+        gc.collect()
+        if self.cuda:
+            self.torch.cuda.empty_cache()
+        self.torch._dynamo.reset()
+
+    # -- timing --------------------------------------------------------------------------------------------------
+
+    def timed(self, fn, repeats: int | None = None) -> float:
+        """Median seconds of ``fn`` over ``repeats`` runs, after one warm-up run (excluded)."""
         fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        times = []
+        for _ in range(repeats or self.args.repeats):
+            self.sync()
+            started = time.perf_counter()
+            fn()
+            self.sync()
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
 
+    def sync(self) -> None:
+        if self.cuda:
+            self.torch.cuda.synchronize()
 
-def measure(torch, pipe, size: int, device: str, repeats: int, steps: int, batch: int, direct_step: bool = True) -> dict:
-    """Time the parts and the whole; with ``direct_step`` False (DeepCache, which needs the scheduler's own
-    timesteps) the UNet step is derived from the whole picture less text encoding and VAE decode."""
-    generator = [torch.Generator("cpu").manual_seed(i) for i in range(batch)]
-    prompts = ["a lighthouse on a cliff at night, oil painting"] * batch
+    def measure(self, pipe, size: int, steps: int, batch: int, parts: bool = True) -> dict:
+        """Time the parts and the whole; with ``parts`` False (DeepCache, whose wrapper needs the scheduler's own
+        timesteps) the UNet step is derived from the whole picture less text encoding and VAE decode."""
+        torch = self.torch
+        generator = [torch.Generator("cpu").manual_seed(i) for i in range(batch)]
 
-    def whole() -> None:
-        pipe(prompt=prompts, negative_prompt=["blurry"] * batch, width=size, height=size, num_inference_steps=steps,
-             generator=generator, output_type="pil")
+        def whole() -> None:
+            pipe(prompt=[PROMPT] * batch, negative_prompt=[NEGATIVE] * batch, width=size, height=size,
+                 num_inference_steps=steps, generator=generator, output_type="pil")
 
-    with torch.inference_mode():
-        embeds, negative = pipe.encode_prompt(prompts[0], device, 1, True, "blurry")
-        text = timed(torch, device, lambda: pipe.encode_prompt(prompts[0], device, 1, True, "blurry"), repeats)
-        latent = size // pipe.vae_scale_factor
-        sample = torch.randn(2 * batch, 4, latent, latent, device=device, dtype=pipe.unet.dtype)
-        context = torch.cat([negative, embeds]).repeat(batch, 1, 1)
-        step = timed(torch, device, lambda: pipe.unet(sample, 500, encoder_hidden_states=context), repeats) \
-            if direct_step else None
-        latents = torch.randn(batch, 4, latent, latent, device=device, dtype=pipe.vae.dtype)
-        vae = timed(torch, device, lambda: pipe.vae.decode(latents / pipe.vae.config.scaling_factor), repeats)
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        picture = timed(torch, device, whole, repeats)
-        peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
-    if step is None:
-        step = max(1e-9, (picture - text - vae) / steps)
-    return {"text": text, "step": step, "vae": vae, "picture": picture, "batch": batch, "steps": steps, "peak": peak}
+        with torch.inference_mode():
+            embeds, negative = pipe.encode_prompt(PROMPT, self.device, 1, True, NEGATIVE)
+            text = self.timed(lambda: pipe.encode_prompt(PROMPT, self.device, 1, True, NEGATIVE))
+            latent = size // pipe.vae_scale_factor
+            step = None
+            if parts:
+                sample = torch.randn(2 * batch, 4, latent, latent, device=self.device, dtype=self.dtype)
+                context = torch.cat([negative, embeds]).repeat(batch, 1, 1)
+                step = self.timed(lambda: pipe.unet(sample, 500, encoder_hidden_states=context))
+            latents = torch.randn(batch, 4, latent, latent, device=self.device, dtype=self.dtype)
+            vae = self.timed(lambda: pipe.vae.decode(latents / pipe.vae.config.scaling_factor))
+            if self.cuda:
+                torch.cuda.reset_peak_memory_stats()
+            picture = self.timed(whole)
+        if step is None:
+            step = max(1e-9, (picture - text - vae) / steps)
+        return {"text": text, "step": step, "vae": vae, "picture": picture, "batch": batch, "steps": steps,
+                "peak": self.peak_memory()}
 
+    def peak_memory(self) -> float | None:
+        return self.torch.cuda.max_memory_allocated() / 2**30 if self.cuda else None
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dtype", default="fp16", choices=("fp16", "bf16"))
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--skip-compile", action="store_true")
-    parser.add_argument("--models", default="sd21-base,sd21-v")
-    args = parser.parse_args()
-    import diffusers
-    import torch
+    def report(self, model: str, label: str, r: dict, size: int) -> None:
+        per_image = r["picture"] / r["batch"]
+        floor = ""
+        if self.peak_flops and size in FLOPS:
+            flops = FLOPS[size]["unet_cfg_step"] * r["steps"] + FLOPS[size]["vae"] + FLOPS[size]["text"]
+            floor = f"{100 * flops / self.peak_flops / per_image:.0f}%"
+        ms = lambda key: f"{1000 * r[key]:.1f}" if r.get(key) is not None else "-"  # noqa: E731
+        row = (model, label, str(r["batch"]), str(r["steps"]), ms("text"), ms("step"),
+               f"{1 / r['step']:.1f}" if r.get("step") else "-", ms("vae"), f"{per_image:.3f}",
+               f"{1 / per_image:.2f}", f"{r['peak']:.1f}" if r.get("peak") is not None else "-", floor)
+        self.rows.append(row)
+        print(format_row(row), flush=True)
 
-    cuda = torch.cuda.is_available()
-    device = "cuda" if cuda else "cpu"
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype] if cuda else torch.float32
-    name = torch.cuda.get_device_name(0) if cuda else "CPU (tiny 64x64 pipeline: proves the code path, not speed)"
-    print(f"device: {name}; torch {torch.__version__}, diffusers {diffusers.__version__}, dtype {str(dtype)[6:]}; "
-          f"median of {args.repeats} runs after 1 warm-up run (excluded)")
-    peak = next((v for k, v in PEAK.items() if k in name), None)
-    workdir = Path(tempfile.mkdtemp(prefix="lanternslide-gpu-"))
-    shapes = [(c, 512 if c == "sd21-base" else 768) for c in args.models.split(",")] if cuda else [(None, 64)]
-    header = (f"{'model':>9} {'variant':>22} {'batch':>5} {'steps':>5} {'text ms':>8} {'step ms':>8} {'it/s':>6} "
-              f"{'VAE ms':>7} {'s/image':>8} {'images/s':>8} {'peak GiB':>8} {'of floor':>8}")
-    print(header)
-    for config, size in shapes:
-        pipe = build(torch, config, dtype, device, workdir)
-        variants = [("plain (SDPA)", 1, 20), ("plain, 10 steps", 1, 10), ("plain, 15 steps", 1, 15)]
-        for label, batch, steps in variants + [("channels_last", 1, 20)] + [(f"channels_last, batch {b}", b, 20) for b in (2, 4, 8)]:
-            if label.startswith("channels_last") and not getattr(pipe, "_cl", False):
-                pipe.unet.to(memory_format=torch.channels_last)
-                pipe.vae.to(memory_format=torch.channels_last)
-                pipe._cl = True
-            report(config, label, measure(torch, pipe, size, device, args.repeats, steps, batch), size, peak)
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        print(f"{'':>9} ({text})", flush=True)
+
+    def attempt(self, model: str, label: str, fn) -> None:
+        """Run one variant; a failure (out of memory, a missing package) is printed in its row, and the rest go on."""
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - a bench reports every failure and carries on
+            self.note(f"{model} {label}: failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+            self.release()
+
+    # -- variant groups ------------------------------------------------------------------------------------------
+
+    def run_model(self, model: str, size: int, groups: list[str]) -> None:
+        steps = self.args.steps
+        eager = [g for g in groups if g in ("plain", "channels_last", "deepcache")]
+        if eager:
+            pipe = self.build(model)
+            if "plain" in groups:
+                for n in dict.fromkeys((steps, 10, 15)):
+                    label = "plain (SDPA)" if n == steps else f"plain, {n} steps"
+                    self.attempt(model, label, lambda n=n, label=label: self.report(
+                        model, label, self.measure(pipe, size, n, 1), size))
+            if "deepcache" in groups:
+                self.attempt(model, "DeepCache", lambda: self.deepcache(pipe, model, size, steps))
+            if "channels_last" in groups:
+                pipe.unet.to(memory_format=self.torch.channels_last)
+                pipe.vae.to(memory_format=self.torch.channels_last)
+                for batch in (1, 2, 4, 8):
+                    label = "channels_last" + (f", batch {batch}" if batch > 1 else "")
+                    self.attempt(model, label, lambda batch=batch, label=label: self.report(
+                        model, label, self.measure(pipe, size, steps, batch), size))
+            del pipe
+            self.release()
+        if "compile" in groups:
+            self.attempt(model, "compile", lambda: self.compiled(model, size, steps, regional=False))
+            self.release()
+        if "regional" in groups:
+            self.attempt(model, "regional compile", lambda: self.compiled(model, size, steps, regional=True))
+            self.release()
+        if "service" in groups:
+            self.attempt(model, "service", lambda: self.service(model, size, steps))
+            self.release()
+
+    def deepcache(self, pipe, model: str, size: int, steps: int) -> None:
         from DeepCache import DeepCacheSDHelper
 
         helper = DeepCacheSDHelper(pipe=pipe)
         for interval in (3, 5):
             helper.set_params(cache_interval=interval, cache_branch_id=0)
             helper.enable()
-            report(config, f"DeepCache every {interval}",
-                   measure(torch, pipe, size, device, args.repeats, 20, 1, direct_step=False), size, peak)
-            helper.disable()
-        if not args.skip_compile:
-            started = time.perf_counter()
+            try:
+                self.report(model, f"DeepCache every {interval}", self.measure(pipe, size, steps, 1, parts=False), size)
+            finally:
+                helper.disable()
+
+    def compiled(self, model: str, size: int, steps: int, regional: bool) -> None:
+        torch = self.torch
+        pipe = self.build(model)
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+        started = time.perf_counter()
+        if regional:
+            pipe.unet.compile_repeated_blocks()
+        else:
             pipe.unet = torch.compile(pipe.unet)
-            pipe.vae.decode = torch.compile(pipe.vae.decode)
-            result = measure(torch, pipe, size, device, args.repeats, 20, 1)
-            print(f"{'':>9} (compile + warm-up took {time.perf_counter() - started:.0f} s, excluded from the figures)")
-            report(config, "channels_last + compile", result, size, peak)
-            for b in (4,):
-                report(config, f"compile, batch {b}", measure(torch, pipe, size, device, args.repeats, 20, b), size, peak)
+        pipe.vae.decode = torch.compile(pipe.vae.decode)
+        name = "regional compile" if regional else "compile"
+        result = self.measure(pipe, size, steps, 1)
+        self.note(f"{name}: compiling and the warm-up runs took {time.perf_counter() - started:.0f} s, "
+                  "not counted in the figures")
+        self.report(model, f"channels_last + {name}", result, size)
+        if not regional:
+            self.report(model, f"{name}, batch 4", self.measure(pipe, size, steps, 4), size)
         del pipe
-        if cuda:
-            torch.cuda.empty_cache()
+
+    def service(self, model: str, size: int, steps: int) -> None:
+        """Lanternslide's own path: DiffusersBackend + GenerationService + cache, previews every 2 steps."""
+        from inference.cache import ImageCache
+        from inference.diffusers_backend import DiffusersBackend
+        from inference.request import GenerationRequest
+        from inference.scheduler import GenerationService
+
+        folder = self.workdir / f"{model}-folder"
+        if not folder.exists():
+            pipe = self.build(model)
+            pipe.save_pretrained(str(folder))
+            del pipe
+            self.release()
+        seeds = iter(range(10_000, 1_000_000))
+        levels = ["auto"] + ([] if self.args.skip_compile else ["compile"])
+        for level in levels:
+            started = time.perf_counter()
+            backend = DiffusersBackend(str(folder), device=self.device, dtype=self.args.dtype, optimize=level,
+                                       compile_cache=str(self.workdir / "inductor"), warmup=[(size, size, False)])
+            backend.start()
+            status = backend.wait()
+            if not status.ready:
+                raise RuntimeError(f"{status.message} {status.hint}")
+            self.note(f"service --optimize {level}: {status.message} (load took {time.perf_counter() - started:.0f} s)")
+            service = GenerationService(backend, ImageCache(self.workdir / f"cache-{level}"), model=model,
+                                        max_batch=4, preview_every=2)
+            service.start()
+            try:
+                def paint(count: int) -> None:
+                    requests = [GenerationRequest(PROMPT, NEGATIVE, seed=next(seeds), steps=steps, width=size,
+                                                  height=size, cfg_scale=7, sampler_name="DPM++ 2M",
+                                                  scheduler="karras") for _ in range(count)]
+                    threads = [threading.Thread(target=wait_for_picture, args=(service, r)) for r in requests]
+                    for thread in threads:
+                        thread.start()
+                    for thread in threads:
+                        thread.join()
+
+                if self.cuda:
+                    self.torch.cuda.reset_peak_memory_stats()
+                one = self.timed(lambda: paint(1))
+                self.report(model, f"service, optimize {level}",
+                            {"picture": one, "batch": 1, "steps": steps, "peak": self.peak_memory()}, size)
+                four = self.timed(lambda: paint(4))
+                self.report(model, f"service {level}, 4 players",
+                            {"picture": four, "batch": 4, "steps": steps, "peak": self.peak_memory()}, size)
+            finally:
+                service.close()
+                backend.close()
+                del backend
+                self.release()
+
+
+def wait_for_picture(service, request) -> None:
+    """Submit one player's picture and block until it is painted (the way a slide's stream follows it)."""
+    job = service.submit(request)
+    snapshot = service.snapshot(job)
+    while snapshot.state not in ("done", "failed", "cancelled"):
+        snapshot = service.follow(job, snapshot.version, 600) or service.snapshot(job)
+    if snapshot.state != "done":
+        raise RuntimeError(f"the service did not paint the picture: {snapshot.state} {snapshot.error}")
+
+
+def format_row(row: tuple[str, ...]) -> str:
+    widths = (9, 28, 5, 5, 8, 8, 6, 7, 8, 8, 8, 8)
+    return " ".join(f"{cell:>{width}}" for cell, width in zip(row, widths))
+
+
+def markdown(bench: Bench, header: str) -> str:
+    lines = [header, "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in bench.rows]
+    lines += [""] + [f"- {note}" for note in bench.notes]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="auto (cuda when there is one), cuda, cuda:N or cpu")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"),
+                        help="auto: fp16 on CUDA, fp32 on a CPU")
+    parser.add_argument("--models", default="", help="comma-separated: sd21-base, sd21-v, tiny "
+                        "(default: sd21-base,sd21-v on CUDA, tiny on a CPU)")
+    parser.add_argument("--size", type=int, default=0, help="picture side in pixels (default: the model's own)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", default=",".join(GROUPS), help=f"variant groups, comma-separated: {', '.join(GROUPS)}")
+    parser.add_argument("--skip-compile", action="store_true", help="leave out every torch.compile variant")
+    parser.add_argument("--markdown", help="also write the table as Markdown to this file")
+    args = parser.parse_args()
+    groups = [g.strip() for g in args.only.split(",") if g.strip()]
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        parser.error(f"--only: unknown group {unknown[0]!r}; valid: {', '.join(GROUPS)}")
+    if args.skip_compile:
+        groups = [g for g in groups if g not in ("compile", "regional")]
+
+    import diffusers
+    import torch
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()  # the table, not loading chatter
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    cuda = args.device.startswith("cuda")
+    if args.dtype == "auto":
+        args.dtype = "fp16" if cuda else "fp32"
+    models = [m.strip() for m in (args.models or ("sd21-base,sd21-v" if cuda else "tiny")).split(",") if m.strip()]
+    for model in models:
+        if model not in SIZES:
+            parser.error(f"--models: unknown model {model!r}; valid: {', '.join(SIZES)}")
+    bench = Bench(torch, args)
+    header = (f"device: {bench.name}; torch {torch.__version__}, diffusers {diffusers.__version__}, transformers "
+              f"{transformers.__version__}, {args.dtype}; DPM++ 2M Karras, CFG 7.5 (service: 7), median of "
+              f"{args.repeats} runs after 1 warm-up run (excluded); command: python bench/gpu.py {' '.join(sys.argv[1:])}")
+    if not cuda and "tiny" in models:
+        header += " [tiny random pipeline on a CPU: proves the code path, not speed]"
+    print(header)
+    print(format_row(COLUMNS))
+    for model in models:
+        bench.run_model(model, args.size or SIZES[model], groups)
     print("it/s counts denoising iterations (one UNet call on the CFG pair); 'of floor' is the FLOP floor "
-          "(performance.md section 2) divided by the measured s/image, on the device's dense fp16 peak")
-
-
-def report(config, label: str, r: dict, size: int, peak: float | None) -> None:
-    per_image = r["picture"] / r["batch"]
-    floor = ""
-    if peak and size in FLOPS:
-        flops = FLOPS[size]["unet_cfg_step"] * r["steps"] + FLOPS[size]["vae"] + FLOPS[size]["text"]
-        floor = f"{100 * flops / peak / per_image:.0f}%"
-    memory = f"{r['peak']:.1f}" if r["peak"] is not None else "-"
-    print(f"{config or 'tiny':>9} {label:>22} {r['batch']:>5} {r['steps']:>5} {1000 * r['text']:>8.1f} "
-          f"{1000 * r['step']:>8.1f} {1 / r['step']:>6.1f} {1000 * r['vae']:>7.1f} {per_image:>8.3f} "
-          f"{1 / per_image:>8.2f} {memory:>8} {floor:>8}")
+          "(performance.md section 2) divided by the measured s/image, on the device's dense fp16 peak; service rows "
+          "time a picture from submit to done through Lanternslide's backend, queue, previews and PNG encode")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(bench, header))
+        print(f"table written to {args.markdown}")
 
 
 if __name__ == "__main__":
