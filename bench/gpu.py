@@ -30,8 +30,8 @@ import platform
 import statistics
 import sys
 import tempfile
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -280,11 +280,9 @@ class Bench:
                     requests = [GenerationRequest(PROMPT, NEGATIVE, seed=next(seeds), steps=steps, width=size,
                                                   height=size, cfg_scale=7, sampler_name="DPM++ 2M",
                                                   scheduler="karras") for _ in range(count)]
-                    threads = [threading.Thread(target=wait_for_picture, args=(service, r)) for r in requests]
-                    for thread in threads:
-                        thread.start()
-                    for thread in threads:
-                        thread.join()
+                    with ThreadPoolExecutor(count) as players:  # .result() re-raises a player's failure here
+                        for done in [players.submit(wait_for_picture, service, r) for r in requests]:
+                            done.result()
 
                 if self.cuda:
                     self.torch.cuda.reset_peak_memory_stats()

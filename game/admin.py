@@ -450,7 +450,7 @@ def job_card(key: str) -> ResponseReturnValue:
 
     snap = current_app.extensions["images"].lookup(key)
     if snap is None:
-        return render_template("partials/tune_card.html", key=key, snap=None), 404
+        return render_template("partials/tune_card.html", key=key, snap=None, gone=True), 404
     picture = to_data_url(snap.png, "png") if snap.png else None
     preview = to_data_url(snap.preview, "jpeg") if snap.preview else None
     return render_template("partials/tune_card.html", key=key, snap=snap, picture=picture, preview=preview,

@@ -264,6 +264,14 @@ def test_tuning_shows_the_composed_prompt_with_its_budget_and_paints_seeds_side_
     assert seeds == [100, 101, 102]
 
 
+def test_a_preview_the_server_no_longer_knows_stops_polling_and_says_so(author):
+    response = author.get(f"/admin/jobs/{'0' * 64}?slug=lighthouse&slide=shore")
+    assert response.status_code == 404
+    html = response.get_data(as_text=True)
+    assert "hx-trigger" not in html  # no endless 'waiting…'
+    assert "no longer known here" in html and "Paint again" in html
+
+
 def test_keeping_a_preview_writes_its_seed_and_settings_to_the_slide(author, stories_dir):
     _, revision, _ = editor_state(author, "lighthouse")
     form = {"csrf_token": author.token, "revision": revision, "image": "a rocky shore at dawn, a lighthouse",
