@@ -51,6 +51,8 @@ DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 # figures (bench/gpu.py) show it wins on the hardware at hand.
 OPTIMIZATIONS = ("none", "channels_last", "compile")
 MAX_BATCH = 8
+# Samplers that hand the UNet integer and float timesteps: the compile warm-up paints with one of each.
+INTEGER_STEPS, FLOAT_STEPS = "DPM++ 2M", "Euler a"
 # A key of the SD 2.x UNet's first cross-attention in the original (LDM) layout; its width tells SD 1 from SD 2.
 _CONTEXT_KEY = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
 
@@ -199,14 +201,17 @@ class DiffusersBackend:
             pipe.unet = torch.compile(pipe.unet)
             pipe.vae.decode = torch.compile(pipe.vae.decode)
             runs = self.warmup_runs((native, native))
-            for number, (width, height, tiling, batch) in enumerate(runs, 1):
+            default_scheduler = pipe.scheduler
+            for number, (width, height, tiling, batch, sampler) in enumerate(runs, 1):
                 self._status = BackendStatus(
                     LOADING, f"Compiling the model for speed, {number} of {len(runs)}: {width}x{height}"
-                             f"{', tiled' if tiling else ''}{f', {batch} at once' if batch > 1 else ''} (the first "
-                             "start takes a few minutes; later starts reuse the compiled code)…")
+                             f"{', tiled' if tiling else ''}{f', {batch} at once' if batch > 1 else ''}, {sampler} "
+                             "(the first start takes a few minutes; later starts reuse the compiled code)…")
+                pipe.scheduler = self._scheduler(sampler, "automatic")
                 with circular_padding(torch, pipe, tiling), torch.inference_mode():
                     pipe(prompt=["warm up"] * batch, width=width, height=height, num_inference_steps=2,
                          generator=[torch.Generator("cpu").manual_seed(i) for i in range(batch)], output_type="pil")
+            pipe.scheduler = default_scheduler
             log.info("compiled the model (%d warm-up pictures) in %.1f s", len(runs), time.perf_counter() - started)
         if self.deepcache:
             from DeepCache import DeepCacheSDHelper
@@ -217,15 +222,20 @@ class DiffusersBackend:
             level += f" + DeepCache every {self.deepcache} steps"
         return level
 
-    def warmup_runs(self, native: tuple[int, int] = (512, 512)) -> list[tuple[int, int, bool, int]]:
-        """The (width, height, tiling, batch) pictures painted to compile for: each warm-up shape (or else the
-        model's ``native`` size, 512 for SD 2.1-base and 768 for SD 2.1) as painted after max_size, one and then
-        two at once, which makes its compiled code take any batch size without recompiling
-        (torch.compile marks a dimension dynamic once it has seen it change; measured on CPU: a batch of 3 after these
-        runs compiles nothing new, while without the batch of 2 the first batched picture waited 12 s, tiny model)."""
+    def warmup_runs(self, native: tuple[int, int] = (512, 512)) -> list[tuple[int, int, bool, int, str]]:
+        """The (width, height, tiling, batch, sampler) pictures painted to compile for.
+
+        Each warm-up shape (else the model's ``native`` size: 512 for SD 2.1-base, 768 for SD 2.1) as painted after
+        max_size, one and then two at once: torch.compile marks a dimension dynamic once it has seen it change, so
+        batches of any size then reuse the compiled code.  Last, one picture with a sampler whose timesteps are
+        floats (the Euler family; the DPM++ family's are integers), which torch.compile treats as another input.
+        Measured on the CPU with the tiny model, before these runs existed: the first batch of two waited 12 s and
+        the first Euler a picture 46 s for a compilation; after them, neither compiles anything new.
+        """
         wanted = self.warmup or [(*native, False)]
         shapes = dict.fromkeys((*scale_to_fit(w, h, self.max_size), bool(t)) for w, h, t in wanted)
-        return [(*shape, batch) for shape in shapes for batch in (1, 2)]
+        runs = [(*shape, batch, INTEGER_STEPS) for shape in shapes for batch in (1, 2)]
+        return runs + [(*next(iter(shapes)), 1, FLOAT_STEPS)]
 
     def _load_pipeline(self, torch: Any, dtype: Any) -> Any:
         from diffusers import StableDiffusionPipeline
