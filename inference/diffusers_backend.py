@@ -51,8 +51,6 @@ DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 # figures (bench/gpu.py) show it wins on the hardware at hand.
 OPTIMIZATIONS = ("none", "channels_last", "compile")
 MAX_BATCH = 8
-# Samplers that hand the UNet integer and float timesteps: the compile warm-up paints with one of each.
-INTEGER_STEPS, FLOAT_STEPS = "DPM++ 2M", "Euler a"
 # A key of the SD 2.x UNet's first cross-attention in the original (LDM) layout; its width tells SD 1 from SD 2.
 _CONTEXT_KEY = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
 
@@ -199,19 +197,18 @@ class DiffusersBackend:
             started = time.perf_counter()
             native = pipe.unet.config.sample_size * pipe.vae_scale_factor
             pipe.unet = torch.compile(pipe.unet)
+            # runs before the compiled code, so that it never sees another timestep dtype (see _float_timestep)
+            pipe.unet.register_forward_pre_hook(_float_timestep, with_kwargs=True)
             pipe.vae.decode = torch.compile(pipe.vae.decode)
             runs = self.warmup_runs((native, native))
-            default_scheduler = pipe.scheduler
-            for number, (width, height, tiling, batch, sampler) in enumerate(runs, 1):
+            for number, (width, height, tiling, batch) in enumerate(runs, 1):
                 self._status = BackendStatus(
                     LOADING, f"Compiling the model for speed, {number} of {len(runs)}: {width}x{height}"
-                             f"{', tiled' if tiling else ''}{f', {batch} at once' if batch > 1 else ''}, {sampler} "
-                             "(the first start takes a few minutes; later starts reuse the compiled code)…")
-                pipe.scheduler = self._scheduler(sampler, "automatic")
+                             f"{', tiled' if tiling else ''}{f', {batch} at once' if batch > 1 else ''} (the first "
+                             "start takes a few minutes; later starts reuse the compiled code)…")
                 with circular_padding(torch, pipe, tiling), torch.inference_mode():
                     pipe(prompt=["warm up"] * batch, width=width, height=height, num_inference_steps=2,
                          generator=[torch.Generator("cpu").manual_seed(i) for i in range(batch)], output_type="pil")
-            pipe.scheduler = default_scheduler
             log.info("compiled the model (%d warm-up pictures) in %.1f s", len(runs), time.perf_counter() - started)
         if self.deepcache:
             from DeepCache import DeepCacheSDHelper
@@ -222,20 +219,15 @@ class DiffusersBackend:
             level += f" + DeepCache every {self.deepcache} steps"
         return level
 
-    def warmup_runs(self, native: tuple[int, int] = (512, 512)) -> list[tuple[int, int, bool, int, str]]:
-        """The (width, height, tiling, batch, sampler) pictures painted to compile for.
-
-        Each warm-up shape (else the model's ``native`` size: 512 for SD 2.1-base, 768 for SD 2.1) as painted after
-        max_size, one and then two at once: torch.compile marks a dimension dynamic once it has seen it change, so
-        batches of any size then reuse the compiled code.  Last, one picture with a sampler whose timesteps are
-        floats (the Euler family; the DPM++ family's are integers), which torch.compile treats as another input.
-        Measured on the CPU with the tiny model, before these runs existed: the first batch of two waited 12 s and
-        the first Euler a picture 46 s for a compilation; after them, neither compiles anything new.
-        """
+    def warmup_runs(self, native: tuple[int, int] = (512, 512)) -> list[tuple[int, int, bool, int]]:
+        """The (width, height, tiling, batch) pictures painted to compile for: each warm-up shape (or else the
+        model's ``native`` size, 512 for SD 2.1-base and 768 for SD 2.1) as painted after max_size, one and then
+        two at once, which makes its compiled code take any batch size without recompiling
+        (torch.compile marks a dimension dynamic once it has seen it change; measured on CPU: a batch of 3 after these
+        runs compiles nothing new, while without the batch of 2 the first batched picture waited 12 s, tiny model)."""
         wanted = self.warmup or [(*native, False)]
         shapes = dict.fromkeys((*scale_to_fit(w, h, self.max_size), bool(t)) for w, h, t in wanted)
-        runs = [(*shape, batch, INTEGER_STEPS) for shape in shapes for batch in (1, 2)]
-        return runs + [(*next(iter(shapes)), 1, FLOAT_STEPS)]
+        return [(*shape, batch) for shape in shapes for batch in (1, 2)]
 
     def _load_pipeline(self, torch: Any, dtype: Any) -> Any:
         from diffusers import StableDiffusionPipeline
@@ -366,6 +358,22 @@ class DiffusersBackend:
             schedule_overrides = SCHEDULES[effective_schedule(sampler_name, schedule)][1]
             self._schedulers[key] = cls.from_config(self._base_scheduler, **overrides, **schedule_overrides)
         return self._schedulers[key]
+
+
+def _float_timestep(unet: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Hand a compiled UNet its timestep as float32, whatever the sampler made it.
+
+    Samplers give int64 (DPM++, DDIM, UniPC…), float32 (Euler, Heun, LMS…) or float64 (DPM2 with Karras,
+    Exponential or Beta sigmas) timesteps, and torch.compile compiles the whole UNet again for each new dtype
+    (measured on the CPU with the tiny model: the first Euler a picture after a DPM++ warm-up waited 46 s, the first
+    DPM2 Karras one 35 s).  The UNet turns the timestep into float32 first thing (diffusers'
+    get_timestep_embedding calls ``.float()``), so casting it here, outside the compiled code, changes no picture.
+    """
+    if len(args) > 1 and hasattr(args[1], "float"):
+        args = (args[0], args[1].float(), *args[2:])
+    elif hasattr(kwargs.get("timestep"), "float"):
+        kwargs = {**kwargs, "timestep": kwargs["timestep"].float()}
+    return args, kwargs
 
 
 @contextlib.contextmanager
