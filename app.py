@@ -89,8 +89,9 @@ SETTINGS = (
     Setting("MODEL_CONFIG", "auto", "architecture of a single checkpoint file: auto, sd21-base or sd21-v",
             choices=("auto", "sd21-base", "sd21-v")),
     Setting("OPTIMIZE", "auto", "speed-ups of the in-process model: auto (channels_last on CUDA), none, channels_last, "
-            "or compile (torch.compile in the background at start; cached in the instance folder)",
-            choices=("auto", "none", "channels_last", "compile")),
+            "compile (torch.compile in the background at start; cached in the instance folder), graphs (our own "
+            "denoise loop, the UNet replayed from CUDA graphs) or max (graphs + compile)",
+            choices=("auto", "none", "channels_last", "compile", "graphs", "max")),
     Setting("DEEPCACHE", 0, "reuse the UNet's deep features, recomputing them every N steps (DeepCache: faster, "
             "slightly different pictures; 2-5 typical; 0 = off; not with --optimize compile)", int),
     Setting("MAX_SIZE", 0, "paint pictures with their longer side at most this many pixels (0 = as the story asks);"
@@ -194,7 +195,7 @@ def _init_images(app: Flask) -> None:
         optimize=app.config["OPTIMIZE"],
         deepcache=app.config["DEEPCACHE"],
         compile_cache=str(Path(app.instance_path) / "inductor"),
-        warmup=_story_shapes(app) if app.config["OPTIMIZE"] == "compile" else None,
+        warmup=_story_shapes(app) if app.config["OPTIMIZE"] in ("compile", "graphs", "max") else None,
     ))
     if app.config.get("BACKEND_INSTANCE") is None:
         backend.start()

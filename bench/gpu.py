@@ -9,8 +9,17 @@ variant groups (--only picks some):
     deepcache      + DeepCache, deep features recomputed every 3 and every 5 steps (lossy; needs `DeepCache`)
     compile        + torch.compile of the UNet and the VAE decoder, batch 1 and 4 (compile time printed apart)
     regional       + diffusers' regional compile of the UNet's repeated blocks (compile_repeated_blocks)
-    service        what a player gets: Lanternslide's own backend and generation service (--optimize auto and
-                   compile) painting one picture with live previews, then 4 players' pictures at once (batched)
+    graphs         + Lanternslide's own denoise loop (inference/denoise.py): prompt embeddings cached, no host sync
+                   per step, the eager UNet replayed from a CUDA graph per (size, batch bucket), batch 1 and 4
+    max            graphs + torch.compile of the UNet (inside the graphs) and of the VAE decoder, batch 1 and 4
+    service        what a player gets: Lanternslide's own backend and generation service (--service-levels, default
+                   auto, graphs and max) painting with live previews: the first picture after the model reports
+                   ready, one picture, 4 players at once, 8 players at once, and a picture already painted asked
+                   for again (our own overhead: job lookup and the browser encoding, first view and later views)
+
+Pictures of graphs and max are compared with the plain pipeline's at the same seed (max/mean pixel difference).
+--budget stops starting variants when their time would not fit (each skipped one is a row), and the Markdown table
+is rewritten after every row, so a run cut short still leaves its figures.
 
 Warm-up runs are excluded; every figure is the median of --repeats runs; the device and versions are printed.
 Without CUDA it runs the tiny test pipeline at 64x64 (it proves the code path, not speed); --models sd21-base
@@ -37,7 +46,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-GROUPS = ("plain", "channels_last", "deepcache", "compile", "regional", "service")
+GROUPS = ("plain", "channels_last", "deepcache", "compile", "regional", "graphs", "max", "service")
+SERVICE_LEVELS = ("auto", "graphs", "max")
+# seconds a variant needs on a GPU at least (compile warm-ups), for --budget; the others need NEEDS_DEFAULT
+NEEDS = {"compile": 150, "regional": 90, "max": 150, "service max": 90}
+NEEDS_DEFAULT = 25
 SIZES = {"tiny": 64, "sd21-base": 512, "sd21-v": 768}
 # FLOPs per picture part, from ../shared/reference/performance.md section 2.1 (2 FLOP per multiply-add).
 FLOPS = {512: {"unet_cfg_step": 1.608e12, "vae": 2.514e12, "text": 0.09e12},
@@ -46,7 +59,10 @@ PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "4090": 165e12}
 PROMPT = "a lighthouse on a cliff at night, oil painting"
 NEGATIVE = "blurry"
 COLUMNS = ("model", "variant", "batch", "steps", "text ms", "step ms", "it/s", "VAE ms", "s/image", "images/s",
-           "peak GiB", "of floor")
+           "peak GiB", "of floor", "px diff max/mean")
+SERVICE_COLUMNS = ("model", "optimize", "ready after s", "first picture after ready s", "one picture s",
+                   "4 players s/picture", "4 players vs one", "8 players images/s", "painted again ms (first/later)",
+                   "peak GiB")
 
 
 class Bench:
@@ -62,13 +78,18 @@ class Bench:
         self.peak_flops = next((v for k, v in PEAK.items() if k in self.name), None) if self.cuda else None
         self.workdir = Path(tempfile.mkdtemp(prefix="lanternslide-gpu-"))
         self.rows: list[tuple[str, ...]] = []
+        self.service_rows: list[tuple[str, ...]] = []
         self.notes: list[str] = []
+        self.started = time.monotonic()
+        self.references: dict[tuple[str, int], object] = {}  # (model, batch) -> the plain pipeline's pixels
+        self.header = ""
 
     # -- pipelines -----------------------------------------------------------------------------------------------
 
     def build(self, model: str):
         """A pipeline of the real SD 2.1 shapes with random weights (or the tiny test pipeline)."""
         torch = self.torch
+        torch.manual_seed(0)  # the same random weights in every build, so pictures compare across variants
         from diffusers import AutoencoderKL
         from diffusers import DPMSolverMultistepScheduler
         from diffusers import StableDiffusionPipeline
@@ -158,6 +179,27 @@ class Bench:
     def peak_memory(self) -> float | None:
         return self.torch.cuda.max_memory_allocated() / 2**30 if self.cuda else None
 
+    def reference(self, pipe, model: str, size: int, steps: int, batch: int):
+        """The plain pipeline's pixels for the bench prompt and seeds 0..batch-1 (kept for later variants)."""
+        import numpy as np
+
+        if (model, batch) not in self.references:
+            generator = [self.torch.Generator("cpu").manual_seed(i) for i in range(batch)]
+            with self.torch.inference_mode():
+                images = pipe(prompt=[PROMPT] * batch, negative_prompt=[NEGATIVE] * batch, width=size, height=size,
+                              num_inference_steps=steps, generator=generator, output_type="pil").images
+            self.references[(model, batch)] = np.stack([np.asarray(i).astype(int) for i in images])
+        return self.references[(model, batch)]
+
+    def difference(self, model: str, batch: int, images) -> str:
+        import numpy as np
+
+        reference = self.references.get((model, batch))
+        if reference is None:
+            return "-"
+        delta = np.abs(np.stack([np.asarray(i).astype(int) for i in images]) - reference)
+        return f"{delta.max()}/{delta.mean():.2f}"
+
     def report(self, model: str, label: str, r: dict, size: int) -> None:
         per_image = r["picture"] / r["batch"]
         floor = ""
@@ -167,21 +209,44 @@ class Bench:
         ms = lambda key: f"{1000 * r[key]:.1f}" if r.get(key) is not None else "-"  # noqa: E731
         row = (model, label, str(r["batch"]), str(r["steps"]), ms("text"), ms("step"),
                f"{1 / r['step']:.1f}" if r.get("step") else "-", ms("vae"), f"{per_image:.3f}",
-               f"{1 / per_image:.2f}", f"{r['peak']:.1f}" if r.get("peak") is not None else "-", floor)
+               f"{1 / per_image:.2f}", f"{r['peak']:.1f}" if r.get("peak") is not None else "-", floor,
+               r.get("diff", "-"))
         self.rows.append(row)
         print(format_row(row), flush=True)
+        self.save()
 
     def note(self, text: str) -> None:
         self.notes.append(text)
         print(f"{'':>9} ({text})", flush=True)
+        self.save()
+
+    def save(self) -> None:
+        """Rewrite the Markdown table (after every row: a run cut short keeps what it measured)."""
+        if self.args.markdown:
+            Path(self.args.markdown).write_text(markdown(self, self.header))
+
+    def left(self) -> float:
+        return self.args.budget - (time.monotonic() - self.started) if self.args.budget else float("inf")
 
     def attempt(self, model: str, label: str, fn) -> None:
-        """Run one variant; a failure (out of memory, a missing package) is printed in its row, and the rest go on."""
+        """Run one variant; a failure (out of memory, a compile error, a missing package) is a row, never an abort;
+        a variant that would not fit in what is left of --budget is skipped, and says so."""
+        needs = NEEDS.get(label, NEEDS_DEFAULT) if self.cuda else 0
+        if self.left() < needs:
+            self.failed(model, label, f"skipped: {self.left():.0f} s of the --budget left, it needs about {needs} s")
+            return
         try:
             fn()
-        except Exception as exc:  # noqa: BLE001 - a bench reports every failure and carries on
-            self.note(f"{model} {label}: failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+        except BaseException as exc:  # noqa: BLE001 - a bench reports every failure and carries on
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            self.failed(model, label, f"failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}")
             self.release()
+
+    def failed(self, model: str, label: str, why: str) -> None:
+        row = (model, label, *["-"] * (len(COLUMNS) - 3), why)
+        self.rows.append(row)
+        self.note(f"{model} {label}: {why}")
 
     # -- variant groups ------------------------------------------------------------------------------------------
 
@@ -191,6 +256,9 @@ class Bench:
         if eager:
             pipe = self.build(model)
             if "plain" in groups:
+                for batch in (1, 4):
+                    self.attempt(model, f"plain reference, batch {batch}",
+                                 lambda batch=batch: self.reference(pipe, model, size, steps, batch))
                 for n in dict.fromkeys((steps, 10, 15)):
                     label = "plain (SDPA)" if n == steps else f"plain, {n} steps"
                     self.attempt(model, label, lambda n=n, label=label: self.report(
@@ -206,15 +274,72 @@ class Bench:
                         model, label, self.measure(pipe, size, steps, batch), size))
             del pipe
             self.release()
+        if "graphs" in groups:
+            self.attempt(model, "graphs", lambda: self.own_loop(model, size, steps, compiled=False))
+            self.release()
+        if "service" in groups:
+            for level in self.args.service_levels.split(","):
+                if level != "max":
+                    self.attempt(model, f"service {level}", lambda level=level: self.service(model, size, steps, level))
+                    self.release()
         if "compile" in groups:
             self.attempt(model, "compile", lambda: self.compiled(model, size, steps, regional=False))
             self.release()
         if "regional" in groups:
             self.attempt(model, "regional compile", lambda: self.compiled(model, size, steps, regional=True))
             self.release()
-        if "service" in groups:
-            self.attempt(model, "service", lambda: self.service(model, size, steps))
+        if "max" in groups:
+            self.attempt(model, "max", lambda: self.own_loop(model, size, steps, compiled=True))
             self.release()
+        if "service" in groups and "max" in self.args.service_levels.split(","):
+            self.attempt(model, "service max", lambda: self.service(model, size, steps, "max"))
+            self.release()
+
+    def own_loop(self, model: str, size: int, steps: int, compiled: bool) -> None:
+        """Our own denoise loop on the pipeline's parts: CUDA graphs of the eager (or compiled) UNet, batch 1 and 4,
+        pictures compared with the plain pipeline's."""
+        from inference.denoise import Denoiser
+
+        torch = self.torch
+        pipe = self.build(model)
+        for batch in (1, 4):
+            self.reference(pipe, model, size, steps, batch)  # before the UNet is compiled: the plain pictures
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+        name = "max (compile + graphs)" if compiled else "graphs (own loop)"
+        started = time.perf_counter()
+        if compiled:
+            pipe.unet = torch.compile(pipe.unet)
+            pipe.vae.decode = torch.compile(pipe.vae.decode)
+        denoiser = Denoiser(torch, pipe, graphs=True, compiled=compiled)
+        if denoiser.why_no_graphs:
+            self.note(f"{name}: {denoiser.why_no_graphs}: the same loop without them")
+        for batch in (1, 4):
+            seeds = list(range(batch))
+
+            def paint(batch=batch, seeds=seeds):
+                return denoiser.paint([PROMPT] * batch, [NEGATIVE] * batch, seeds, size, size, steps, 7.5)
+
+            with torch.inference_mode():
+                images = paint()  # captures (and compiles) this shape
+                if batch == 1:
+                    self.note(f"{name}: compiling, capturing and the first picture took "
+                              f"{time.perf_counter() - started:.0f} s, not counted in the figures")
+                diff = self.difference(model, batch, images)
+                text = self.timed(lambda: denoiser.embeds.get(PROMPT))
+                shape = next(reversed(denoiser._shapes.values()))
+                step = self.timed(shape.forward)
+                latents = torch.randn(batch, 4, size // pipe.vae_scale_factor, size // pipe.vae_scale_factor,
+                                      device=self.device, dtype=self.dtype)
+                vae = self.timed(lambda: pipe.vae.decode(latents / pipe.vae.config.scaling_factor))
+                if self.cuda:
+                    torch.cuda.reset_peak_memory_stats()
+                picture = self.timed(paint)
+            label = name + (f", batch {batch}" if batch > 1 else "")
+            self.report(model, label, {"text": text, "step": step, "vae": vae, "picture": picture, "batch": batch,
+                                       "steps": steps, "peak": self.peak_memory(), "diff": diff}, size)
+        self.note(f"{name}: {denoiser.graph_count()} CUDA graphs captured; prompt cache "
+                  f"{denoiser.embeds.hits} hits / {denoiser.embeds.misses} misses")
 
     def deepcache(self, pipe, model: str, size: int, steps: int) -> None:
         from DeepCache import DeepCacheSDHelper
@@ -248,8 +373,9 @@ class Bench:
             self.report(model, f"{name}, batch 4", self.measure(pipe, size, steps, 4), size)
         del pipe
 
-    def service(self, model: str, size: int, steps: int) -> None:
-        """Lanternslide's own path: DiffusersBackend + GenerationService + cache, previews every 2 steps."""
+    def service(self, model: str, size: int, steps: int, level: str) -> None:
+        """Lanternslide's own path at one --optimize level: DiffusersBackend + GenerationService + cache, previews
+        every 2 steps, pictures asked for by player threads the way slide streams ask."""
         from inference.cache import ImageCache
         from inference.diffusers_backend import DiffusersBackend
         from inference.request import GenerationRequest
@@ -262,41 +388,64 @@ class Bench:
             del pipe
             self.release()
         seeds = iter(range(10_000, 1_000_000))
-        levels = ["auto"] + ([] if self.args.skip_compile else ["compile"])
-        for level in levels:
-            started = time.perf_counter()
-            backend = DiffusersBackend(str(folder), device=self.device, dtype=self.args.dtype, optimize=level,
-                                       compile_cache=str(self.workdir / "inductor"), warmup=[(size, size, False)])
-            backend.start()
-            status = backend.wait()
-            if not status.ready:
-                raise RuntimeError(f"{status.message} {status.hint}")
-            self.note(f"service --optimize {level}: {status.message} (load took {time.perf_counter() - started:.0f} s)")
-            service = GenerationService(backend, ImageCache(self.workdir / f"cache-{level}"), model=model,
-                                        max_batch=4, preview_every=2)
-            service.start()
-            try:
-                def paint(count: int) -> None:
-                    requests = [GenerationRequest(PROMPT, NEGATIVE, seed=next(seeds), steps=steps, width=size,
-                                                  height=size, cfg_scale=7, sampler_name="DPM++ 2M",
-                                                  scheduler="karras") for _ in range(count)]
-                    with ThreadPoolExecutor(count) as players:  # .result() re-raises a player's failure here
-                        for done in [players.submit(wait_for_picture, service, r) for r in requests]:
-                            done.result()
+        started = time.perf_counter()
+        backend = DiffusersBackend(str(folder), device=self.device, dtype=self.args.dtype, optimize=level,
+                                   compile_cache=str(self.workdir / "inductor"), warmup=[(size, size, False)])
+        backend.start()
+        status = backend.wait()
+        ready = time.perf_counter() - started
+        if not status.ready:
+            raise RuntimeError(f"{status.message} {status.hint}")
+        self.note(f"service --optimize {level}: {status.message} (ready after {ready:.0f} s, warm-up included)")
+        service = GenerationService(backend, ImageCache(self.workdir / f"cache-{level}"), model=model,
+                                    max_batch=self.args.batch, preview_every=2)
+        service.start()
+        try:
+            def requests(count: int) -> list:
+                return [GenerationRequest(PROMPT, NEGATIVE, seed=next(seeds), steps=steps, width=size, height=size,
+                                          cfg_scale=7, sampler_name="DPM++ 2M", scheduler="karras")
+                        for _ in range(count)]
 
-                if self.cuda:
-                    self.torch.cuda.reset_peak_memory_stats()
-                one = self.timed(lambda: paint(1))
-                self.report(model, f"service, optimize {level}",
-                            {"picture": one, "batch": 1, "steps": steps, "peak": self.peak_memory()}, size)
-                four = self.timed(lambda: paint(4))
-                self.report(model, f"service {level}, 4 players",
-                            {"picture": four, "batch": 4, "steps": steps, "peak": self.peak_memory()}, size)
-            finally:
-                service.close()
-                backend.close()
-                del backend
-                self.release()
+            def paint(count: int, asked: list | None = None) -> None:
+                asked = asked or requests(count)
+                with ThreadPoolExecutor(len(asked)) as players:  # .result() re-raises a player's failure here
+                    for done in [players.submit(wait_for_picture, service, r) for r in asked]:
+                        done.result()
+
+            if self.cuda:
+                self.torch.cuda.reset_peak_memory_stats()
+            first_request = requests(1)
+            self.sync()
+            clock = time.perf_counter()
+            paint(1, first_request)
+            first = time.perf_counter() - clock
+            one = self.timed(lambda: paint(1))
+            four = self.timed(lambda: paint(4))
+            eight = self.timed(lambda: paint(8))
+            again = [self.painted_again(service, first_request[0]) for _ in range(1 + max(1, self.args.repeats))]
+            row = (model, level, f"{ready:.1f}", f"{first:.3f}", f"{one:.3f}", f"{four / 4:.3f}",
+                   f"{one / (four / 4):.2f}x", f"{8 / eight:.2f}", f"{again[0]:.1f} / {statistics.median(again[1:]):.1f}",
+                   f"{self.peak_memory():.1f}" if self.cuda else "-")
+            self.service_rows.append(row)
+            print("service: " + " | ".join(row), flush=True)
+            self.save()
+        finally:
+            service.close()
+            backend.close()
+            del backend
+            self.release()
+
+    @staticmethod
+    def painted_again(service, request) -> float:
+        """Milliseconds of our own work to hand out a picture that is already painted: find its job (or cached
+        file) and encode it for the browser (WebP; encoded once per picture, later views reuse it)."""
+        clock = time.perf_counter()
+        job = service.submit(request)
+        snapshot = service.snapshot(job)
+        if snapshot.state != "done" or not snapshot.png:
+            raise RuntimeError(f"an already painted picture came back {snapshot.state}")
+        service.encoded(snapshot.key, snapshot.png, "webp")
+        return 1000 * (time.perf_counter() - clock)
 
 
 def wait_for_picture(service, request) -> None:
@@ -310,13 +459,17 @@ def wait_for_picture(service, request) -> None:
 
 
 def format_row(row: tuple[str, ...]) -> str:
-    widths = (9, 28, 5, 5, 8, 8, 6, 7, 8, 8, 8, 8)
+    widths = (9, 28, 5, 5, 8, 8, 6, 7, 8, 8, 8, 8, 10)
     return " ".join(f"{cell:>{width}}" for cell, width in zip(row, widths))
 
 
 def markdown(bench: Bench, header: str) -> str:
     lines = [header, "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in bench.rows]
+    if bench.service_rows:
+        lines += ["", "Through the service (what a player gets; seconds from asking to the finished picture):", "",
+                  "| " + " | ".join(SERVICE_COLUMNS) + " |", "|" + "---|" * len(SERVICE_COLUMNS)]
+        lines += ["| " + " | ".join(row) + " |" for row in bench.service_rows]
     lines += [""] + [f"- {note}" for note in bench.notes]
     return "\n".join(lines) + "\n"
 
@@ -333,14 +486,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default=",".join(GROUPS), help=f"variant groups, comma-separated: {', '.join(GROUPS)}")
     parser.add_argument("--skip-compile", action="store_true", help="leave out every torch.compile variant")
-    parser.add_argument("--markdown", help="also write the table as Markdown to this file")
+    parser.add_argument("--markdown", help="also write the table as Markdown to this file (after every row)")
+    parser.add_argument("--service-levels", default=",".join(SERVICE_LEVELS),
+                        help="--optimize levels the service group runs, comma-separated (default: auto,graphs,max)")
+    parser.add_argument("--batch", type=int, default=4, help="the service's batch size (the app's BATCH_SIZE)")
+    parser.add_argument("--budget", type=float, default=0,
+                        help="seconds: start no variant that would not fit in what is left (0 = no limit)")
     args = parser.parse_args()
     groups = [g.strip() for g in args.only.split(",") if g.strip()]
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         parser.error(f"--only: unknown group {unknown[0]!r}; valid: {', '.join(GROUPS)}")
     if args.skip_compile:
-        groups = [g for g in groups if g not in ("compile", "regional")]
+        groups = [g for g in groups if g not in ("compile", "regional", "max")]
+        args.service_levels = ",".join(level for level in args.service_levels.split(",") if level != "max")
 
     import diffusers
     import torch
@@ -365,6 +524,7 @@ def main() -> None:
               f"{args.repeats} runs after 1 warm-up run (excluded); command: python bench/gpu.py {' '.join(sys.argv[1:])}")
     if not cuda and "tiny" in models:
         header += " [tiny random pipeline on a CPU: proves the code path, not speed]"
+    bench.header = header
     print(header)
     print(format_row(COLUMNS))
     for model in models:
@@ -372,8 +532,9 @@ def main() -> None:
     print("it/s counts denoising iterations (one UNet call on the CFG pair); 'of floor' is the FLOP floor "
           "(performance.md section 2) divided by the measured s/image, on the device's dense fp16 peak; service rows "
           "time a picture from submit to done through Lanternslide's backend, queue, previews and PNG encode")
+    bench.note(f"the whole run took {time.monotonic() - bench.started:.0f} s")
     if args.markdown:
-        Path(args.markdown).write_text(markdown(bench, header))
+        bench.save()
         print(f"table written to {args.markdown}")
 
 

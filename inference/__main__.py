@@ -31,9 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model-config", default=env("LANTERNSLIDE_MODEL_CONFIG", "auto"),
                        choices=("auto", "sd21-base", "sd21-v"), help="shipped config for a single checkpoint file")
     serve.add_argument("--optimize", default=env("LANTERNSLIDE_OPTIMIZE", "auto"),
-                       choices=("auto", "none", "channels_last", "compile"),
+                       choices=("auto", "none", "channels_last", "compile", "graphs", "max"),
                        help="speed-ups: auto (channels_last on CUDA), none, channels_last, compile (torch.compile, "
-                            "in the background at start; cached in INSTANCE/inductor)")
+                            "in the background at start; cached in INSTANCE/inductor), graphs (our own denoise loop, "
+                            "the UNet replayed from CUDA graphs), max (graphs + compile)")
     serve.add_argument("--deepcache", type=int, default=int(env("LANTERNSLIDE_DEEPCACHE", "0")),
                        help="reuse the UNet's deep features, recomputing them every N steps (lossy; 0 = off)")
     serve.add_argument("--offline", action="store_true", help="never contact the Hugging Face hub")

@@ -48,8 +48,11 @@ SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 # Speed-ups, cumulative: channels_last memory layout for the UNet and VAE; then torch.compile of the UNet and the
 # VAE decoder.  "auto" is channels_last on CUDA (safe everywhere) and none elsewhere; compile is opt-in until GPU
-# figures (bench/gpu.py) show it wins on the hardware at hand.
-OPTIMIZATIONS = ("none", "channels_last", "compile")
+# figures (bench/gpu.py) show it wins on the hardware at hand.  "graphs" and "max" paint with our own denoise loop
+# (inference/denoise.py): channels_last, prompt embeddings cached, no host sync per step, the UNet replayed from CUDA
+# graphs per size and batch bucket; "max" adds torch.compile of the UNet (inside the graphs) and of the VAE decoder.
+OPTIMIZATIONS = ("none", "channels_last", "compile", "graphs", "max")
+OWN_LOOP = ("graphs", "max")
 MAX_BATCH = 8
 # A key of the SD 2.x UNet's first cross-attention in the original (LDM) layout; its width tells SD 1 from SD 2.
 _CONTEXT_KEY = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
@@ -69,8 +72,11 @@ class DiffusersBackend:
             most this many pixels (reported in each result's info); 0 paints the requested size.
         offline (`bool`, *optional*): never contact the Hugging Face hub.
         cache_dir (`str`, *optional*): where hub downloads are kept.
-        optimize (`str`, *optional*, defaults to ``"auto"``): ``none``, ``channels_last`` or ``compile`` (channels_last
-            plus torch.compile of the UNet and VAE decoder, compiled in the background before the model is ready).
+        optimize (`str`, *optional*, defaults to ``"auto"``): ``none``, ``channels_last``, ``compile`` (channels_last
+            plus torch.compile of the UNet and VAE decoder, compiled in the background before the model is ready),
+            ``graphs`` (channels_last, our own denoise loop with cached prompt embeddings and the UNet replayed from
+            CUDA graphs, captured before the model is ready; without CUDA the same loop with no graphs) or ``max``
+            (graphs plus torch.compile of the UNet and VAE decoder).
         deepcache (`int`, *optional*, defaults to 0): reuse the UNet's deep features, recomputing them every this many
             steps (the ``DeepCache`` package; faster, slightly different pictures); 0 = off.
         compile_cache (`str`, *optional*): folder for torch.compile's inductor cache, so a restart does not recompile.
@@ -98,8 +104,9 @@ class DiffusersBackend:
             raise ValueError(f"dtype: unknown value {dtype!r}; valid: auto, {', '.join(DTYPES)}")
         if optimize not in ("auto", *OPTIMIZATIONS):
             raise ValueError(f"optimize: unknown value {optimize!r}; valid: auto, {', '.join(OPTIMIZATIONS)}")
-        if deepcache and optimize == "compile":
-            raise ValueError("deepcache: cannot be combined with optimize=compile (it rewires the UNet that compile traces)")
+        if deepcache and optimize in ("compile", *OWN_LOOP):
+            raise ValueError(f"deepcache: cannot be combined with optimize={optimize} (it rewires the UNet that "
+                             f"{'compile traces' if optimize == 'compile' else 'our own denoise loop calls'})")
         if deepcache < 0:
             raise ValueError(f"deepcache: expected 0 (off) or a cache interval of 1 or more, got {deepcache}")
         if model_config not in ("auto", *SINGLE_FILE_CONFIGS):
@@ -126,6 +133,7 @@ class DiffusersBackend:
         self._schedulers: dict[tuple[str, str], Any] = {}
         self._base_scheduler: Any = None
         self._counter: Any = None
+        self._denoiser: Any = None  # inference.denoise.Denoiser, with optimize=graphs or max
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -152,13 +160,14 @@ class DiffusersBackend:
         with self._generate_lock:
             self._pipe = None
             self._counter = None
+            self._denoiser = None
             self._schedulers.clear()
 
     def _load(self) -> None:
         started = time.perf_counter()
         try:
             self._status = BackendStatus(LOADING, "Starting the image engine (importing PyTorch and diffusers)…")
-            if self.optimize == "compile" and self.compile_cache and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+            if self.optimize in ("compile", "max") and self.compile_cache and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
                 # set before torch looks: inductor fixes its cache folder the first time it is asked for it, and
                 # a cache in the instance folder lets a restart reuse the compiled kernels
                 os.environ["TORCHINDUCTOR_CACHE_DIR"] = self.compile_cache
@@ -190,9 +199,15 @@ class DiffusersBackend:
     def _optimize(self, torch: Any, pipe: Any, device: str) -> str:
         """Apply the speed-ups asked for; return the level in effect."""
         level = self.optimize if self.optimize != "auto" else ("channels_last" if device.startswith("cuda") else "none")
-        if level in ("channels_last", "compile"):
+        if level in ("channels_last", "compile", *OWN_LOOP):
             pipe.unet.to(memory_format=torch.channels_last)
             pipe.vae.to(memory_format=torch.channels_last)
+        if level in OWN_LOOP:
+            return self._prepare_own_loop(torch, pipe, device, level)
+        if level != "compile" and device.startswith("cuda"):
+            # first use of each kernel (cuBLAS/cuDNN set-up, lazy module loading) here, not in the first picture
+            with torch.inference_mode():
+                pipe(prompt="warm up", num_inference_steps=2, output_type="pil")
         if level == "compile":
             started = time.perf_counter()
             native = pipe.unet.config.sample_size * pipe.vae_scale_factor
@@ -218,6 +233,29 @@ class DiffusersBackend:
             helper.enable()
             level += f" + DeepCache every {self.deepcache} steps"
         return level
+
+    def _prepare_own_loop(self, torch: Any, pipe: Any, device: str, level: str) -> str:
+        """Set up inference/denoise.py's loop (and for "max" compile the UNet and VAE decoder), and paint every
+        warm-up shape once per batch bucket, so captures and compilations happen before the model is ready."""
+        from inference.denoise import Denoiser
+
+        started = time.perf_counter()
+        if level == "max":
+            pipe.unet = torch.compile(pipe.unet)
+            pipe.vae.decode = torch.compile(pipe.vae.decode)
+        denoiser = Denoiser(torch, pipe, graphs=True, compiled=level == "max")
+        native = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        shapes = list(dict.fromkeys((w, h, t) for w, h, t, _ in self.warmup_runs((native, native))))
+
+        def say(text: str) -> None:
+            self._status = BackendStatus(LOADING, text + (" (compiling: the first start takes a few minutes; later "
+                                                          "starts reuse the compiled code)…" if level == "max" else "…"))
+
+        runs = denoiser.warm_up(shapes, lambda tiling: circular_padding(torch, pipe, tiling), say, MAX_BATCH)
+        log.info("prepared the fast painter (%d warm-up pictures, %d CUDA graphs) in %.1f s", runs,
+                 denoiser.graph_count(), time.perf_counter() - started)
+        self._denoiser = denoiser
+        return f"{level} ({denoiser.describe()})"
 
     def warmup_runs(self, native: tuple[int, int] = (512, 512)) -> list[tuple[int, int, bool, int]]:
         """The (width, height, tiling, batch) pictures painted to compile for: each warm-up shape (or else the
@@ -321,25 +359,30 @@ class DiffusersBackend:
                 raise BackendUnavailable(self._status)
             pipe.scheduler = self._scheduler(first.sampler_name, first.scheduler)
             started = time.perf_counter()
+            denoiser = self._denoiser
             with circular_padding(torch, pipe, first.tiling), torch.inference_mode():
-                output = pipe(
-                    prompt=[r.prompt for r in batch],
-                    negative_prompt=[r.negative_prompt for r in batch],
-                    width=width,
-                    height=height,
-                    num_inference_steps=first.steps,
-                    guidance_scale=first.cfg_scale,
-                    # one CPU generator per image: the same seed paints the same picture in any batch
-                    generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-                    callback_on_step_end=step_end,
-                    callback_on_step_end_tensor_inputs=["latents"],
-                    output_type="pil",
-                )
+                if denoiser is not None:
+                    images = denoiser.paint([r.prompt for r in batch], [r.negative_prompt for r in batch], seeds, width,
+                                            height, first.steps, first.cfg_scale, first.tiling, on_step)
+                else:
+                    images = pipe(
+                        prompt=[r.prompt for r in batch],
+                        negative_prompt=[r.negative_prompt for r in batch],
+                        width=width,
+                        height=height,
+                        num_inference_steps=first.steps,
+                        guidance_scale=first.cfg_scale,
+                        # one CPU generator per image: the same seed paints the same picture in any batch
+                        generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+                        callback_on_step_end=step_end,
+                        callback_on_step_end_tensor_inputs=["latents"],
+                        output_type="pil",
+                    ).images
             seconds = time.perf_counter() - started
         if cancelled:
             raise GenerationCancelled("generation cancelled")
         results = []
-        for request, seed, image in zip(batch, seeds, output.images):
+        for request, seed, image in zip(batch, seeds, images):
             info: dict[str, Any] = {"model": self.model, "sampler": f"{first.sampler_name} / {first.scheduler}"}
             if (width, height) != (request.width, request.height):
                 info["scaled"] = f"{request.width}x{request.height} painted at {width}x{height} (max size {self.max_size})"

@@ -103,11 +103,13 @@ class GenerationService:
         seconds_per_job (`float`, *optional*): first guess of a job's duration, for Retry-After.
         max_per_client (`int`, *optional*): waiting pictures one client may have (0 = no cap; paint-ahead not counted).
         timeout (`float`, *optional*): seconds after which a picture still painting is given up (0 = never).
+        gather (`float`, *optional*, defaults to 0.02): seconds a batch that is not full may wait, counted from its
+            oldest job's submission, for compatible jobs asked for at the same moment (0 = start at once).
     """
 
     def __init__(self, backend: Backend, cache: ImageCache, model: str, max_queue: int = 64, max_batch: int = 4,
                  workers: int = 1, preview_every: int = 2, seconds_per_job: float = 5.0, max_per_client: int = 0,
-                 timeout: float = 0):
+                 timeout: float = 0, gather: float = 0.02):
         self.backend = backend
         self.cache = cache
         self.model = model
@@ -116,6 +118,7 @@ class GenerationService:
         self.preview_every = preview_every
         self.max_per_client = max_per_client
         self.timeout = timeout
+        self.gather = gather
         self._jobs: dict[str, Job] = {}
         self._queue: list[Job] = []
         self._cond = threading.Condition()
@@ -334,6 +337,21 @@ class GenerationService:
             self._changed(job)
         return batch
 
+    def _gather(self) -> None:
+        """Hold a batch that is not full until ``gather`` seconds after its oldest job was asked for, so players who
+        ask at the same moment share one batch.  Without it the first of 4 players asking at once was painted alone
+        (the painter wakes on the first submit) and the other 3 after it: 1.33x the images/s of one at a time
+        instead of the 3.4x a batch of 4 gives (H100, issue 14).  A job that already waited behind a running batch
+        does not wait again."""
+        while self.gather and self._queue and not self._closed:
+            head = min(self._queue, key=self._order)
+            mates = sum(1 for j in self._queue
+                        if j.priority == head.priority and j.request.batch_key() == head.request.batch_key())
+            remaining = head.created + self.gather - time.monotonic()
+            if mates >= self.max_batch or remaining <= 0:
+                return
+            self._cond.wait(remaining)
+
     def _work(self) -> None:
         while True:
             with self._cond:
@@ -341,6 +359,11 @@ class GenerationService:
                     self._cond.wait(0.5)
                 if self._closed:
                     return
+                self._gather()
+                if self._closed:
+                    return
+                if not self._queue:
+                    continue
                 batch = self._next_batch()
                 self._running_batches.append([j.key for j in batch])
             try:

@@ -45,10 +45,10 @@ class GatedBackend:
 def service_factory(backend, tmp_path):
     services = []
 
-    def build(max_queue=16, max_batch=4, wrapped=None, folder=None):
+    def build(max_queue=16, max_batch=4, wrapped=None, folder=None, gather=0.02):
         gated = wrapped or GatedBackend(backend)
         service = GenerationService(gated, ImageCache(folder or tmp_path / "cache"), "tiny", max_queue=max_queue,
-                                    max_batch=max_batch, preview_every=1)
+                                    max_batch=max_batch, preview_every=1, gather=gather)
         service.start()
         services.append(service)
         return service, gated
@@ -264,3 +264,31 @@ def test_a_picture_is_encoded_for_browsers_once_and_the_memory_is_bounded(servic
     for key in ("a" * 64, "b" * 64):
         service.encoded(key, snap.png, "webp")
     assert service.encoded(snap.key, snap.png, "webp") is not first  # the oldest was let go
+
+
+def test_players_asking_at_the_same_moment_share_one_batch(service_factory):
+    """Regression (issue 14): the painter woke on the first of 4 simultaneous players and painted it alone."""
+    service, gated = service_factory(max_batch=4, gather=2.0)  # a wide window: this test checks batching, not speed
+    start = threading.Barrier(4)
+    jobs = []
+
+    def player(seed):
+        start.wait()
+        jobs.append(service.submit(BASE.replace(seed=seed), PLAYER))
+
+    threads = [threading.Thread(target=player, args=(seed,)) for seed in (20, 21, 22, 23)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for job in jobs:
+        assert wait_done(service, job).state == DONE
+    assert [len(call) for call in gated.calls] == [4]
+
+
+def test_a_full_batch_starts_without_waiting_for_the_gather_window(service_factory):
+    service, gated = service_factory(max_batch=2, gather=600)
+    jobs = [service.submit(BASE.replace(seed=s), PLAYER) for s in (30, 31)]
+    for job in jobs:
+        assert wait_done(service, job, timeout=120).state == DONE
+    assert [len(call) for call in gated.calls] == [2]
