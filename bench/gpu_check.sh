@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # One command for a lent GPU machine (Python 3.12, torch preinstalled, no internet, no diffusers): install the
 # wheels carried in .whl/ (diffusers, transformers and the rest; never torch), then run bench/gpu.py on the real
-# SD 2.1-base shapes with random weights at 512x512, 20 steps, fp16: the plain pipeline, channels_last at batch
-# 1/2/4/8, our own loop with CUDA graphs (graphs), graphs + torch.compile (max), and the service figures at
+# SD 2.1-base shapes with random weights at 512x512, 20 steps, fp16: the plain pipeline (batch 1; 10 and 15 steps
+# too), our own loop with CUDA graphs (graphs), graphs + torch.compile (max), batch 1 and 4, and the service figures at
 # --optimize auto, graphs and max (first picture after ready, one picture, 4 and 8 players at once, a picture
 # already painted).  Every variant that fails or does not fit the time budget is a row, never an abort.
 #
 #   bench/gpu_check.sh OUT_DIR            # on the GPU machine: writes OUT_DIR/gpu_check.md (and prints it)
 #   bench/gpu_check.sh OUT_DIR --cpu      # the same code path on this CPU with the tiny model (a rehearsal)
 #
-# Time: BUDGET seconds for bench/gpu.py to start variants in (default 400), and a hard stop at LIMIT (default 450);
+# Time: BUDGET seconds for bench/gpu.py to start variants in (default 330), and a hard stop at LIMIT (default 380);
 # the table is rewritten after every row, so a run cut short keeps what it measured.
 set -uo pipefail
 out=${1:?usage: bench/gpu_check.sh OUT_DIR [--cpu]}
@@ -41,13 +41,13 @@ fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm,temperature.gpu --format=csv
 
 if [ "$mode" = "--cpu" ]; then
-  args=(--device cpu --models tiny --steps 2 --repeats 1 --skip-compile --only plain,graphs,service
+  args=(--device cpu --models tiny --steps 2 --repeats 1 --skip-compile --only plain,deepcache,graphs,service
         --service-levels auto,graphs --budget "${BUDGET:-300}")
   limit=${LIMIT:-400}
 else
-  args=(--models sd21-base --steps 20 --repeats 3 --only plain,channels_last,graphs,max,service
-        --service-levels auto,graphs,max --budget "${BUDGET:-400}")
-  limit=${LIMIT:-450}
+  args=(--models sd21-base --steps 20 --repeats 3 --only plain,graphs,max,service
+        --service-levels auto,graphs,max --budget "${BUDGET:-330}")
+  limit=${LIMIT:-380}
 fi
 echo "--- bench/gpu.py ${args[*]} (hard stop after ${limit} s)"
 timeout --signal=TERM --kill-after=10 "$limit" $PY bench/gpu.py "${args[@]}" --markdown "$out/gpu_check.md" 2>&1 \
