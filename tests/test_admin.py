@@ -201,7 +201,7 @@ def test_revisions_are_listed_viewable_and_restorable(author):
 
 
 def test_upload_twine_and_yaml_and_download_both_ways(author):
-    from tests.test_twine import TWEE
+    from tests.support import TWEE
 
     response = author.post("/admin/stories/import", data={"file": (io.BytesIO(TWEE.encode()), "cellar.twee"),
                                                          "csrf_token": author.token}, content_type="multipart/form-data")

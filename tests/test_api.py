@@ -8,7 +8,7 @@ import pytest
 import requests
 import webuiapi
 
-from tests.conftest import ApiServer
+from tests.support import ApiServer
 
 
 @pytest.fixture

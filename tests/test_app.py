@@ -8,8 +8,8 @@ import requests
 
 from app import SETTINGS
 from app import settings_from_env
-from tests.conftest import HTMX
-from tests.conftest import ROOT
+from tests.support import HTMX
+from tests.support import ROOT
 
 
 def test_factory_takes_a_config_mapping(make_app, tmp_path):

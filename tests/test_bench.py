@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def test_the_gpu_bench_runs_its_variants_and_the_service_and_writes_the_table(tmp_path):

@@ -8,7 +8,7 @@ from game.engine import PlayError
 from game.engine import PlayState
 from game.engine import SlideGone
 from game.story import load_story
-from tests.test_story import GOOD
+from tests.support import GOOD
 
 STORY = load_story(GOOD.replace("  b:\n    text: The end.", "  b:\n    text: Middle.\n    choices:\n      - {text: Loop, to: a}\n      - {text: End, to: c}\n  c:\n    text: The end."), "s", "t")
 

@@ -8,7 +8,7 @@ from game.prompts import describe_text
 from game.prompts import estimate_tokens
 from game.prompts import picture_shapes
 from game.story import load_story
-from tests.conftest import STORIES
+from tests.support import STORIES
 
 LIGHTHOUSE = load_story((STORIES / "lighthouse.yaml").read_text(), "stories/lighthouse.yaml", "lighthouse")
 TRAIN = load_story((STORIES / "night-train.yaml").read_text(), "stories/night-train.yaml", "night-train")

@@ -5,26 +5,8 @@ import pytest
 from game.story import StoryError
 from game.story import dump_document
 from game.story import load_story
-from tests.conftest import STORIES
-
-GOOD = """\
-title: Test  # a comment that must survive a round trip
-start: a
-style:
-  steps: 20
-characters:
-  keeper: an old keeper
-slides:
-  a:
-    text: Start here.
-    image: a shore
-    characters: [keeper]
-    choices:
-      - text: Go on
-        to: b
-  b:
-    text: The end.
-"""
+from tests.support import GOOD
+from tests.support import STORIES
 
 
 def problems(text):
