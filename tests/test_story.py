@@ -89,6 +89,6 @@ def test_shipped_stories_are_valid_branching_and_illustrated(path):
     assert story.warnings == ()
     assert len(story.slides) >= 15
     assert len(story.endings) >= 3
-    assert set(story.reachable()) == set(story.slides)
+    assert set(story.parents()) == set(story.slides)
     assert sum(1 for s in story.slides.values() if len(s.choices) >= 2) >= 8
     assert sum(1 for s in story.slides.values() if s.image) / len(story.slides) >= 0.8
