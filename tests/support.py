@@ -120,10 +120,17 @@ class ApiServer(ServerProcess):
         self.wait_ready()
 
     def wait_ready(self) -> None:
-        deadline = time.perf_counter() + 120
+        """Paint a first picture (the model loads meanwhile): a generous bound against a hang, not a speed limit."""
+        deadline = time.perf_counter() + 600
         body = {"prompt": "warm up", "steps": 1, "width": 64, "height": 64}
         while time.perf_counter() < deadline:
-            response = requests.post(self.url + "/sdapi/v1/txt2img", json=body, auth=(self.user, self.password), timeout=60)
+            if self.process.poll() is not None:
+                raise RuntimeError(f"API server exited early:\n{self.log_path.read_text()}")
+            try:
+                response = requests.post(self.url + "/sdapi/v1/txt2img", json=body, auth=(self.user, self.password),
+                                         timeout=120)
+            except requests.Timeout:
+                continue
             if response.status_code == 200:
                 return
             time.sleep(0.2)

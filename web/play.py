@@ -229,23 +229,29 @@ def stream(slug: str, slide_id: str) -> Response:
     if first is None:
         abort(503)
     key = first.key
-    template = current_app.jinja_env.get_template("play/_frame.html")
+    frame_template = current_app.jinja_env.get_template("play/_frame.html")
+    progress_template = current_app.jinja_env.get_template("play/_progress.html")
     context = {"story": story, "slide": story.slides[slide_id]}
 
     def events() -> Iterator[str]:
         yield "retry: 3000\n\n"
-        version, sent = -1, ""
+        version, shown = -1, None
         while True:
             snap = services.images().follow(key, version, timeout=15)
             if snap is None:
                 yield ": still here\n\n"
                 continue
             version = snap.version
-            frame = template.render(frame=frame_context(snap), **context)
-            if frame != sent:  # a step that changed nothing the player sees (same preview, same state) sends nothing
-                yield sse("frame", frame)
-                sent = frame
-            if snap.state not in ("queued", "running"):
+            # A whole frame only when what it shows changed (state, queue place, a new preview); a step that only
+            # moved the progress bar sends the small progress fragment: the stream stays a few KB per picture.
+            frame = frame_context(snap)  # a picture that would fail the moment it is taken reads as failed now
+            looks = (frame["state"], snap.position, snap.waiting_for, snap.preview, snap.error)
+            if looks != shown:
+                shown = looks
+                yield sse("frame", frame_template.render(frame=frame, **context))
+            elif frame["state"] == "running":
+                yield sse("progress", progress_template.render(frame={"step": snap.step, "total": snap.total}))
+            if frame["state"] not in ("queued", "running"):
                 yield sse("done", "")
                 return
 
