@@ -381,7 +381,7 @@ class Bench:
         from inference.cache import ImageCache
         from inference.diffusers_backend import DiffusersBackend
         from inference.request import GenerationRequest
-        from inference.scheduler import GenerationService
+        from inference.service import GenerationService
 
         folder = self.workdir / f"{model}-folder"
         if not folder.exists():

@@ -105,13 +105,6 @@ def visit(story: Story, state: PlayState | None, slide_id: str) -> PlayState:
     return PlayState(story.slug, slide_id, (*state.path, slide_id)[-MAX_PATH:])
 
 
-def back(story: Story, state: PlayState) -> PlayState:
-    """Return to the previous slide on the path."""
-    if not state.can_go_back:
-        raise PlayError("This is where the story began; there is no earlier slide.")
-    return visit(story, state, state.path[-2])
-
-
 def resume_point(story: Story, state: PlayState | None) -> str:
     """The slide to continue from: the current one, else the latest surviving one on the path, else the start."""
     if state is not None:

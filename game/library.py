@@ -28,7 +28,16 @@ SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SUFFIX = ".yaml"
 
 
-class StoryNotFound(LookupError):
+class LibraryError(Exception):
+    """Base of every error the story library raises on purpose (the admin pages turn these, and only these, into
+    pages that say what happened)."""
+
+
+class NotFound(LibraryError):
+    """The story, slide or revision asked for does not exist."""
+
+
+class StoryNotFound(NotFound):
     """No story file has this slug."""
 
     def __init__(self, slug: str):
@@ -36,7 +45,7 @@ class StoryNotFound(LookupError):
         self.slug = slug
 
 
-class StaleRevision(RuntimeError):
+class StaleRevision(LibraryError):
     """A save was based on an older revision than the one on disk; nothing was written."""
 
     def __init__(self, slug: str, current: str, text: str):
@@ -45,16 +54,23 @@ class StaleRevision(RuntimeError):
         self.text = text
 
 
-class StoryExists(RuntimeError):
+class StoryExists(LibraryError):
     """A story with this slug already exists."""
 
 
-class InvalidStory(ValueError):
+class InvalidStory(LibraryError):
     """The text is not a playable story; ``problems`` says why (nothing was written)."""
 
     def __init__(self, problems: tuple[Problem, ...]):
         super().__init__("\n".join(str(p) for p in problems if p.severity == "error"))
         self.problems = problems
+
+
+class SlideNotFound(NotFound):
+    """The story has no slide with this id."""
+
+    def __init__(self, slug: str, slide_id: str):
+        super().__init__(f"no slide '{slide_id[:80]}' in story '{slug}'")
 
 
 @dataclass(frozen=True)
@@ -68,7 +84,7 @@ class Revision:
     path: Path
 
 
-class StoryBroken(RuntimeError):
+class StoryBroken(LibraryError):
     """The story file exists but cannot be played; ``entry.problems`` says why."""
 
     def __init__(self, entry: StoryEntry):

@@ -122,10 +122,6 @@ class Story:
     warnings: tuple[Problem, ...] = ()
     document: Any = field(default=None, compare=False, repr=False)
 
-    def reachable(self) -> list[str]:
-        """Slide ids in breadth-first order from the start."""
-        return list(self.parents())
-
     def parents(self) -> dict[str, str | None]:
         """Map each reachable slide to the slide it is first reached from (breadth-first; start -> None)."""
         parents: dict[str, str | None] = {self.start: None}

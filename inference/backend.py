@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from dataclasses import field
 from typing import Any
 from typing import Protocol
 
@@ -34,28 +33,15 @@ class BackendStatus:
         state (`str`): ``"loading"``, ``"ready"`` or ``"failed"``.
         message (`str`): what is happening, in plain words.
         hint (`str`, *optional*): what the user can do about it.
-        progress (`float`, *optional*): 0..1 while loading, when known.
     """
 
     state: str
     message: str
     hint: str = ""
-    progress: float | None = None
 
     @property
     def ready(self) -> bool:
         return self.state == READY
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a backend can do: its model, batch size and samplers."""
-
-    model: str
-    max_batch: int = 1
-    samplers: tuple[str, ...] = ()
-    device: str = ""
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class BackendUnavailable(RuntimeError):
@@ -78,9 +64,6 @@ class Backend(Protocol):
 
     def status(self) -> BackendStatus:
         """Return where the backend stands (never blocks)."""
-
-    def capabilities(self) -> Capabilities:
-        """Return the model, device and limits."""
 
     def count_tokens(self, text: str) -> int | None:
         """Return the number of CLIP tokens in ``text``, or None when no tokenizer is loaded."""

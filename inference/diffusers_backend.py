@@ -29,7 +29,6 @@ from inference.backend import LOADING
 from inference.backend import READY
 from inference.backend import BackendStatus
 from inference.backend import BackendUnavailable
-from inference.backend import Capabilities
 from inference.backend import GenerationCancelled
 from inference.backend import StepCallback
 from inference.backend import scale_to_fit
@@ -154,10 +153,6 @@ class DiffusersBackend:
 
     def status(self) -> BackendStatus:
         return self._status
-
-    def capabilities(self) -> Capabilities:
-        device = str(self._pipe.device) if self._pipe is not None else self.device
-        return Capabilities(model=self.model, max_batch=MAX_BATCH, samplers=tuple(SAMPLERS), device=device)
 
     def close(self) -> None:
         with self._generate_lock:

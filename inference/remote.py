@@ -22,7 +22,6 @@ from inference.backend import LOADING
 from inference.backend import READY
 from inference.backend import BackendStatus
 from inference.backend import BackendUnavailable
-from inference.backend import Capabilities
 from inference.backend import GenerationCancelled
 from inference.backend import StepCallback
 from inference.backend import scale_to_fit
@@ -94,9 +93,6 @@ class RemoteBackend:
                 self._status = BackendStatus(FAILED, str(exc), "Check that the server is running and the address and "
                                              "credentials are right (--api-url, --api-auth); the game retries by itself.")
             self._checked = time.monotonic()
-
-    def capabilities(self) -> Capabilities:
-        return Capabilities(model=self._model or self.base_url, max_batch=1, device=self.base_url)
 
     def count_tokens(self, text: str) -> int | None:
         return None

@@ -245,10 +245,6 @@ class GenerationResult:
         """Return the picture as WebP (default), PNG or JPEG bytes."""
         return encode_image(self.image, fmt)
 
-    def data_url(self, fmt: str = "webp") -> str:
-        """Return the picture as a ``data:`` URL for inlining into a page."""
-        return to_data_url(self.encode(fmt), fmt)
-
 
 def encode_image(image: Any, fmt: str = "webp", pnginfo: Any = None) -> bytes:
     """Encode a PIL image; WebP at quality 90, PNG losslessly (with optional text chunks), JPEG at 90."""

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
+from tests.support import STORIES
+from tests.support import ApiServer
+from tests.support import LiveServer
 from tests.tiny_pipeline import build_tiny_pipeline
-
-ROOT = Path(__file__).resolve().parent.parent
-STORIES = ROOT / "stories"
 
 
 @pytest.fixture(scope="session")
@@ -88,122 +82,12 @@ def client(app):
     return app.test_client()
 
 
-HTMX = {"HX-Request": "true"}
-ADMIN_PASSWORD = "test-admin-password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """A server of ours started as a real process for a test session."""
-
-    process: subprocess.Popen
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
-class LiveServer(ServerProcess):
-    """`python app.py` running for real (waitress) on a free port, loading the tiny model by path."""
-
-    def __init__(self, tiny_model: Path, workdir: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / "server.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "LANTERNSLIDE_ADMIN_PASSWORD": ADMIN_PASSWORD}
-        stories = workdir / "stories"
-        shutil.copytree(STORIES, stories)
-        self.started = time.perf_counter()
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--port", str(self.port), "--model", str(tiny_model),
-             "--device", "cpu", "--max-size", "64", "--stories", str(stories), "--instance", str(workdir / "instance")],
-            stdout=self.log_path.open("w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-        )
-        self.first_page_seconds = self._wait_for("/", lambda r: r.status_code == 200)
-
-    def status(self) -> dict:
-        return requests.get(self.url + "/admin/status.json", auth=("admin", ADMIN_PASSWORD), timeout=10).json()
-
-    def _wait_for(self, path: str, ok, timeout: float = 120) -> float:
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
-            try:
-                if ok(requests.get(self.url + path, timeout=5, headers=HTMX, auth=("admin", ADMIN_PASSWORD))):
-                    return time.perf_counter() - self.started
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{path} not ready after {timeout} s:\n{self.log_path.read_text()}")
-
-    def wait_for_model(self) -> None:
-        self._wait_for("/admin/status.json", lambda r: r.json()["backend"]["state"] == "ready")
-
-    def wait_idle(self) -> dict:
-        """Wait until nothing is queued or being painted; return the status."""
-        deadline = time.perf_counter() + 120
-        while time.perf_counter() < deadline:
-            status = self.status()
-            if status["queued"] == 0 and not status["running"]:
-                return status
-            time.sleep(0.1)
-        raise TimeoutError(f"the painter is still busy: {status}")
-
-
-
 @pytest.fixture(scope="session")
 def live_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     server = LiveServer(tiny_model, tmp_path_factory.mktemp("live"))
     server.wait_for_model()
     yield server
     server.stop()
-
-
-class ApiServer(ServerProcess):
-    """`python -m inference serve` (the API alone) on a free port, with Basic auth, painting with the tiny model."""
-
-    user, password = "painter", "s3cret:with-colon"
-
-    def __init__(self, tiny_model: Path, workdir: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / "api.log"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "inference", "serve", "--port", str(self.port), "--model", str(tiny_model),
-             "--device", "cpu", "--api-auth", f"{self.user}:{self.password}", "--instance", str(workdir / "instance")],
-            stdout=self.log_path.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            cwd=ROOT,
-        )
-        deadline = time.perf_counter() + 120
-        while time.perf_counter() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"API server exited early:\n{self.log_path.read_text()}")
-            try:
-                requests.get(self.url + "/sdapi/v1/sd-models", timeout=5, auth=(self.user, self.password))
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        self.wait_ready()
-
-    def wait_ready(self) -> None:
-        deadline = time.perf_counter() + 120
-        body = {"prompt": "warm up", "steps": 1, "width": 64, "height": 64}
-        while time.perf_counter() < deadline:
-            response = requests.post(self.url + "/sdapi/v1/txt2img", json=body, auth=(self.user, self.password), timeout=60)
-            if response.status_code == 200:
-                return
-            time.sleep(0.2)
-        raise TimeoutError(self.log_path.read_text())
-
 
 
 @pytest.fixture(scope="session")

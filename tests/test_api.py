@@ -8,7 +8,7 @@ import pytest
 import requests
 import webuiapi
 
-from tests.conftest import ApiServer
+from tests.support import ApiServer
 
 
 @pytest.fixture
@@ -158,14 +158,15 @@ def test_unknown_routes_and_methods_answer_json(api_server):
     assert response.status_code == 405 and response.json() == {"detail": "Method Not Allowed"}
 
 
-def test_the_api_alone_takes_the_speed_settings_and_names_a_bad_one(tmp_path, capsys):
-    from inference.__main__ import build_parser
+def test_the_api_alone_takes_the_speed_settings_and_names_a_bad_one(tmp_path, capsys, caplog):
     from inference.__main__ import main
+    from web.settings import build_parser
 
-    args = build_parser().parse_args(["serve", "--optimize", "compile", "--model-config", "sd21-v"])
-    assert (args.optimize, args.model_config, args.deepcache) == ("compile", "sd21-v", 0)
+    args = vars(build_parser(api_alone=True).parse_args(["--optimize", "compile", "--model-config", "sd21-v"]))
+    assert (args["OPTIMIZE"], args["MODEL_CONFIG"], args["DEEPCACHE"], args["PORT"]) == ("compile", "sd21-v", 0, 7861)
+    assert "STORIES" not in args and "SHARE" not in args  # the game's own settings are not offered
     assert main(["serve", "--instance", str(tmp_path), "--optimize", "compile", "--deepcache", "3"]) == 2
-    assert "deepcache: cannot be combined with optimize=compile" in capsys.readouterr().err
+    assert "deepcache: cannot be combined with optimize=compile" in capsys.readouterr().err + caplog.text
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["serve", "--optimize", "turbo"])
+        build_parser(api_alone=True).parse_args(["--optimize", "turbo"])
     assert "argument --optimize: invalid choice: 'turbo'" in capsys.readouterr().err

@@ -6,17 +6,17 @@ import sys
 import pytest
 import requests
 
-from app import SETTINGS
-from app import settings_from_env
-from tests.conftest import HTMX
-from tests.conftest import ROOT
+from web.settings import SETTINGS
+from web.settings import settings_from_env
+from tests.support import HTMX
+from tests.support import ROOT
 
 
 def test_factory_takes_a_config_mapping(make_app, tmp_path):
     app = make_app(IMAGE_FORMAT="png")
     assert app.config["TESTING"] is True
     assert app.config["IMAGE_FORMAT"] == "png"
-    assert set(app.extensions) >= {"stories", "backend"}
+    assert set(app.extensions) >= {"stories", "players", "images", "encodings"}
 
 
 def test_session_key_is_created_once_and_kept(make_app, tmp_path):
@@ -147,10 +147,10 @@ def test_a_compiled_engine_is_told_the_picture_shapes_the_stories_use(stories_di
     app = create_app({"TESTING": True, "STORIES": str(stories_dir), "INSTANCE": str(tmp_path / "instance"),
                       "MODEL": str(tmp_path / "no-such-model"), "DEVICE": "cpu", "OPTIMIZE": "compile"})
     try:
-        backend = app.extensions["backend"]
+        backend = app.extensions["images"].backend
         # the two 512x512 stories' 42 slides first, then the wide copy's 20
         assert backend.warmup == [(512, 512, False), (768, 512, False)]
         assert "no such file or folder" in backend.wait(60).message
     finally:
         app.extensions["images"].close()
-        app.extensions["backend"].close()
+        app.extensions["images"].backend.close()

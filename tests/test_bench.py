@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def test_the_gpu_check_runs_every_variant_and_the_service_and_writes_the_table(tmp_path):

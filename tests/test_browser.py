@@ -100,7 +100,7 @@ def test_the_next_picture_is_already_there_when_the_choice_is_clicked(page, live
 
 
 def test_author_creates_a_story_sees_the_graph_update_and_a_stale_tab_is_refused(browser, live_server):
-    from tests.conftest import ADMIN_PASSWORD
+    from tests.support import ADMIN_PASSWORD
 
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
@@ -140,7 +140,7 @@ def test_author_creates_a_story_sees_the_graph_update_and_a_stale_tab_is_refused
 
 
 def test_author_adds_three_slides_tunes_a_picture_keeps_a_seed_and_a_player_sees_it(browser, live_server):
-    from tests.conftest import ADMIN_PASSWORD
+    from tests.support import ADMIN_PASSWORD
 
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()

@@ -4,11 +4,10 @@ import pytest
 
 from game import engine
 from game.engine import InvalidChoice
-from game.engine import PlayError
 from game.engine import PlayState
 from game.engine import SlideGone
 from game.story import load_story
-from tests.test_story import GOOD
+from tests.support import GOOD
 
 STORY = load_story(GOOD.replace("  b:\n    text: The end.", "  b:\n    text: Middle.\n    choices:\n      - {text: Loop, to: a}\n      - {text: End, to: c}\n  c:\n    text: The end."), "s", "t")
 
@@ -18,9 +17,7 @@ def test_start_choose_and_back():
     assert (state.at, state.path) == ("a", ("a",))
     state = engine.choose(STORY, state, "a", 0)
     assert (state.at, state.path) == ("b", ("a", "b"))
-    assert engine.back(STORY, state).at == "a"
-    with pytest.raises(PlayError, match="where the story began"):
-        engine.back(STORY, engine.start(STORY))
+    assert engine.visit(STORY, state, "a").path == ("a",)  # back: the path is cut where the slide was
 
 
 def test_a_choice_leading_back_to_an_earlier_slide_moves_forward():

@@ -4,11 +4,11 @@ import os
 
 import pytest
 
-from game.library import StoryBroken
-from game.library import StoryLibrary
 from game.library import InvalidStory
 from game.library import StaleRevision
+from game.library import StoryBroken
 from game.library import StoryExists
+from game.library import StoryLibrary
 from game.library import StoryNotFound
 
 

@@ -1,40 +1,15 @@
 """The player's pages through Flask's test client: lists, slides, choices, pictures, errors."""
 
-import base64
 import io
-import re
 
 import numpy as np
 from PIL import Image
 
 from inference.diffusers_backend import DiffusersBackend
-from tests.conftest import HTMX
-
-
-def events(client, url):
-    """Read a picture stream to its end; return [(event, data)]."""
-    body = client.get(url).get_data(as_text=True)
-    found = []
-    for block in body.split("\n\n"):
-        lines = block.splitlines()
-        name = next((line[7:] for line in lines if line.startswith("event: ")), None)
-        if name:
-            found.append((name, "\n".join(line[6:] for line in lines if line.startswith("data: "))))
-    return found
-
-
-def final_frame(client, slide_url):
-    found = events(client, slide_url + "/stream")
-    assert found[-1] == ("done", "")
-    return found[-2][1]
-
-
-def data_url_image(html: str) -> Image.Image:
-    match = re.search(r'src="data:image/(\w+);base64,([^"]+)"', html)
-    assert match, html[:500]
-    image = Image.open(io.BytesIO(base64.b64decode(match.group(2))))
-    assert image.format.lower() == match.group(1)
-    return image
+from tests.support import HTMX
+from tests.support import data_url_image
+from tests.support import events
+from tests.support import final_frame
 
 
 def test_story_list_shows_each_story_and_links_to_it(client):

@@ -1,6 +1,5 @@
 """The prompt composer: parts, context carried over, the 75-token budget, seeds."""
 
-import pytest
 
 from game.prompts import compose
 from game.prompts import derive_seed
@@ -8,7 +7,7 @@ from game.prompts import describe_text
 from game.prompts import estimate_tokens
 from game.prompts import picture_shapes
 from game.story import load_story
-from tests.conftest import STORIES
+from tests.support import STORIES
 
 LIGHTHOUSE = load_story((STORIES / "lighthouse.yaml").read_text(), "stories/lighthouse.yaml", "lighthouse")
 TRAIN = load_story((STORIES / "night-train.yaml").read_text(), "stories/night-train.yaml", "night-train")
@@ -84,10 +83,13 @@ def test_an_explicit_slide_seed_is_used_as_is():
     assert compose(story, "shore").request.seed == 99
 
 
-@pytest.mark.parametrize("slide_id", ["stairs", "soup", "ending_dawn"])
-def test_composition_does_not_depend_on_anything_but_the_slide(slide_id):
-    story = LIGHTHOUSE if slide_id in LIGHTHOUSE.slides else TRAIN
-    assert compose(story, slide_id) == compose(story, slide_id)
+def test_composition_does_not_depend_on_slides_the_player_never_passes():
+    text = (STORIES / "lighthouse.yaml").read_text()
+    assert "a flooded engine room" not in text
+    changed = load_story(text.replace("  wreckage:\n", "  zzz_unrelated:\n    text: x\n    image: a flooded engine room\n"
+                                      "  wreckage:\n", 1), "s", "lighthouse")
+    assert compose(changed, "stairs") == compose(LIGHTHOUSE, "stairs")
+    assert compose(changed, "stairs") != compose(TRAIN, next(iter(TRAIN.slides)))
 
 
 def test_picture_shapes_lists_the_sizes_the_stories_paint_most_used_first():

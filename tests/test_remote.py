@@ -6,10 +6,10 @@ import pytest
 from inference.backend import BackendUnavailable
 from inference.remote import RemoteBackend
 from inference.request import GenerationRequest
-from tests.conftest import ApiServer
-from tests.conftest import free_port
-from tests.test_play import data_url_image
-from tests.test_play import final_frame
+from tests.support import ApiServer
+from tests.support import data_url_image
+from tests.support import final_frame
+from tests.support import free_port
 
 REQUEST = GenerationRequest(prompt="a lighthouse", seed=3, steps=6, width=64, height=64)
 

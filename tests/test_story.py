@@ -5,26 +5,8 @@ import pytest
 from game.story import StoryError
 from game.story import dump_document
 from game.story import load_story
-from tests.conftest import STORIES
-
-GOOD = """\
-title: Test  # a comment that must survive a round trip
-start: a
-style:
-  steps: 20
-characters:
-  keeper: an old keeper
-slides:
-  a:
-    text: Start here.
-    image: a shore
-    characters: [keeper]
-    choices:
-      - text: Go on
-        to: b
-  b:
-    text: The end.
-"""
+from tests.support import GOOD
+from tests.support import STORIES
 
 
 def problems(text):
@@ -107,6 +89,6 @@ def test_shipped_stories_are_valid_branching_and_illustrated(path):
     assert story.warnings == ()
     assert len(story.slides) >= 15
     assert len(story.endings) >= 3
-    assert set(story.reachable()) == set(story.slides)
+    assert set(story.parents()) == set(story.slides)
     assert sum(1 for s in story.slides.values() if len(s.choices) >= 2) >= 8
     assert sum(1 for s in story.slides.values() if s.image) / len(story.slides) >= 0.8

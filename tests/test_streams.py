@@ -4,8 +4,8 @@ import threading
 
 import requests
 
-from tests.conftest import ADMIN_PASSWORD
-from tests.conftest import HTMX
+from tests.support import ADMIN_PASSWORD
+from tests.support import HTMX
 
 
 def read_events(response):

@@ -11,38 +11,11 @@ from game.twine import clean_text
 from game.twine import export_twee
 from game.twine import import_file
 from game.twine import parse_links
-from tests.conftest import STORIES
+from tests.support import STORIES
+from tests.support import TWEE
 
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "twine-samples"
 
-TWEE = """\
-:: StoryTitle
-The Cellar Door
-
-:: StoryData
-{
-  "ifid": "D674C58C-DEFA-4F70-B7A2-27742230C0FC",
-  "format": "Harlowe",
-  "start": "Top of the stairs"
-}
-
-:: StoryStylesheet [stylesheet]
-body { color: red; }
-
-:: Top of the stairs {"position":"100,100","size":"100,100"}
-(set: $lamp to true)You stand at the top of the cellar stairs.(if: $lamp)[ Your lamp flickers.]
-[[Go down->Cellar]]
-[[Cellar<-Listen at the door]]
-[[Leave|Outside]]
-[[Nowhere]]
-
-:: Cellar [dark]
-Cold air. <<if $x>>A rat.<</if>>
-[[Back up|Top of the stairs]]
-
-:: Outside
-The sun is out. (link: "Again")[(goto: "Top of the stairs")]
-"""
 
 
 def test_twee_passages_become_slides_and_links_choices():

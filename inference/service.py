@@ -10,20 +10,22 @@ version and wakes whoever follows it (`follow`), which is what the picture strea
 
 from __future__ import annotations
 
-import io
 import itertools
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections import deque
 from dataclasses import dataclass
 from dataclasses import field
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from inference.backend import Backend
+from inference.backend import BackendSettings
 from inference.backend import BackendUnavailable
 from inference.backend import GenerationCancelled
+from inference.backend import create_backend
 from inference.cache import ImageCache
 from inference.previews import preview_jpeg
 from inference.request import GenerationRequest
@@ -33,7 +35,6 @@ log = logging.getLogger(__name__)
 PLAYER, ADMIN, PREFETCH = 0, 1, 2
 PRIORITY_NAMES = {PLAYER: "player", ADMIN: "admin", PREFETCH: "prefetch"}
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
-ENCODED_KEEP = 128  # browser encodings kept in memory (~50 KB each as WebP)
 
 
 class QueueFull(RuntimeError):
@@ -123,12 +124,11 @@ class GenerationService:
         self._queue: list[Job] = []
         self._cond = threading.Condition()
         self._seq = itertools.count()
+        self._versions = itertools.count(1)
         self._closed = False
         self._durations: deque[float] = deque(maxlen=200)
         self._seconds_per_job = seconds_per_job
         self._running_batches: list[list[str]] = []
-        self._encoded: OrderedDict[tuple[str, str], bytes] = OrderedDict()
-        self._encoded_lock = threading.Lock()
         self.counters = {"submitted": 0, "coalesced": 0, "cache_hits": 0, "generated": 0, "failed": 0,
                          "cancelled": 0, "rejected": 0, "batches": 0, "prefetched": 0, "prefetch_used": 0,
                          "preempted": 0}
@@ -148,12 +148,21 @@ class GenerationService:
     def key(self, request: GenerationRequest) -> str:
         return request.cache_key(self.model)
 
-    def submit(self, request: GenerationRequest, priority: int = PLAYER, who: str = "", client: str = "") -> Job | None:
-        """Return the job for ``request``: from the cache, joined if already queued or running, or new.
+    def submit(self, request: GenerationRequest, priority: int = PLAYER, who: str = "",
+               client: str = "") -> Snapshot | None:
+        """Ask for the picture of ``request``: from the cache, joined if already queued or running, or new.
+        Return a snapshot of its job (follow it by ``snapshot.key``).
 
         A player or admin past the queue bound gets `QueueFull`; a prefetch past it gets None (it is optional).
         Prefetches make room for players by giving up their place.
         """
+        job = self._submit(request, priority, who, client)
+        if job is None:
+            return None
+        with self._cond:
+            return self._snapshot(job)
+
+    def _submit(self, request: GenerationRequest, priority: int, who: str, client: str) -> Job | None:
         key = self.key(request)
         with self._cond:
             self.counters["submitted"] += 1
@@ -262,22 +271,6 @@ class GenerationService:
                 return job.state
         return DONE if key in self.cache else None
 
-    def encoded(self, key: str, png: bytes, fmt: str) -> bytes:
-        """The picture as the browser gets it (WebP by default), encoded once per key and format: re-encoding a
-        512x512 picture costs ~30 ms, and a painted slide is shown again and again."""
-        if fmt == "png":
-            return png
-        with self._encoded_lock:
-            if (key, fmt) in self._encoded:
-                self._encoded.move_to_end((key, fmt))
-                return self._encoded[(key, fmt)]
-        data = png_to(png, fmt)
-        with self._encoded_lock:
-            self._encoded[(key, fmt)] = data
-            while len(self._encoded) > ENCODED_KEEP:
-                self._encoded.popitem(last=False)
-        return data
-
     def lookup(self, key: str) -> Snapshot | None:
         """The state of the job with this key, or of its cached picture; None when neither exists."""
         with self._cond:
@@ -289,20 +282,36 @@ class GenerationService:
             return None
         return Snapshot(key, DONE, 0, 0, 0, 0, None, cached.png, cached.meta, "", "")
 
-    def snapshot(self, job: Job) -> Snapshot:
-        with self._cond:
-            return self._snapshot(job)
+    def snapshot(self, key: str) -> Snapshot:
+        """The job's state now; a key with neither a job nor a cached picture reads as cancelled."""
+        return self.lookup(key) or Snapshot(key, CANCELLED, 0, 0, 0, 0, None, None, {}, "", "")
 
-    def follow(self, job: Job, seen_version: int, timeout: float) -> Snapshot | None:
-        """Block until the job's version passes ``seen_version`` (or it finishes); None on timeout."""
+    def follow(self, key: str, seen_version: int, timeout: float) -> Snapshot | None:
+        """Block until the job changes past ``seen_version`` (or ends, or goes away); None on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while job.version <= seen_version:
+            while True:
+                job = self._jobs.get(key)
+                if job is None:
+                    break  # ended and forgotten, or cancelled: the cache (or its absence) says how it ended
+                if job.version > seen_version:
+                    return self._snapshot(job)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
                     return None
                 self._cond.wait(remaining)
-            return self._snapshot(job)
+        return self.snapshot(key)
+
+    def wait(self, key: str, timeout: float | None = None) -> Snapshot:
+        """Block until the job is done, failed or cancelled (or ``timeout`` seconds pass); its last snapshot."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        snap = self.snapshot(key)
+        while snap.state in (QUEUED, RUNNING):
+            remaining = 30.0 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0 or self._closed:
+                break
+            snap = self.follow(key, snap.version, min(30.0, remaining)) or self.snapshot(key)
+        return snap
 
     def _snapshot(self, job: Job) -> Snapshot:
         position = 0
@@ -315,7 +324,7 @@ class GenerationService:
                         dict(job.meta), job.error, job.hint, waiting_for)
 
     def _changed(self, job: Job) -> None:
-        job.version += 1
+        job.version = next(self._versions)  # one counter for all jobs: a key asked for again never goes back
         self._cond.notify_all()
 
     # -- the painter -----------------------------------------------------------------------------------------
@@ -505,12 +514,27 @@ class GenerationService:
         }
 
 
-def png_to(png: bytes, fmt: str) -> bytes:
-    """Re-encode a cached PNG for the browser (WebP by default)."""
-    if fmt == "png":
-        return png
-    from PIL import Image
 
-    from inference.request import encode_image
-
-    return encode_image(Image.open(io.BytesIO(png)), fmt)
+def build_service(settings: Mapping[str, Any], instance: Path, backend: Backend | None = None,
+                  warmup: list[tuple[int, int, bool]] | None = None) -> GenerationService:
+    """The image side, the same for the game and the API alone: backend (started here unless handed in), disk cache
+    and service, from the settings table's values (``BACKEND``, ``MODEL``, ``QUEUE_LIMIT``...)."""
+    if backend is None:
+        backend = create_backend(BackendSettings(
+            kind=settings["BACKEND"], api_url=settings["API_URL"], api_auth=settings["API_AUTH"],
+            model=settings["MODEL"], device=settings["DEVICE"], dtype=settings["DTYPE"],
+            model_config=settings["MODEL_CONFIG"], max_size=settings["MAX_SIZE"], offline=settings["OFFLINE"],
+            cache_dir=settings["HF_CACHE"] or None, optimize=settings["OPTIMIZE"], deepcache=settings["DEEPCACHE"],
+            compile_cache=str(instance / "inductor"), warmup=warmup))
+        backend.start()
+    cache = ImageCache(instance / "cache", settings["CACHE_MAX_MB"] * 1024 * 1024)
+    # The cache key names the model and the size cap, the two settings that change every picture.
+    remote = settings["BACKEND"] == "remote"
+    model_key = settings["API_URL"] if remote else f"{settings['MODEL']}|max_size={settings['MAX_SIZE']}"
+    service = GenerationService(backend, cache, model_key, max_queue=settings["QUEUE_LIMIT"],
+                                max_batch=1 if remote else settings["BATCH_SIZE"],
+                                workers=settings["REMOTE_WORKERS"] if remote else 1,
+                                preview_every=settings["PREVIEW_EVERY"], max_per_client=settings["PLAYER_QUEUE_LIMIT"],
+                                timeout=settings["GENERATION_TIMEOUT"])
+    service.start()
+    return service

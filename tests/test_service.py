@@ -6,13 +6,13 @@ import pytest
 
 from inference.cache import ImageCache
 from inference.request import GenerationRequest
-from inference.scheduler import ADMIN
-from inference.scheduler import DONE
-from inference.scheduler import FAILED
-from inference.scheduler import PLAYER
-from inference.scheduler import PREFETCH
-from inference.scheduler import GenerationService
-from inference.scheduler import QueueFull
+from inference.service import ADMIN
+from inference.service import DONE
+from inference.service import FAILED
+from inference.service import PLAYER
+from inference.service import PREFETCH
+from inference.service import GenerationService
+from inference.service import QueueFull
 
 BASE = GenerationRequest(prompt="a lighthouse", seed=1, steps=2, width=64, height=64)
 
@@ -58,10 +58,11 @@ def service_factory(backend, tmp_path):
         service.close()
 
 
-def wait_done(service, job, timeout=60):
-    snap = service.snapshot(job)
-    while snap.state not in (DONE, FAILED, "cancelled"):
-        snap = service.follow(job, snap.version, timeout) or pytest.fail("job did not finish")
+def wait_done(service, job, timeout=600):
+    """Follow a job (a snapshot from submit) to its end through the service's own wait."""
+    snap = service.wait(job.key, timeout)
+    if snap.state not in (DONE, FAILED, "cancelled"):
+        pytest.fail("job did not finish")
     return snap
 
 
@@ -83,7 +84,7 @@ def test_identical_concurrent_requests_cost_one_generation(service_factory):
     for thread in threads:
         thread.join()
     gated.gate.set()
-    assert len({id(job) for job in jobs}) == 1
+    assert len({job.key for job in jobs}) == 1
     assert wait_done(service, jobs[0]).state == DONE
     assert sum(call.count("a lighthouse") for call in gated.calls) == 1
     assert service.stats()["counters"]["coalesced"] == 7
@@ -107,7 +108,7 @@ def test_newer_paint_ahead_goes_first(service_factory):
     hold_painter(service, gated)
     old = service.submit(BASE.replace(prompt="slide the player left", width=80), PREFETCH)
     new = service.submit(BASE.replace(prompt="slide the player reads", width=88), PREFETCH)
-    assert (service.snapshot(new).position, service.snapshot(old).position) == (1, 2)
+    assert (service.snapshot(new.key).position, service.snapshot(old.key).position) == (1, 2)
     gated.gate.set()
     wait_done(service, old)
     assert [call[0] for call in gated.calls] == ["blocker", "slide the player reads", "slide the player left"]
@@ -118,9 +119,9 @@ def test_a_prefetch_is_promoted_when_a_player_asks_for_it(service_factory):
     hold_painter(service, gated)
     chosen = service.submit(BASE.replace(prompt="chosen branch", width=88), PREFETCH)
     first = service.submit(BASE.replace(prompt="other branch", width=80), PREFETCH)
-    assert service.snapshot(chosen).position == 2
-    assert service.submit(BASE.replace(prompt="chosen branch", width=88), PLAYER) is chosen
-    assert service.snapshot(chosen).position == 1
+    assert service.snapshot(chosen.key).position == 2
+    assert service.submit(BASE.replace(prompt="chosen branch", width=88), PLAYER) .key == chosen.key
+    assert service.snapshot(chosen.key).position == 1
     gated.gate.set()
     wait_done(service, first)
     assert [call[0] for call in gated.calls] == ["blocker", "chosen branch", "other branch"]
@@ -135,7 +136,7 @@ def test_a_prefetch_nobody_wants_is_dropped_before_it_starts(service_factory):
     service.submit(BASE.replace(prompt="shared"), PREFETCH, who="bob")
     assert service.cancel(job.key, "alice") is True
     assert service.cancel(shared.key, "alice") is False  # bob still wants it
-    assert service.snapshot(job).state == "cancelled"
+    assert service.snapshot(job.key).state == "cancelled"
     gated.gate.set()
     wait_done(service, shared)
     assert all("unwanted" not in call for call in gated.calls)
@@ -163,7 +164,7 @@ def test_compatible_jobs_run_as_one_batch(service_factory):
     for job in jobs:
         assert wait_done(service, job).state == DONE
     assert [len(call) for call in gated.calls] == [1, 3, 1]
-    seeds = [service.snapshot(job).meta["seed"] for job in jobs]
+    seeds = [service.snapshot(job.key).meta["seed"] for job in jobs]
     assert seeds == [10, 11, 12, 13]
 
 
@@ -171,10 +172,10 @@ def test_events_go_queued_then_running_steps_then_done(service_factory):
     service, gated = service_factory()
     hold_painter(service, gated)
     job = service.submit(BASE.replace(steps=3), PLAYER)
-    seen = [service.snapshot(job)]
+    seen = [service.snapshot(job.key)]
     gated.gate.set()
     while seen[-1].state != DONE:
-        seen.append(service.follow(job, seen[-1].version, 30))
+        seen.append(service.follow(job.key, seen[-1].version, 30))
     states = [s.state for s in seen]
     assert states[0] == "queued" and states[-1] == DONE
     assert [s.step for s in seen if s.state == "running" and s.step] == [1, 2, 3]
@@ -198,8 +199,7 @@ def test_finished_pictures_are_cache_hits_even_after_a_restart(service_factory, 
     service.close()
     restarted, gated_again = service_factory(folder=tmp_path / "shared")
     job = restarted.submit(BASE, PLAYER)
-    assert job.state == DONE and job.from_cache
-    assert job.png == first.png
+    assert job.state == DONE and job.png == first.png
     assert gated_again.calls == []
     stats = restarted.stats()
     assert stats["cache"]["hits"] == 1 and stats["cache"]["entries"] == 1
@@ -218,12 +218,12 @@ def test_stats_report_times_and_depths(service_factory):
 def test_a_waiting_player_preempts_a_batch_of_paint_ahead_which_is_painted_later(service_factory):
     service, gated = service_factory()
     ahead = service.submit(BASE.replace(prompt="painted ahead", steps=150), PREFETCH)
-    snap = service.snapshot(ahead)
+    snap = service.snapshot(ahead.key)
     while not (snap.state == "running" and snap.step >= 2):
-        snap = service.follow(ahead, snap.version, 30)
+        snap = service.follow(ahead.key, snap.version, 30)
     player = service.submit(BASE.replace(prompt="the player waits"), PLAYER)
     assert wait_done(service, player).state == DONE
-    assert service.snapshot(ahead).state in ("queued", "running")  # not lost: back in line
+    assert service.snapshot(ahead.key).state in ("queued", "running")  # not lost: back in line
     assert wait_done(service, ahead).state == DONE
     assert [call[0] for call in gated.calls] == ["painted ahead", "the player waits", "painted ahead"]
     assert service.stats()["counters"]["preempted"] == 1
@@ -232,10 +232,10 @@ def test_a_waiting_player_preempts_a_batch_of_paint_ahead_which_is_painted_later
 def test_a_player_waiting_for_the_picture_being_painted_ahead_does_not_stop_it(service_factory):
     service, gated = service_factory()
     ahead = service.submit(BASE.replace(prompt="chosen", steps=60), PREFETCH)
-    snap = service.snapshot(ahead)
+    snap = service.snapshot(ahead.key)
     while not (snap.state == "running" and snap.step >= 1):
-        snap = service.follow(ahead, snap.version, 30)
-    assert service.submit(BASE.replace(prompt="chosen", steps=60), PLAYER) is ahead
+        snap = service.follow(ahead.key, snap.version, 30)
+    assert service.submit(BASE.replace(prompt="chosen", steps=60), PLAYER) .key == ahead.key
     assert wait_done(service, ahead).state == DONE
     assert len(gated.calls) == 1 and service.stats()["counters"]["preempted"] == 0
 
@@ -252,18 +252,20 @@ def test_a_picture_that_takes_too_long_is_given_up(backend, tmp_path):
         service.close()
 
 
-def test_a_picture_is_encoded_for_browsers_once_and_the_memory_is_bounded(service_factory, monkeypatch):
-    import inference.scheduler as scheduler
+def test_a_picture_is_encoded_for_browsers_once_and_the_memory_is_bounded(service_factory):
+    from inference.encodings import BrowserEncodings
 
     service, _ = service_factory()
     snap = wait_done(service, service.submit(BASE, PLAYER))
-    first = service.encoded(snap.key, snap.png, "webp")
-    assert first[:4] == b"RIFF" and service.encoded(snap.key, snap.png, "webp") is first  # not encoded again
-    assert service.encoded(snap.key, snap.png, "png") is snap.png
-    monkeypatch.setattr(scheduler, "ENCODED_KEEP", 2)
+    encodings = BrowserEncodings(keep=2)
+    first = encodings.get(snap.key, snap.png, "webp")
+    assert first[:4] == b"RIFF" and encodings.get(snap.key, snap.png, "webp") is first  # not encoded again
+    assert encodings.get(snap.key, snap.png, "png") is snap.png
     for key in ("a" * 64, "b" * 64):
-        service.encoded(key, snap.png, "webp")
-    assert service.encoded(snap.key, snap.png, "webp") is not first  # the oldest was let go
+        encodings.get(key, snap.png, "webp")
+    assert len(encodings) == 2
+    assert encodings.get(snap.key, snap.png, "webp") is not first  # the oldest was let go
+
 
 
 def test_players_asking_at_the_same_moment_share_one_batch(service_factory):

@@ -36,10 +36,11 @@ from inference.request import SCHEDULES
 from inference.request import GenerationRequest
 from inference.request import RequestError
 from inference.request import effective_schedule
-from inference.scheduler import ADMIN
-from inference.scheduler import DONE
-from inference.scheduler import GenerationService
-from inference.scheduler import QueueFull
+from inference.service import ADMIN
+from inference.service import DONE
+from inference.service import GenerationService
+from inference.service import QueueFull
+from web import services
 
 bp = Blueprint("sdapi", __name__, url_prefix="/sdapi/v1")
 VERSION = "lanternslide"
@@ -92,51 +93,20 @@ class ApiError(Exception):
         self.status, self.detail, self.errors, self.headers = status, detail, errors, headers or {}
 
 
-def init_app(app: Flask, service: GenerationService, model: str, auth: str = "", flags: dict[str, Any] | None = None,
-             limit: Any = None) -> None:
-    """Mount /sdapi/v1 on ``app`` over ``service``; ``auth`` is "user:pass[,user2:pass2]" (empty = open);
-    ``limit`` is an optional rate-limit decorator applied to the whole blueprint."""
-    title = model_title(model)
+def init_app(app: Flask, flags: dict[str, Any] | None = None, limit: Any = None) -> None:
+    """Mount /sdapi/v1 over the app's generation service; ``SDAPI_AUTH`` is "user:pass[,user2:pass2]" (empty =
+    open); ``limit`` is an optional rate-limit decorator applied to the whole blueprint."""
+    title = model_title(app.config["MODEL"])
     credentials = {}
-    for pair in filter(None, (auth or "").split(",")):
+    for pair in filter(None, (app.config["SDAPI_AUTH"] or "").split(",")):
         user, sep, password = pair.partition(":")
         if not sep or not user:
-            raise ValueError("api auth: expected user:password[,user2:password2]")
+            raise ValueError("--sdapi-auth: expected user:password[,user2:password2]")
         credentials[user] = password
     app.extensions["sdapi"] = ApiState(title, default_options(title), credentials, dict(flags or {}))
-    app.extensions.setdefault("images", service)
     if limit is not None:
         limit(bp)
     app.register_blueprint(bp)
-
-
-def create_server(settings: dict[str, Any]) -> Flask:
-    """The API alone (``python -m inference serve``): backend, cache and service, and /sdapi/v1 on a bare app."""
-    from pathlib import Path
-
-    from inference.backend import BackendSettings
-    from inference.backend import create_backend
-    from inference.cache import ImageCache
-
-    app = Flask(__name__, instance_path=str(Path(settings["instance"]).resolve()))
-    app.config["MODEL"] = settings["model"]
-    backend = create_backend(BackendSettings(
-        model=settings["model"], device=settings["device"], dtype=settings["dtype"], max_size=settings["max_size"],
-        offline=settings["offline"], model_config=settings["model_config"],
-        optimize=settings["optimize"], deepcache=settings["deepcache"],
-        compile_cache=str(Path(app.instance_path) / "inductor")))
-    backend.start()
-    cache = ImageCache(Path(app.instance_path) / "cache", settings["cache_max_mb"] * 1024 * 1024)
-    images = GenerationService(backend, cache, f"{settings['model']}|max_size={settings['max_size']}",
-                               max_queue=settings["queue_limit"], max_batch=settings["batch_size"])
-    images.start()
-    app.extensions["backend"] = backend
-    app.extensions["images"] = images
-    init_app(app, images, settings["model"], settings["api_auth"], flags=settings)
-    for code in (404, 405):
-        app.register_error_handler(code, lambda error: json_error_for(request.path, error.code)
-                                   or (jsonify({"detail": "Not Found"}), 404))
-    return app
 
 
 def model_title(model: str) -> str:
@@ -162,7 +132,7 @@ def state() -> ApiState:
 
 
 def service() -> GenerationService:
-    return current_app.extensions["images"]
+    return services.images()
 
 
 # -- auth and errors -------------------------------------------------------------------------------------------
@@ -190,13 +160,6 @@ def api_error(exc: ApiError) -> ResponseReturnValue:
         body = {"error": "HTTPException" if exc.status < 500 else "RuntimeError", "detail": exc.detail, "body": "",
                 "errors": exc.errors}
     return jsonify(body), exc.status, exc.headers
-
-
-def json_error_for(path: str, code: int) -> ResponseReturnValue | None:
-    """FastAPI-style JSON for routing errors under /sdapi (the app's 404/405 handlers call this)."""
-    if path.startswith(bp.url_prefix or "/sdapi"):
-        return jsonify({"detail": {404: "Not Found", 405: "Method Not Allowed"}.get(code, "Error")}), code
-    return None
 
 
 # -- txt2img ---------------------------------------------------------------------------------------------------
@@ -359,21 +322,21 @@ def txt2img() -> ResponseReturnValue:
     requests_, seeds, sampler = build_requests(params)
     owner = f"{API_OWNER}{uuid.uuid4().hex[:8]}"
     # 2. Queue every picture through the shared service (coalescing and cache included).
-    jobs = []
+    keys = []
     try:
         for req in requests_:
-            jobs.append(service().submit(req, ADMIN, owner))
+            snap = service().submit(req, ADMIN, owner)
+            if snap is not None:  # only paint-ahead is ever turned away without QueueFull
+                keys.append(snap.key)
     except QueueFull as exc:
         raise ApiError(503, "The painter is busy; try again later", f"queue full, retry after {exc.retry_after} s",
                        {"Retry-After": str(exc.retry_after)}) from None
     # 3. Wait for them; an interrupt stops ours and drops the rest.
     snaps, interrupted = [], False
-    for job in jobs:
+    for key in keys:
         if interrupted:
-            service().withdraw(job.key, owner)
-        snap = service().snapshot(job)
-        while snap.state in ("queued", "running"):
-            snap = service().follow(job, snap.version, 30) or service().snapshot(job)
+            service().withdraw(key, owner)
+        snap = service().wait(key)
         if snap.state == "cancelled":
             interrupted = True
         elif snap.state != DONE:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,6 @@ from flask import Response
 from flask import abort
 from flask import current_app
 from flask import redirect
-from flask import render_template
 from flask import request
 from flask import session
 from flask import stream_with_context
@@ -34,38 +32,28 @@ from game.prompts import compose
 from game.story import Story
 from inference.request import GenerationRequest
 from inference.request import to_data_url
-from inference.scheduler import DONE
-from inference.scheduler import PLAYER
-from inference.scheduler import PREFETCH
-from inference.scheduler import QUEUED
-from inference.scheduler import GenerationService
-from inference.scheduler import QueueFull
-from inference.scheduler import Snapshot
+from inference.service import DONE
+from inference.service import PLAYER
+from inference.service import PREFETCH
+from inference.service import QUEUED
+from inference.service import QueueFull
+from inference.service import Snapshot
+from web import services
+from web.htmx import is_htmx
+from web.htmx import render
+from web.security import client_key
 
 bp = Blueprint("play", __name__)
 PLAIN_IMAGE_WAIT = 300  # seconds a client without JavaScript waits for its picture
 
 
-def is_htmx() -> bool:
-    """True for htmx swaps, False for full page loads and htmx history restores."""
-    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-History-Restore-Request") != "true"
-
-
-def render(page: str, partial: str, code: int = 200, headers: dict[str, str] | None = None, **context: Any) -> Response:
-    """Render the fragment for htmx or the whole page otherwise, marking the response as varying by HX-Request."""
-    response = current_app.make_response((render_template(partial if is_htmx() else page, **context), code))
-    response.headers.update(headers or {})
-    response.vary.add("HX-Request")
-    return response
-
-
 def load_story(slug: str) -> Story:
     try:
-        return current_app.extensions["stories"].get(slug)
+        return services.stories().get(slug)
     except StoryNotFound:
         abort(404)
     except StoryBroken as exc:
-        abort(render("error.html", "partials/notice.html", 409, title="This story needs repair",
+        abort(render("error.html", "_notice.html", 409, title="This story needs repair",
                      message="It has errors, so it cannot be played until its author fixes them.",
                      problems=exc.entry.errors))
 
@@ -88,13 +76,9 @@ def show_slide(story: Story, state: PlayState, code: int = 200, notice: str | No
     headers = {"HX-Push-Url": url} if push else None
     picture = start_picture(story, slide.id)
     prefetch(story, slide.id)
-    current_app.extensions["players"].record(player_id(), story.slug, slide.id)
-    return render("play/slide.html", "partials/slide.html", code, headers, story=story, slide=slide,
+    services.players().record(player_id(), story.slug, slide.id)
+    return render("play/slide.html", "play/_slide.html", code, headers, story=story, slide=slide,
                   state=state, notice=notice, **picture)
-
-
-def images() -> GenerationService:
-    return current_app.extensions["images"]
 
 
 def player_id() -> str:
@@ -104,22 +88,18 @@ def player_id() -> str:
     return session["player"]
 
 
-def client_key() -> str:
-    """Who to count a waiting picture against: the client's address; nobody for the person at this computer."""
-    return "" if current_app.extensions["on_this_machine"]() else request.remote_addr or ""
-
-
 def slide_request(story: Story, slide_id: str) -> GenerationRequest:
-    return compose(story, slide_id, current_app.extensions["backend"].count_tokens).request
+    return compose(story, slide_id, services.backend().count_tokens).request
 
 
 def start_picture(story: Story, slide_id: str) -> dict[str, Any]:
     """Ask for the slide's picture at player priority: inline it when finished, else a frame that streams it."""
     try:
-        job = images().submit(slide_request(story, slide_id), PLAYER, player_id(), client_key())
+        snap = services.images().submit(slide_request(story, slide_id), PLAYER, player_id(), client_key())
     except QueueFull as exc:
         return {"picture": "busy", "retry_after": exc.retry_after, "mine": exc.mine}
-    snap = images().snapshot(job)
+    if snap is None:  # only paint-ahead is turned away without QueueFull
+        return {"picture": "busy", "retry_after": services.images().retry_after(), "mine": False}
     if snap.state == DONE:
         return {"picture": "ready", "frame": frame_context(snap)}
     return {"picture": "stream", "frame": frame_context(snap)}
@@ -136,7 +116,7 @@ def prefetch(story: Story, slide_id: str) -> None:
             targets += [c.to for c in choices if c.to not in seen]
             seen.update(c.to for c in choices)
         for target in targets:
-            images().submit(slide_request(story, target), PREFETCH, player_id())
+            services.images().submit(slide_request(story, target), PREFETCH, player_id())
         level = targets
 
 
@@ -145,13 +125,13 @@ def drop_siblings(story: Story, slide_id: str, chosen: str) -> None:
     if current_app.config["PREFETCH_CANCEL"]:
         for choice in story.slides[slide_id].choices:
             if choice.to != chosen:
-                images().cancel(images().key(slide_request(story, choice.to)), player_id())
+                services.images().cancel(services.images().key(slide_request(story, choice.to)), player_id())
 
 
 def frame_context(snap: Snapshot) -> dict[str, Any]:
-    """What partials/frame.html needs to draw a picture in any state."""
+    """What play/_frame.html needs to draw a picture in any state."""
     fmt = current_app.config["IMAGE_FORMAT"]
-    status = current_app.extensions["backend"].status()
+    status = services.backend().status()
     if snap.state == QUEUED and status.state == "failed":  # it would fail the moment it is taken: say so now
         snap = dataclasses.replace(snap, state="failed", error=status.message, hint=status.hint)
     return {
@@ -160,7 +140,7 @@ def frame_context(snap: Snapshot) -> dict[str, Any]:
         "step": snap.step,
         "total": snap.total,
         "preview": to_data_url(snap.preview, "jpeg") if snap.preview else None,
-        "image": to_data_url(images().encoded(snap.key, snap.png, fmt), fmt) if snap.png else None,
+        "image": to_data_url(services.encodings().get(snap.key, snap.png, fmt), fmt) if snap.png else None,
         "meta": snap.meta,
         "error": snap.error,
         "hint": snap.hint,
@@ -170,29 +150,32 @@ def frame_context(snap: Snapshot) -> dict[str, Any]:
 
 def slide_gone(story: Story, exc: SlideGone) -> Response:
     resume = engine.resume_point(story, saved_state(story))
-    return render("error.html", "partials/notice.html", 404, title="This slide has moved", message=str(exc),
+    return render("error.html", "_notice.html", 404, title="This slide has moved", message=str(exc),
                   links=[(url_for("play.slide", slug=story.slug, slide_id=resume), "Continue the story"),
                          (url_for("play.index"), "All stories")])
 
 
 @bp.get("/")
 def index() -> Response:
-    entries = current_app.extensions["stories"].entries()
+    """The story list (each story's first picture is painted ahead meanwhile)."""
+    entries = services.stories().entries()
     if current_app.config["PREFETCH_DEPTH"]:
         for entry in entries:  # while the player picks a story, paint each story's first picture
             if entry.story is not None:
-                images().submit(slide_request(entry.story, entry.story.start), PREFETCH, player_id())
+                services.images().submit(slide_request(entry.story, entry.story.start), PREFETCH, player_id())
     return render("play/index.html", "play/index.html", entries=entries)
 
 
 @bp.get("/play/<slug>")
 def resume(slug: str) -> Response:
+    """Continue a story where this browser left it."""
     story = load_story(slug)
     return redirect(url_for("play.slide", slug=slug, slide_id=engine.resume_point(story, saved_state(story))))
 
 
 @bp.post("/play/<slug>")
 def restart(slug: str) -> Response:
+    """Start a story (again) from its first slide."""
     story = load_story(slug)
     save_state(engine.start(story))
     if is_htmx():
@@ -202,6 +185,7 @@ def restart(slug: str) -> Response:
 
 @bp.get("/play/<slug>/<slide_id>")
 def slide(slug: str, slide_id: str) -> Response:
+    """A slide: its text, its picture (inline when painted, else a streaming frame) and its choices."""
     story = load_story(slug)
     try:
         state = engine.visit(story, saved_state(story), slide_id)
@@ -213,6 +197,7 @@ def slide(slug: str, slide_id: str) -> Response:
 
 @bp.post("/play/<slug>/<slide_id>")
 def choose(slug: str, slide_id: str) -> Response:
+    """Take a choice: move on to the slide it leads to."""
     story = load_story(slug)
     try:
         index = int(request.form.get("choice", "")) - 1
@@ -238,23 +223,35 @@ def stream(slug: str, slide_id: str) -> Response:
     if slide_id not in story.slides:
         abort(404)
     try:
-        job = images().submit(slide_request(story, slide_id), PLAYER, player_id(), client_key())
+        first = services.images().submit(slide_request(story, slide_id), PLAYER, player_id(), client_key())
     except QueueFull as exc:
         return busy(story, slide_id, exc)
-    template = current_app.jinja_env.get_template("partials/frame.html")
+    if first is None:
+        abort(503)
+    key = first.key
+    frame_template = current_app.jinja_env.get_template("play/_frame.html")
+    progress_template = current_app.jinja_env.get_template("play/_progress.html")
     context = {"story": story, "slide": story.slides[slide_id]}
 
     def events() -> Iterator[str]:
         yield "retry: 3000\n\n"
-        version = -1
+        version, shown = -1, None
         while True:
-            snap = images().follow(job, version, timeout=15)
+            snap = services.images().follow(key, version, timeout=15)
             if snap is None:
                 yield ": still here\n\n"
                 continue
             version = snap.version
-            yield sse("frame", template.render(frame=frame_context(snap), **context))
-            if snap.state not in ("queued", "running"):
+            # A whole frame only when what it shows changed (state, queue place, a new preview); a step that only
+            # moved the progress bar sends the small progress fragment: the stream stays a few KB per picture.
+            frame = frame_context(snap)  # a picture that would fail the moment it is taken reads as failed now
+            looks = (frame["state"], snap.position, snap.waiting_for, snap.preview, snap.error)
+            if looks != shown:
+                shown = looks
+                yield sse("frame", frame_template.render(frame=frame, **context))
+            elif frame["state"] == "running":
+                yield sse("progress", progress_template.render(frame={"step": snap.step, "total": snap.total}))
+            if frame["state"] not in ("queued", "running"):
                 yield sse("done", "")
                 return
 
@@ -274,7 +271,7 @@ def busy(story: Story, slide_id: str, exc: QueueFull) -> Response:
     headers = {"Retry-After": str(exc.retry_after)}
     if not is_htmx():
         return Response(f"The painter is busy; try again in {exc.retry_after} s.", 503, headers, mimetype="text/plain")
-    return render("partials/picture.html", "partials/picture.html", 503, headers, story=story,
+    return render("play/_picture.html", "play/_picture.html", 503, headers, story=story,
                   slide=story.slides[slide_id], picture="busy", retry_after=exc.retry_after, mine=exc.mine)
 
 
@@ -288,29 +285,28 @@ def image(slug: str, slide_id: str) -> Response:
         picture = start_picture(story, slide_id)
         code = 503 if picture["picture"] == "busy" else 200
         headers = {"Retry-After": str(picture["retry_after"])} if code == 503 else None
-        return render("partials/picture.html", "partials/picture.html", code, headers, story=story,
+        return render("play/_picture.html", "play/_picture.html", code, headers, story=story,
                       slide=story.slides[slide_id], **picture)
     fmt = request.args.get("format", current_app.config["IMAGE_FORMAT"])
     if fmt not in ("webp", "png", "jpeg"):
         abort(400)
     try:
-        job = images().submit(slide_request(story, slide_id), PLAYER, player_id(), client_key())
+        snap = services.images().submit(slide_request(story, slide_id), PLAYER, player_id(), client_key())
     except QueueFull as exc:
         return busy(story, slide_id, exc)
-    status = current_app.extensions["backend"].status()
-    if not status.ready and job.state != DONE:
+    if snap is None:
+        abort(503)
+    status = services.backend().status()
+    if not status.ready and snap.state != DONE:
         headers = {"Retry-After": "5"} if status.state == "loading" else {}
         return Response(f"{status.message} {status.hint}".strip(), 503, headers, mimetype="text/plain")
-    snap = images().snapshot(job)
-    deadline = time.monotonic() + PLAIN_IMAGE_WAIT
-    while snap.state in ("queued", "running") and time.monotonic() < deadline:
-        snap = images().follow(job, snap.version, timeout=5) or images().snapshot(job)
+    snap = services.images().wait(snap.key, PLAIN_IMAGE_WAIT)
     if snap.state in ("queued", "running"):
         return Response("The picture is still being painted; reload in a moment.", 503, {"Retry-After": "5"},
                         mimetype="text/plain")
     if snap.state != DONE:
         return Response(f"The picture could not be painted: {snap.error} {snap.hint}".strip(), 503,
                         mimetype="text/plain")
-    response = Response(images().encoded(snap.key, snap.png, fmt), mimetype=f"image/{fmt}")
+    response = Response(services.encodings().get(snap.key, snap.png, fmt), mimetype=f"image/{fmt}")
     response.vary.add("HX-Request")
     return response

@@ -1,0 +1,214 @@
+"""Helpers the tests share: servers of ours run as real processes, stream readers, picture decoders, sample stories.
+
+Test modules import these from here (never from each other); pytest fixtures live in conftest.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+STORIES = ROOT / "stories"
+
+HTMX = {"HX-Request": "true"}
+ADMIN_PASSWORD = "test-admin-password"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """A server of ours started as a real process for a test session."""
+
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+class LiveServer(ServerProcess):
+    """`python app.py` running for real (waitress) on a free port, loading the tiny model by path."""
+
+    def __init__(self, tiny_model: Path, workdir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "server.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "LANTERNSLIDE_ADMIN_PASSWORD": ADMIN_PASSWORD}
+        stories = workdir / "stories"
+        shutil.copytree(STORIES, stories)
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--port", str(self.port), "--model", str(tiny_model),
+             "--device", "cpu", "--max-size", "64", "--stories", str(stories), "--instance", str(workdir / "instance")],
+            stdout=self.log_path.open("w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+        )
+        self.first_page_seconds = self._wait_for("/", lambda r: r.status_code == 200)
+
+    def status(self) -> dict:
+        return requests.get(self.url + "/admin/status.json", auth=("admin", ADMIN_PASSWORD), timeout=10).json()
+
+    def _wait_for(self, path: str, ok, timeout: float = 120) -> float:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
+            try:
+                if ok(requests.get(self.url + path, timeout=5, headers=HTMX, auth=("admin", ADMIN_PASSWORD))):
+                    return time.perf_counter() - self.started
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{path} not ready after {timeout} s:\n{self.log_path.read_text()}")
+
+    def wait_for_model(self) -> None:
+        self._wait_for("/admin/status.json", lambda r: r.json()["backend"]["state"] == "ready")
+
+    def wait_idle(self) -> dict:
+        """Wait until nothing is queued or being painted; return the status."""
+        deadline = time.perf_counter() + 120
+        while time.perf_counter() < deadline:
+            status = self.status()
+            if status["queued"] == 0 and not status["running"]:
+                return status
+            time.sleep(0.1)
+        raise TimeoutError(f"the painter is still busy: {status}")
+
+
+class ApiServer(ServerProcess):
+    """`python -m inference serve` (the API alone) on a free port, with Basic auth, painting with the tiny model."""
+
+    user, password = "painter", "s3cret:with-colon"
+
+    def __init__(self, tiny_model: Path, workdir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "api.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "inference", "serve", "--port", str(self.port), "--model", str(tiny_model),
+             "--device", "cpu", "--sdapi-auth", f"{self.user}:{self.password}", "--instance", str(workdir / "instance")],
+            stdout=self.log_path.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=ROOT,
+        )
+        deadline = time.perf_counter() + 120
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"API server exited early:\n{self.log_path.read_text()}")
+            try:
+                requests.get(self.url + "/sdapi/v1/sd-models", timeout=5, auth=(self.user, self.password))
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Paint a first picture (the model loads meanwhile): a generous bound against a hang, not a speed limit."""
+        deadline = time.perf_counter() + 600
+        body = {"prompt": "warm up", "steps": 1, "width": 64, "height": 64}
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"API server exited early:\n{self.log_path.read_text()}")
+            try:
+                response = requests.post(self.url + "/sdapi/v1/txt2img", json=body, auth=(self.user, self.password),
+                                         timeout=120)
+            except requests.Timeout:
+                continue
+            if response.status_code == 200:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(self.log_path.read_text())
+
+
+def events(client, url):
+    """Read a picture stream to its end; return [(event, data)]."""
+    body = client.get(url).get_data(as_text=True)
+    found = []
+    for block in body.split("\n\n"):
+        lines = block.splitlines()
+        name = next((line[7:] for line in lines if line.startswith("event: ")), None)
+        if name:
+            found.append((name, "\n".join(line[6:] for line in lines if line.startswith("data: "))))
+    return found
+
+
+def final_frame(client, slide_url):
+    found = events(client, slide_url + "/stream")
+    assert found[-1] == ("done", "")
+    return found[-2][1]
+
+
+def data_url_image(html: str) -> Image.Image:
+    match = re.search(r'src="data:image/(\w+);base64,([^"]+)"', html)
+    assert match, html[:500]
+    image = Image.open(io.BytesIO(base64.b64decode(match.group(2))))
+    assert image.format.lower() == match.group(1)
+    return image
+
+
+# A small valid story.
+GOOD = """\
+title: Test  # a comment that must survive a round trip
+start: a
+style:
+  steps: 20
+characters:
+  keeper: an old keeper
+slides:
+  a:
+    text: Start here.
+    image: a shore
+    characters: [keeper]
+    choices:
+      - text: Go on
+        to: b
+  b:
+    text: The end.
+"""
+
+# A small Twee 3 story.
+TWEE = """\
+:: StoryTitle
+The Cellar Door
+
+:: StoryData
+{
+  "ifid": "D674C58C-DEFA-4F70-B7A2-27742230C0FC",
+  "format": "Harlowe",
+  "start": "Top of the stairs"
+}
+
+:: StoryStylesheet [stylesheet]
+body { color: red; }
+
+:: Top of the stairs {"position":"100,100","size":"100,100"}
+(set: $lamp to true)You stand at the top of the cellar stairs.(if: $lamp)[ Your lamp flickers.]
+[[Go down->Cellar]]
+[[Cellar<-Listen at the door]]
+[[Leave|Outside]]
+[[Nowhere]]
+
+:: Cellar [dark]
+Cold air. <<if $x>>A rat.<</if>>
+[[Back up|Top of the stairs]]
+
+:: Outside
+The sun is out. (link: "Again")[(goto: "Top of the stairs")]
+"""
