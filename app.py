@@ -200,9 +200,9 @@ def _init_images(app: Flask) -> None:
         backend.start()
     app.extensions["backend"] = backend
     cache = ImageCache(Path(app.instance_path) / "cache", app.config["CACHE_MAX_MB"] * 1024 * 1024)
-    # The cache key names the model and the size cap, the two settings that change every picture.
+    # The cache key names what changes every picture: the weights' content, config, dtype and size cap.
     remote = app.config["BACKEND"] == "remote"
-    model_key = app.config["API_URL"] if remote else f"{app.config['MODEL']}|max_size={app.config['MAX_SIZE']}"
+    model_key = app.config["API_URL"] if remote else backend.identity(app.instance_path)
     images = GenerationService(backend, cache, model_key, max_queue=app.config["QUEUE_LIMIT"],
                                max_batch=1 if remote else app.config["BATCH_SIZE"],
                                workers=app.config["REMOTE_WORKERS"] if remote else 1,

@@ -96,7 +96,7 @@ def init_app(app: Flask, service: GenerationService, model: str, auth: str = "",
              limit: Any = None) -> None:
     """Mount /sdapi/v1 on ``app`` over ``service``; ``auth`` is "user:pass[,user2:pass2]" (empty = open);
     ``limit`` is an optional rate-limit decorator applied to the whole blueprint."""
-    title = model_title(model)
+    title = model_title(model, service.model)
     credentials = {}
     for pair in filter(None, (auth or "").split(",")):
         user, sep, password = pair.partition(":")
@@ -127,7 +127,7 @@ def create_server(settings: dict[str, Any]) -> Flask:
         compile_cache=str(Path(app.instance_path) / "inductor")))
     backend.start()
     cache = ImageCache(Path(app.instance_path) / "cache", settings["cache_max_mb"] * 1024 * 1024)
-    images = GenerationService(backend, cache, f"{settings['model']}|max_size={settings['max_size']}",
+    images = GenerationService(backend, cache, backend.identity(app.instance_path),
                                max_queue=settings["queue_limit"], max_batch=settings["batch_size"])
     images.start()
     app.extensions["backend"] = backend
@@ -139,9 +139,10 @@ def create_server(settings: dict[str, Any]) -> Flask:
     return app
 
 
-def model_title(model: str) -> str:
+def model_title(model: str, identity: str = "") -> str:
+    """The model's name and a hash of its identity (weights' content and config, see DiffusersBackend.identity)."""
     name = os.path.basename(model.rstrip("/")) or model
-    return f"{name} [{model_hash(model)}]"
+    return f"{name} [{model_hash(identity or model)}]"
 
 
 def model_hash(model: str) -> str:
@@ -468,7 +469,7 @@ def schedulers() -> ResponseReturnValue:
 def sd_models() -> ResponseReturnValue:
     title = state().model_title
     model = current_app.config.get("MODEL", title)
-    return jsonify([{"title": title, "model_name": title.rsplit(" [", 1)[0], "hash": model_hash(model), "sha256": None,
+    return jsonify([{"title": title, "model_name": title.rsplit(" [", 1)[0], "hash": title.rsplit("[", 1)[-1].rstrip("]"), "sha256": None,
                      "filename": os.path.abspath(model) if os.path.exists(model) else model, "config": None}])
 
 
