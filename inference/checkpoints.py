@@ -200,10 +200,11 @@ def probe_prediction(torch: Any, unet: Any) -> float:
         return float((out.float() - x.float()).mean())
 
 
-def load_single_file(path: Path, torch: Any, dtype: Any, setting: str,
+def load_single_file(path: Path, torch: Any, dtype: Any, setting: str, device: str = "cpu",
                      report: Callable[[str], None] = lambda text: None) -> tuple[Any, list[str]]:
     """Build a StableDiffusionPipeline from one SD 2.x checkpoint file; return it and notes for the user (which
-    config was chosen and why, which weights were used)."""
+    config was chosen and why, which weights were used).  The UNet moves to ``device`` first, where the probe runs
+    (measured on this project's CPU: 20-30 s for SD 2.1's UNet; a GPU takes a fraction of a second)."""
     import diffusers
     from diffusers import AutoencoderKL
     from diffusers import StableDiffusionPipeline
@@ -222,6 +223,7 @@ def load_single_file(path: Path, torch: Any, dtype: Any, setting: str,
         config or "sd21-base")), subfolder="unet", **common)
     if config is None:
         report(f"Loading {path.name}: asking its UNet whether it predicts noise or v…")
+        unet.to(device)
         score = probe_prediction(torch, unet)
         config = "sd21-v" if score < V_THRESHOLD else "sd21-base"
         other = "sd21-base" if config == "sd21-v" else "sd21-v"

@@ -170,7 +170,7 @@ class DiffusersBackend:
             self._torch = torch
             device, dtype = _pick_device(torch, self.device, self.dtype)
             self._status = BackendStatus(LOADING, f"Loading {self.model} onto {device}…")
-            pipe = self._load_pipeline(torch, dtype)
+            pipe = self._load_pipeline(torch, dtype, device)
             pipe = pipe.to(device)
             pipe.set_progress_bar_config(disable=True)
             self._base_scheduler = pipe.scheduler.config
@@ -231,7 +231,7 @@ class DiffusersBackend:
         shapes = dict.fromkeys((*scale_to_fit(w, h, self.max_size), bool(t)) for w, h, t in wanted)
         return [(*shape, batch) for shape in shapes for batch in (1, 2)]
 
-    def _load_pipeline(self, torch: Any, dtype: Any) -> Any:
+    def _load_pipeline(self, torch: Any, dtype: Any, device: str) -> Any:
         from diffusers import StableDiffusionPipeline
 
         path = Path(os.path.expanduser(self.model))
@@ -241,7 +241,7 @@ class DiffusersBackend:
                 raise FileNotFoundError(f"{path} is a folder but holds no model_index.json (not a diffusers model)")
             return StableDiffusionPipeline.from_pretrained(str(path), local_files_only=True, **common)
         if path.is_file():
-            pipe, self.notes = load_single_file(path, torch, dtype, self.model_config,
+            pipe, self.notes = load_single_file(path, torch, dtype, self.model_config, device,
                                                 lambda text: setattr(self, "_status", BackendStatus(LOADING, text)))
             return pipe
         if looks_like_path(self.model):
