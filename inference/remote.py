@@ -98,6 +98,10 @@ class RemoteBackend:
     def capabilities(self) -> Capabilities:
         return Capabilities(model=self._model or self.base_url, max_batch=1, device=self.base_url)
 
+    def identity(self, memo_folder: Any = None) -> str:
+        """The server paints with whatever model it holds; its address names it (see README, remote backend)."""
+        return self.base_url
+
     def count_tokens(self, text: str) -> int | None:
         return None
 
