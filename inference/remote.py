@@ -94,6 +94,10 @@ class RemoteBackend:
                                              "credentials are right (--api-url, --api-auth); the game retries by itself.")
             self._checked = time.monotonic()
 
+    def identity(self, memo_folder: Any = None) -> str:
+        """The server paints with whatever model it holds; its address names it (see README, remote backend)."""
+        return self.base_url
+
     def count_tokens(self, text: str) -> int | None:
         return None
 

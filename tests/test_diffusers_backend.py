@@ -191,12 +191,13 @@ def test_an_sd1_checkpoint_is_refused_by_name(tmp_path):
 @pytest.mark.parametrize(
     ("name", "setting", "expected"),
     [("v2-1_512-ema-pruned.safetensors", "auto", "sd21-base"), ("v2-1_768-ema-pruned.safetensors", "auto", "sd21-v"),
-     ("custom.safetensors", "sd21-v", "sd21-v")],
+     ("custom.safetensors", "sd21-v", "sd21-v"), ("sd21-base-pruned.ckpt", "auto", "sd21-base"),
+     ("custom.safetensors", "auto", None)],  # None: the checkpoint's UNet is asked (tests/test_checkpoints.py)
 )
 def test_single_file_config_choice(tmp_path, name, setting, expected):
-    checkpoint = tmp_path / name
-    write_checkpoint_header(checkpoint, 1024)
-    assert DiffusersBackend(str(checkpoint), model_config=setting).single_file_config(checkpoint) == expected
+    from inference.checkpoints import config_from_setting_or_name
+
+    assert config_from_setting_or_name(tmp_path / name, setting)[0] == expected
 
 
 @pytest.mark.parametrize(

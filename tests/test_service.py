@@ -215,6 +215,15 @@ def test_stats_report_times_and_depths(service_factory):
     assert stats["backend"]["state"] == "ready"
 
 
+@pytest.mark.parametrize(("seconds", "p95"), [([1.0], 1.0), ([1.0, 3.0], 3.0), ([float(s) for s in range(1, 21)], 19.0),
+                                             ([float(s) for s in range(1, 101)], 95.0)])
+def test_p95_is_never_below_the_mean_with_few_samples(service_factory, seconds, p95):
+    service, _ = service_factory()
+    service._durations.extend(seconds)  # as if these batches had been painted
+    times = service.stats()["generation_seconds"]
+    assert times["p95"] == p95 and times["p95"] >= times["mean"]
+
+
 def test_a_waiting_player_preempts_a_batch_of_paint_ahead_which_is_painted_later(service_factory):
     service, gated = service_factory()
     ahead = service.submit(BASE.replace(prompt="painted ahead", steps=150), PREFETCH)

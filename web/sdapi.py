@@ -96,7 +96,7 @@ class ApiError(Exception):
 def init_app(app: Flask, flags: dict[str, Any] | None = None, limit: Any = None) -> None:
     """Mount /sdapi/v1 over the app's generation service; ``SDAPI_AUTH`` is "user:pass[,user2:pass2]" (empty =
     open); ``limit`` is an optional rate-limit decorator applied to the whole blueprint."""
-    title = model_title(app.config["MODEL"])
+    title = model_title(app.config["MODEL"], services.images().model)
     credentials = {}
     for pair in filter(None, (app.config["SDAPI_AUTH"] or "").split(",")):
         user, sep, password = pair.partition(":")
@@ -109,9 +109,10 @@ def init_app(app: Flask, flags: dict[str, Any] | None = None, limit: Any = None)
     app.register_blueprint(bp)
 
 
-def model_title(model: str) -> str:
+def model_title(model: str, identity: str = "") -> str:
+    """The model's name and a hash of its identity (weights' content and config, see DiffusersBackend.identity)."""
     name = os.path.basename(model.rstrip("/")) or model
-    return f"{name} [{model_hash(model)}]"
+    return f"{name} [{model_hash(identity or model)}]"
 
 
 def model_hash(model: str) -> str:
@@ -431,7 +432,7 @@ def schedulers() -> ResponseReturnValue:
 def sd_models() -> ResponseReturnValue:
     title = state().model_title
     model = current_app.config.get("MODEL", title)
-    return jsonify([{"title": title, "model_name": title.rsplit(" [", 1)[0], "hash": model_hash(model), "sha256": None,
+    return jsonify([{"title": title, "model_name": title.rsplit(" [", 1)[0], "hash": title.rsplit("[", 1)[-1].rstrip("]"), "sha256": None,
                      "filename": os.path.abspath(model) if os.path.exists(model) else model, "config": None}])
 
 
