@@ -37,6 +37,7 @@ MAX_STRING = 60  # characters of a text variable (longer values are cut when set
 MAX_NUMBER = 10**9  # numbers are kept within +-MAX_NUMBER
 MAX_SOURCE = 20_000  # characters of one template (a slide's text) or expression
 MAX_OUTPUT = 40_000  # characters one template may produce
+MAX_STATE_CHARS = 1000  # the most session space one state may need (see worst_case_chars)
 MAX_DEPTH = 40  # nesting of one template's syntax tree
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 RESERVED = {"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else", "elif",
@@ -78,6 +79,12 @@ def value_error(value: Any) -> str | None:
             math.isfinite(value) and abs(value) <= MAX_NUMBER):
         return f"numbers must be within +-{MAX_NUMBER}, got {value!r}"
     return None
+
+
+def worst_case_chars(declared: Mapping[str, Value]) -> int:
+    """The most JSON characters the variables can take in a player's session (text at its longest)."""
+    sizes = {"true/false": 5, "number": 22, "text": MAX_STRING + 2}
+    return sum(len(name) + 4 + sizes.get(kind(value) or "", 0) for name, value in declared.items())
 
 
 def name_error(name: Any) -> str | None:

@@ -435,6 +435,11 @@ class _Validator:
                 self.problem(message, node, name, field=f"state.{name}")
             else:
                 result[str(name)] = value.strip() if isinstance(value, str) else value
+        size = st.worst_case_chars(result)
+        if size > st.MAX_STATE_CHARS:
+            self.problem(f"these variables can take {size} characters of a player's session; at most "
+                         f"{st.MAX_STATE_CHARS} fit: use fewer or shorter-named variables, or fewer text ones", doc,
+                         "state", field="state")
         return result
 
     def base_line(self, node: Any, key: str) -> int | None:
