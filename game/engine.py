@@ -2,8 +2,8 @@
 
 `PlayState` is a plain value (it lives in the player's signed session cookie): the story, the slide the
 player is on, the slides that led there and the story's variables at each of them (bounded: MAX_PATH steps,
-MAX_PLAY_CHARS of session data).  `view` is what a play page shows, `leads_to` what paint-ahead paints.  Every move returns a new state or raises a `PlayError` whose
-message a player can read.
+MAX_PLAY_CHARS of session data).  `view` is what a play page shows, `leads_to` what paint-ahead paints.  Every
+move returns a new state or raises a `PlayError` whose message a player can read.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from game.story import Slide
 from game.story import Story
 
 MAX_PATH = 40  # slides remembered for "back"; keeps the session cookie small
-MAX_PLAY_CHARS = 2000  # one story's progress in the session (JSON); older steps are forgotten to fit
+MAX_PLAY_CHARS = 2500  # one story's progress in the session (JSON); older steps are forgotten to fit
 
 
 class PlayError(Exception):

@@ -32,12 +32,12 @@ log = logging.getLogger(__name__)
 Value = bool | int | float | str
 Values = Mapping[str, Value]
 
-MAX_VARIABLES = 32
+MAX_VARIABLES = 64
 MAX_STRING = 60  # characters of a text variable (longer values are cut when set)
 MAX_NUMBER = 10**9  # numbers are kept within +-MAX_NUMBER
 MAX_SOURCE = 20_000  # characters of one template (a slide's text) or expression
 MAX_OUTPUT = 40_000  # characters one template may produce
-MAX_STATE_CHARS = 1000  # the most session space one state may need (see worst_case_chars)
+MAX_STATE_CHARS = 1500  # the most session space one state may need (see worst_case_chars)
 MAX_DEPTH = 40  # nesting of one template's syntax tree
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 RESERVED = {"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else", "elif",
@@ -65,8 +65,11 @@ class StateError(ValueError):
 
 
 def kind(value: Any) -> str | None:
-    """'true/false', 'number' or 'text' for a state value; None for anything else."""
-    return KINDS.get(type(value))
+    """'true/false', 'number' or 'text' for a state value (YAML's int and str subclasses included); None for others."""
+    for python_type, name in KINDS.items():
+        if isinstance(value, python_type):
+            return name
+    return None
 
 
 def value_error(value: Any) -> str | None:
@@ -334,6 +337,17 @@ def literal(value: Value) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(value)
+
+
+def plain(value: Value) -> Value:
+    """A value as the plain Python type of its kind (YAML loaders hand out subclasses that keep formatting)."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
 
 
 def normalize(declared: Mapping[str, Value], stored: Mapping[str, Any] | None) -> dict[str, Value]:

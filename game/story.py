@@ -434,7 +434,7 @@ class _Validator:
             if message:
                 self.problem(message, node, name, field=f"state.{name}")
             else:
-                result[str(name)] = value.strip() if isinstance(value, str) else value
+                result[str(name)] = st.plain(value.strip() if isinstance(value, str) else value)
         size = st.worst_case_chars(result)
         if size > st.MAX_STATE_CHARS:
             self.problem(f"these variables can take {size} characters of a player's session; at most "
