@@ -100,7 +100,7 @@ def parse_twee(text: str, source: str = "story.twee") -> TwineStory:
                 header = header[: match.start()].rstrip()
             current, body = Passage(_unescape_header(header.strip()), "", tags, metadata), []
         elif current is not None:
-            body.append(line)
+            body.append(line[1:] if line.startswith(" ::") else line)  # our export's escape of a '::' line
     close()
     if not passages:
         raise TwineError(f"{source}: no passages found (a Twee passage starts with a line '::Name')")
@@ -151,11 +151,14 @@ def parse_html(text: str, source: str = "story.html") -> list[TwineStory]:
     for attrs, raw in parser.stories:
         passages, start = [], None
         for values, body in raw:
-            passages.append(Passage(values.get("name", ""), body, values.get("tags", "").split()))
+            metadata = {k: values[k] for k in ("position", "size") if values.get(k)}
+            passages.append(Passage(values.get("name", ""), body, values.get("tags", "").split(), metadata))
             if values.get("pid") and values.get("pid") == attrs.get("startnode"):
                 start = values.get("name")
         stories.append(TwineStory(html.unescape(attrs.get("name", "")) or source, passages, start,
-                                  attrs.get("format", ""), {"ifid": attrs.get("ifid", "")}))
+                                  attrs.get("format", ""), {"ifid": attrs.get("ifid", ""), "format": attrs.get("format", ""),
+                                                            "format-version": attrs.get("format-version", ""),
+                                                            "zoom": attrs.get("zoom", "")}))
     return stories
 
 
@@ -273,6 +276,7 @@ class _Context:
     sandbox: st.Sandbox = field(default_factory=st.Sandbox)
     stack: list[str] = field(default_factory=list)  # passages being converted (the first is the slide's own)
     templates: list[str] = field(default_factory=list)  # SugarCube ?templates met in the current passage
+    in_link: int = 0  # inside a link's hook or body, where a goto is the link's target
 
     def warn(self, message: str) -> None:
         line = f"passage '{self.stack[0] if self.stack else '?'}': {message}"
@@ -346,7 +350,9 @@ def translate(source: str, ctx: _Context) -> str | None:
             out.append(f"({name} | {method})" if method else name)
         else:
             return None
-    expression = " ".join(out)
+    expression = ""
+    for token in out:
+        expression += token if (not expression or expression.endswith("(") or token == ")") else " " + token
     if not expression:
         return None
     try:
@@ -469,6 +475,8 @@ def _goto(target: str | None, ctx: _Context, label: str = "Continue") -> list[An
     if target is None:
         ctx.warn("goes to a passage named by code, which cannot be followed; dropped")
         return []
+    if ctx.in_link:
+        return [Link(label, target)]  # the goto of a link's hook: the link itself is the choice
     ctx.warn(f"goes to '{target}' by itself; a '{label}' choice takes its place")
     return [Link(label, target, auto=True)]
 
@@ -572,7 +580,12 @@ def _harlowe(text: str, ctx: _Context) -> list[Any]:
 
 
 def _harlowe_macro(name: str, args: str, hook: str | None, ctx: _Context) -> list[Any]:
-    body = _harlowe(hook, ctx) if hook is not None else []
+    is_link = name.startswith(("link", "click"))
+    ctx.in_link += is_link
+    try:
+        body = _harlowe(hook, ctx) if hook is not None else []
+    finally:
+        ctx.in_link -= is_link
     strings = [_string(a) for a in _split_top(args)]
     if name in ("set", "put"):
         return _sets(args if name == "set" else args, ctx, f"({name}:)") + body
@@ -758,7 +771,11 @@ def _sugarcube_build(tokens: list[Any], i: int, closer: str | None, ctx: _Contex
                         cases.insert(0, ("false", []))
                     nodes.append(Cond(cases))
             else:
-                body, i = _sugarcube_build(tokens, i, name, ctx)
+                ctx.in_link += name in ("link", "button")
+                try:
+                    body, i = _sugarcube_build(tokens, i, name, ctx)
+                finally:
+                    ctx.in_link -= name in ("link", "button")
                 nodes += _sugarcube_container(name, args, body, ctx)
             continue
         nodes += _sugarcube_macro(name, args, ctx)
@@ -1103,7 +1120,8 @@ def lower(nodes: list[Any]) -> Converted:
                 entry.append(SetVar(node.var, expression))
             elif isinstance(node, Link):
                 parts.append(f"\x01{len(links)}\x02")
-                links.append((node, " and ".join(f"({c})" if " " in c else c for c in conditions) or None))
+                links.append((node, " and ".join(f"({c})" if " " in c and len(conditions) > 1 else c
+                                                 for c in conditions) or None))
             elif isinstance(node, Cond):
                 before: list[str] = []
                 for n, (condition, body) in enumerate(node.branches):
@@ -1123,6 +1141,12 @@ def lower(nodes: list[Any]) -> Converted:
         bare = re.sub(r"\x01\d+\x02|\{%.*?%\}", "", line)
         if "\x01" in line and not bare.strip():
             line = re.sub(r"\x01\d+\x02", "", line)
+        while True:  # links after the end of a sentence ("Ready? [[Go]]") are choices, not words of it
+            tail = re.search(r"\s*\x01\d+\x02\s*$", line)
+            before = re.sub(r"\{%.*?%\}", "", line[: tail.start()]).rstrip() if tail else ""
+            if not tail or not before or before[-1] not in ".!?:…)\"”'*":
+                break
+            line = line[: tail.start()]
         lines.append(re.sub(r"\x01(\d+)\x02", lambda m: links[int(m.group(1))][0].label, line))
     text = "\n".join(lines)
     for _ in range(5):
@@ -1241,7 +1265,15 @@ def to_story_data(twine: TwineStory) -> tuple[dict[str, Any], list[str]]:
     known, temps = _variables([p for p in twine.passages if not set(p.tags) & {"script", "stylesheet"}], fmt)
     ctx = _Context(fmt, by_name, known, temps, warnings)
     taken: set[str] = set()
-    ids = {p.name: _slide_id(p.name, taken) for p in playable}
+    ids: dict[str, str] = {}
+    for passage in playable:  # an id our own export wrote first, then ids derived from names
+        ours = passage.metadata.get(EXTRA_KEY)
+        wanted = ours.get("id") if isinstance(ours, dict) else None
+        if isinstance(wanted, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", wanted) and wanted not in taken:
+            ids[passage.name] = wanted
+            taken.add(wanted)
+    ids.update({p.name: _slide_id(p.name, taken) for p in playable if p.name not in ids})
+    ids = {p.name: ids[p.name] for p in playable}
     start = twine.start if twine.start in ids else ("Start" if "Start" in ids else playable[0].name)
     if twine.start and twine.start not in ids:
         warnings.append(f"the start passage '{twine.start}' does not exist; starting at '{start}'")
@@ -1312,7 +1344,7 @@ def to_story_data(twine: TwineStory) -> tuple[dict[str, Any], list[str]]:
                                      "tags": list(passage.tags) or None,
                                      "position": passage.metadata.get("position"),
                                      "size": passage.metadata.get("size")}.items() if v}
-        if details and not ours.get("exported"):
+        if details:
             slide["twine"] = details
         slides[sid] = slide
     data["slides"] = slides
@@ -1320,7 +1352,7 @@ def to_story_data(twine: TwineStory) -> tuple[dict[str, Any], list[str]]:
                if twine.data.get(k) not in (None, "", {})}
     if twine.format and "format" not in details:
         details["format"] = twine.format
-    if details and not extra.get("exported"):
+    if details:
         data["twine"] = details
     _repair(data, warnings)
     return data, warnings
@@ -1382,13 +1414,205 @@ def _spec_dict(spec: ImageSpec) -> dict[str, Any]:
     return {k: getattr(spec, k) for k in STYLE_KEYS if getattr(spec, k) is not None}
 
 
-def export_twee(story: Story) -> str:
-    """Twee 3 for Twine: StoryTitle, StoryData (stable IFID, our style inside), one passage per slide."""
-    ifid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lanternslide:{story.slug}")).upper()
+def _escape_name(name: str) -> str:
+    """A passage or tag name escaped for a Twee header: [ ] { } and \\ get a backslash."""
+    return re.sub(r"([\[\]{}\\])", r"\\\1", name)
+
+
+class _Writer:
+    """Our expressions and templates in a story format's own syntax (Harlowe, SugarCube, Chapbook, Snowman)."""
+
+    def __init__(self, fmt: str, story: Story, warnings: list[str]):
+        self.fmt, self.story, self.warnings = fmt, story, warnings
+        self.js = fmt in (SUGARCUBE, SNOWMAN, CHAPBOOK)
+
+    def var(self, name: str) -> str:
+        return {HARLOWE: "$", SUGARCUBE: "$", SNOWMAN: "s."}.get(self.fmt, "") + name
+
+    def expression(self, source: str) -> str:
+        return self.expr(self.story.sandbox.parse(source, True))
+
+    def expr(self, node: Any) -> str:  # noqa: C901 - one branch per kind of node
+        from jinja2 import nodes as n
+
+        js = self.js
+        if isinstance(node, n.Name):
+            return self.var(node.name)
+        if isinstance(node, n.Const):
+            return json.dumps(node.value)
+        if isinstance(node, (n.List, n.Tuple)):
+            return ("[" if js else "(a: ") + ", ".join(self.expr(i) for i in node.items) + ("]" if js else ")")
+        if isinstance(node, n.Not):
+            inner = self.expr(node.node)
+            simple = isinstance(node.node, (n.Name, n.Const)) or inner.startswith("(")
+            return f"{'!' if js else 'not '}{inner if simple else f'({inner})'}"
+        if isinstance(node, (n.And, n.Or)):
+            op = {n.And: ("&&", "and"), n.Or: ("||", "or")}[type(node)][0 if js else 1]
+            return f"({self.expr(node.left)} {op} {self.expr(node.right)})"
+        if isinstance(node, n.Neg):
+            return f"-{self.expr(node.node)}"
+        if isinstance(node, n.Pos):
+            return self.expr(node.node)
+        if isinstance(node, n.Concat):
+            return "(" + " + ".join(self.expr(i) for i in node.nodes) + ")"
+        if isinstance(node, n.BinExpr):
+            op = {"//": "/"}.get(node.operator, node.operator)
+            return f"({self.expr(node.left)} {op} {self.expr(node.right)})"
+        if isinstance(node, n.CondExpr):
+            a, b = self.expr(node.expr1), self.expr(node.expr2) if node.expr2 is not None else '""'
+            return f"({self.expr(node.test)} ? {a} : {b})" if js else f"(cond: {self.expr(node.test)}, {a}, {b})"
+        if isinstance(node, n.Filter) and node.name in ("upper", "lower"):
+            inner = self.expr(node.node)
+            return f"{inner}.to{node.name.title()}Case()" if js else f"({node.name}case: {inner})"
+        if isinstance(node, n.Compare):
+            left, out = self.expr(node.expr), []
+            for operand in node.ops:
+                right = self.expr(operand.expr)
+                if operand.op in ("in", "notin"):
+                    test = f"{right}.includes({left})" if js else f"{right} contains {left}"
+                    test = (f"!{test}" if js else f"not ({test})") if operand.op == "notin" else test
+                else:
+                    op = {"eq": ("===", "is"), "ne": ("!==", "is not"), "lt": ("<", "<"), "lteq": ("<=", "<="),
+                          "gt": (">", ">"), "gteq": (">=", ">=")}[operand.op][0 if js else 1]
+                    test = f"{left} {op} {right}"
+                out.append(test)
+                left = right
+            return "(" + (" && " if js else " and ").join(out) + ")" if len(out) > 1 else out[0]
+        self.warnings.append(f"an expression part ({type(node).__name__}) has no {self.fmt} form; written as text")
+        return "0"
+
+    def condition(self, source: str) -> str:
+        text = self.expression(source)
+        return text[1:-1] if text.startswith("(") and text.endswith(")") and _past(text, 0, "()") == len(text) else text
+
+    def template(self, source: str) -> str:
+        """Our slide text (plain, or a template) in the format's syntax."""
+        if not self.story.sandbox.is_template(source):
+            return self.text(source)
+        return "".join(self.node(node) for node in self.story.sandbox.parse(source).body)
+
+    def text(self, text: str) -> str:
+        return re.sub(r"(?m)^::", " ::", text)  # a line starting with :: would start a new passage
+
+    def node(self, node: Any) -> str:
+        from jinja2 import nodes as n
+
+        if isinstance(node, n.Output):
+            return "".join(self.output(item) for item in node.nodes)
+        if isinstance(node, n.If):
+            branches = [(node.test, node.body)] + [(e.test, e.body) for e in node.elif_]
+            parts = []
+            for i, (test, body) in enumerate(branches):
+                inner = "".join(self.node(b) for b in body)
+                parts.append(self.branch("if" if i == 0 else "elif", self.condition_node(test), inner))
+            if node.else_:
+                parts.append(self.branch("else", None, "".join(self.node(b) for b in node.else_)))
+            return "".join(parts) + self.branch("end", None, "")
+        return ""
+
+    def condition_node(self, node: Any) -> str:
+        text = self.expr(node)
+        return text[1:-1] if text.startswith("(") and text.endswith(")") and _past(text, 0, "()") == len(text) else text
+
+    def output(self, node: Any) -> str:
+        from jinja2 import nodes as n
+
+        if isinstance(node, n.TemplateData):
+            return self.text(node.data)
+        if isinstance(node, n.Name) and self.fmt != SNOWMAN:
+            return "{" + node.name + "}" if self.fmt == CHAPBOOK else self.var(node.name)
+        value = self.expr(node)
+        return {HARLOWE: f"(print: {value})", SUGARCUBE: f"<<print {value}>>", SNOWMAN: f"<%= {value} %>"}.get(
+            self.fmt, "{" + value + "}")
+
+    def branch(self, kind: str, condition: str | None, body: str) -> str:
+        if self.fmt == HARLOWE:
+            return {"if": f"(if: {condition})[{body}]", "elif": f"(else-if: {condition})[{body}]",
+                    "else": f"(else:)[{body}]", "end": ""}[kind]
+        if self.fmt == SUGARCUBE:
+            return {"if": f"<<if {condition}>>{body}", "elif": f"<<elseif {condition}>>{body}",
+                    "else": f"<<else>>{body}", "end": "<</if>>"}[kind]
+        if self.fmt == SNOWMAN:
+            return {"if": f"<% if ({condition}) {{ %>{body}", "elif": f"<% }} else if ({condition}) {{ %>{body}",
+                    "else": f"<% }} else {{ %>{body}", "end": "<% } %>"}[kind]
+        return {"if": f"\n[if {condition}]\n{body}", "elif": f"\n[else]\n[if {condition}]\n{body}",  # Chapbook
+                "else": f"\n[else]\n{body}", "end": "\n[continue]\n"}[kind]
+
+    def link(self, label: str, target: str) -> str:
+        if not re.search(r"\]|->|<-|\|", label + target) and not label.startswith("$") and label.strip() == label:
+            return f"[[{label}->{target}]]" if label != target else f"[[{target}]]"
+        quoted = json.dumps
+        return {HARLOWE: f"(link-goto: {quoted(label)}, {quoted(target)})",
+                SUGARCUBE: f"<<link {quoted(label)} {quoted(target)}>><</link>>",
+                CHAPBOOK: "{link to: " + quoted(target) + ", label: " + quoted(label) + "}",
+                SNOWMAN: f'<a href="javascript:void(0)" data-passage="{html.escape(target)}">{html.escape(label)}</a>'
+                }[self.fmt]
+
+    def choice(self, choice: Any, target: str, slide_id: str) -> str:
+        effects = [(e.var, self.condition(e.expression)) for e in choice.effects]
+        if not effects:
+            line = self.link(choice.text, target)
+        elif self.fmt == HARLOWE:
+            sets = "".join(f"(set: $${v} to {e})".replace("$$", "$") for v, e in effects)
+            line = f"(link: {json.dumps(choice.text)})[{sets}(goto: {json.dumps(target)})]"
+        elif self.fmt == SUGARCUBE:
+            sets = ", ".join(f"${v} to {e}" for v, e in effects)
+            line = f"<<link {json.dumps(choice.text)} {json.dumps(target)}>><<set {sets}>><</link>>"
+        else:
+            self.warnings.append(f"slide '{slide_id}': {self.fmt} links cannot set variables; the effects of "
+                                 f"'{choice.text}' are not exported")
+            line = self.link(choice.text, target)
+        if choice.condition:
+            if choice.otherwise == st.DISABLE:
+                self.warnings.append(f"slide '{slide_id}': '{choice.text}' is hidden, not greyed out, while closed "
+                                     f"({self.fmt} has no disabled links)")
+            line = self.branch("if", self.condition(choice.condition), line) + self.branch("end", None, "")
+        return line
+
+    def starting(self, values: dict[str, st.Value]) -> str:
+        lines = []
+        for name, value in values.items():
+            literal = json.dumps(value)
+            lines.append({HARLOWE: f"(set: ${name} to {literal})", SUGARCUBE: f"<<set ${name} to {literal}>>",
+                          SNOWMAN: f"<% s.{name} = {literal}; %>", CHAPBOOK: f"{name}: {literal}"}[self.fmt])
+        return "\n".join(lines)
+
+
+def export_report(story: Story) -> tuple[str, list[str]]:
+    """Twee 3 for Twine, and what could not be written in the story's format.
+
+    A story imported from Twine keeps its passage names, tags, positions, IFID and story format; others are
+    written for Harlowe.  State becomes the format's own: starting values in a startup passage (Harlowe), StoryInit
+    (SugarCube) or the start passage (Chapbook, Snowman); conditions and conditional text as its if macros;
+    effects on the links that carry them (Harlowe, SugarCube).  Our picture settings ride in each passage's
+    metadata so that ours -> Twee -> ours keeps every slide, choice and image field.
+    """
+    warnings: list[str] = []
+    details = story.twine
+    fmt = detect_format(TwineStory("", [], format=str(details.get("format", "")))) if details.get("format") else HARLOWE
+    fmt = HARLOWE if fmt == PLAIN else fmt
+    writer = _Writer(fmt, story, warnings)
+    names = {sid: str(slide.twine.get("name") or sid) for sid, slide in story.slides.items()}
+    ifid = str(details.get("ifid") or uuid.uuid5(uuid.NAMESPACE_URL, f"lanternslide:{story.slug}")).upper()
     extra = {k: v for k, v in {"description": story.description, "author": story.author,
                                "style": _spec_dict(story.style), "characters": dict(story.characters)}.items() if v}
-    data = {"ifid": ifid, "format": "Harlowe", "format-version": "3.3.9", "start": story.start, EXTRA_KEY: extra}
+    data: dict[str, Any] = {"ifid": ifid, "format": str(details.get("format") or "Harlowe"),
+                            "format-version": str(details.get("format-version") or ("3.3.9" if fmt == HARLOWE else "")),
+                            "start": names[story.start]}
+    data = {k: v for k, v in data.items() if v}
+    for key in ("tag-colors", "zoom"):
+        if details.get(key) not in (None, ""):
+            data[key] = details[key]
+    if extra:
+        data[EXTRA_KEY] = extra
     parts = [f":: StoryTitle\n{story.title}\n", f":: StoryData\n{json.dumps(data, indent=2)}\n"]
+    start_values = writer.starting(story.variables) if story.variables else ""
+    if start_values and fmt in (HARLOWE, SUGARCUBE):
+        header = ":: Startup [startup]" if fmt == HARLOWE else ":: StoryInit"
+        parts.append(f"{header}\n{start_values}\n")
+    elif start_values:
+        warnings.append(f"the starting values are set in the start passage ({fmt} has no startup passage); "
+                        "they are set again whenever it is visited")
     depth: dict[str, int] = {story.start: 0}
     queue = deque([story.start])
     while queue:
@@ -1400,13 +1624,29 @@ def export_twee(story: Story) -> str:
     column: dict[int, int] = {}
     for slide in story.slides.values():
         level = depth.get(slide.id, max(depth.values(), default=0) + 1)
-        x, y = column.get(level, 0), level
+        x = column.get(level, 0)
         column[level] = x + 1
-        ours = {k: v for k, v in {"image": slide.image, "characters": list(slide.characters),
-                                  "style": _spec_dict(slide.style)}.items() if v}
-        metadata = {"position": f"{100 + 150 * x},{100 + 150 * y}", "size": "100,100"}
+        ours: dict[str, Any] = {k: v for k, v in {"image": slide.image, "characters": list(slide.characters),
+                                                  "style": _spec_dict(slide.style)}.items() if v}
+        if names[slide.id] != slide.id:
+            ours["id"] = slide.id
+        metadata = {"position": str(slide.twine.get("position") or f"{100 + 150 * x},{100 + 150 * level}"),
+                    "size": str(slide.twine.get("size") or "100,100")}
         if ours:
             metadata[EXTRA_KEY] = ours
-        links = "\n".join(f"[[{c.text.replace(']', ')')}->{c.to}]]" for c in slide.choices)
-        parts.append(f":: {slide.id} {json.dumps(metadata)}\n{slide.text}\n" + (f"\n{links}\n" if links else ""))
-    return "\n".join(parts)
+        tags = [str(t) for t in slide.twine.get("tags", []) if isinstance(t, str)] if isinstance(
+            slide.twine.get("tags"), list) else []
+        header = f":: {_escape_name(names[slide.id])}" + (f" [{' '.join(_escape_name(t) for t in tags)}]" if tags else "")
+        body = writer.template(slide.text)
+        if slide.id == story.start and start_values and fmt == CHAPBOOK:
+            body = f"{start_values}\n--\n{body}"
+        elif slide.id == story.start and start_values and fmt == SNOWMAN:
+            body = f"{start_values}\n{body}"
+        links = "\n".join(writer.choice(c, names.get(c.to, c.to), slide.id) for c in slide.choices)
+        parts.append(f"{header} {json.dumps(metadata)}\n{body}\n" + (f"\n{links}\n" if links else ""))
+    return "\n".join(parts), warnings
+
+
+def export_twee(story: Story) -> str:
+    """Twee 3 for Twine (see `export_report`)."""
+    return export_report(story)[0]
