@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from game import state as st
-from game.story import Slide
-from game.story import Story
+from game.story import Slide, Story
 
 MAX_PATH = 40  # slides remembered for "back"; keeps the session cookie small
 MAX_PLAY_CHARS = 2500  # one story's progress in the session (JSON); older steps are forgotten to fit
@@ -171,7 +170,7 @@ class SlideView:
 
 def options(story: Story, slide_id: str, values_: dict[str, st.Value]) -> tuple[Option, ...]:
     """The choices of a slide as a player with ``values_`` sees them: hidden ones left out, disabled ones closed."""
-    shown = []
+    shown: list[Option] = []
     for index, choice in enumerate(story.slides[slide_id].choices):
         is_open = st.holds(story.sandbox, choice.condition, values_)
         if is_open or choice.otherwise == st.DISABLE:

@@ -16,8 +16,7 @@ import hashlib
 import math
 import re
 from collections import Counter
-from collections.abc import Callable
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from game import state as st
@@ -112,7 +111,7 @@ def depends_on_state(story: Story, slide_id: str) -> bool:
     """Whether the slide's picture description (its image, or its text when it has none, or the carried-over
     setting) has conditional parts or printed values."""
     slide = story.slides[slide_id]
-    sources = [slide.image] if slide.image else [slide.text]
+    sources: list[str | None] = [slide.image] if slide.image else [slide.text]
     if not slide.image:
         current = story.parents().get(slide_id)
         while current is not None and not story.slides[current].image:

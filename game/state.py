@@ -15,16 +15,13 @@ import itertools
 import logging
 import math
 import re
-from collections.abc import Iterable
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined
-from jinja2 import TemplateSyntaxError
-from jinja2 import nodes
-from jinja2.parser import Parser
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import TemplateError
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 log = logging.getLogger(__name__)
@@ -205,7 +202,7 @@ class Sandbox:
         if expression:
             return _infer(tree, types, problems), problems
         for node in tree.find_all((nodes.Output, nodes.If)):
-            for child in (node.nodes if isinstance(node, nodes.Output) else [node.test]):
+            for child in (node.nodes if isinstance(node, nodes.Output) else [node.test]):  # type: ignore[attr-defined]
                 _infer(child, types, problems)
         return None, problems
 
@@ -282,7 +279,8 @@ def _infer(node: nodes.Node, types: Mapping[str, str], problems: list[tuple[str,
             sub(item)
         return "text"
     if isinstance(node, nodes.Filter):
-        sub(node.node)
+        if node.node is not None:
+            sub(node.node)
         return FILTERS.get(node.name)
     if isinstance(node, nodes.CondExpr):
         sub(node.test)
@@ -405,7 +403,7 @@ def render(sandbox: Sandbox, source: str, values: Values) -> str:
         return sandbox.render(source, values)
     except StateError as exc:
         log.warning("template failed: %s", exc.message)
-        return re.sub(r"\{%.*?%\}|\{\{.*?\}\}|\{#.*?#\}", "", source, flags=re.S)
+        return re.sub(r"\{%.*?%\}|\{\{.*?\}\}|\{#.*?#\}", "", source, flags=re.DOTALL)
 
 
 def may_all_fail(sandbox: Sandbox, conditions: list[str], declared: Mapping[str, Value]) -> str | None:

@@ -12,23 +12,21 @@ import dataclasses
 import difflib
 import io
 from collections import deque
-from dataclasses import dataclass
-from dataclasses import field
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
-from ruamel.yaml.scalarstring import FoldedScalarString
-from ruamel.yaml.scalarstring import LiteralScalarString
+from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 
 from game import state as st
-
-from inference.request import MAX_SEED
-from inference.request import GenerationRequest
-from inference.request import RequestError
-from inference.request import resolve_sampler
-from inference.request import resolve_schedule
+from inference.request import (
+    MAX_SEED,
+    GenerationRequest,
+    RequestError,
+    resolve_sampler,
+    resolve_schedule,
+)
 
 STORY_KEYS = ("title", "start", "description", "author", "style", "characters", "state", "slides", "twine")
 SLIDE_KEYS = ("text", "image", "characters", "choices", "style", "twine")
@@ -467,8 +465,8 @@ class _Validator:
                 hint = _suggest(name, self.variables) or (" (declare it under the story's state:)" if not
                                                            self.variables else "")
                 report(f"unknown variable '{name}'{hint}", offset)
-        for message, offset in mistakes:
-            report(message, offset)
+        for message, where in mistakes:
+            report(message, where)
         return result
 
     def expression(self, source: str, node: Any, key: str, sid: str | None, field: str) -> str | None:

@@ -16,21 +16,22 @@ import json
 import re
 import uuid
 from collections import deque
-from dataclasses import dataclass
-from dataclasses import field
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
 from anyascii import anyascii
 
 from game import state as st
-from game.story import MAX_CHOICES
-from game.story import STYLE_KEYS
-from game.story import ImageSpec
-from game.story import Story
-from game.story import StoryError
-from game.story import dump_document
-from game.story import load_story
+from game.story import (
+    MAX_CHOICES,
+    STYLE_KEYS,
+    ImageSpec,
+    Story,
+    StoryError,
+    dump_document,
+    load_story,
+)
 
 SPECIAL_NAMES = {"StoryTitle", "StoryData", "StoryInit", "StoryCaption", "StoryMenu", "StoryBanner", "StoryAuthor",
                  "StorySubtitle", "StoryShare", "StoryInterface", "StorySettings", "PassageReady", "PassageDone",
@@ -165,7 +166,7 @@ def parse_html(text: str, source: str = "story.html") -> list[TwineStory]:
 def parse_links(text: str) -> list[tuple[str, str]]:
     """The (label, target) of every [[...]] link, separated by Twine's rules (rightmost ->, leftmost <-, rightmost |)."""
     links = []
-    for inner in re.findall(r"\[\[(.*?)\]\]", text, re.S):
+    for inner in re.findall(r"\[\[(.*?)\]\]", text, re.DOTALL):
         inner = inner.split("][", 1)[0]  # SugarCube setter
         label = target = inner
         for sep, rightmost, target_right in (("->", True, True), ("<-", False, False), ("|", True, True)):
@@ -184,7 +185,7 @@ def parse_links(text: str) -> list[tuple[str, str]]:
 
 
 NAVIGATION = re.compile(r"\((?:go-?to|link-goto|click-goto|link):|<<(?:goto|link|button|back|return)\b|"
-                        r"\{(?:link to|back link|restart link|reveal link)|story\.show\(|go\(", re.I)
+                        r"\{(?:link to|back link|restart link|reveal link)|story\.show\(|go\(", re.IGNORECASE)
 
 
 # -- story formats: each passage becomes a tree of text, links, conditions, sets and prints --------------------
@@ -201,7 +202,7 @@ def detect_format(twine: TwineStory) -> str:
             return fmt
     text = "\n".join(p.text for p in twine.passages)
     scores = {SUGARCUBE: len(re.findall(r"<<\w", text)), HARLOWE: len(re.findall(r"\((?:set|if|link|goto|print|display|"
-                                                                            r"else|unless|put)\s*:", text, re.I)),
+                                                                            r"else|unless|put)\s*:", text, re.IGNORECASE)),
               SNOWMAN: len(re.findall(r"<%", text)),
               CHAPBOOK: len(re.findall(r"(?m)^\[(?:if|unless|else|continue|JavaScript)\b[^\]\n]*\]\s*$|"
                                        r"\{(?:link to|back link|embed passage)\b", text))}
@@ -234,19 +235,7 @@ class Print:
 
 
 # Harlowe's macro names (lower case, without - and _), so that "(Note: ...)" in prose is not taken for one.
-HARLOWE_MACROS = set("""a array dm datamap ds dataset set put move if unless elseif else for loop link linkgoto linkreveal
-linkrepeat linkrevealgoto linkrerun linkundo linkfullscreen linkshow linkstorylet click clickgoto clickreplace
-clickappend clickprepend clickrerun clickundo mouseover mouseout mouseovergoto mouseoutgoto goto undo redirect display
-print verbatimprint either random cond nth num number str string text textcolour textcolor colour color textstyle font
-align background transition t8n transitiontime t8ntime transitiondelay t8ndelay transitionskip hook replace append
-prepend show hide rerun live event after stop alert prompt confirm history visited passage passages savegame
-loadgame savedgames restart reload cyclinglink seqlink dropdown inputbox forceinputbox checkbox meter enchant
-enchantin change newline css hidden hoverstyle box floatbox charstyle linestyle textsize size textindent textrotate
-textrotatez opacity collapse nobr verbatim v6m debug icon icons storylet openstorylets sequencelink source datanames
-datavalues dataentries range count sorted rotated shuffled interlaced repeated reversed folded altered find all some
-none lowercase uppercase lowerfirst upperfirst words trimmed joined substring digitformat round floor ceil abs min
-max sqrt sin cos tan pow exp log log10 log2 sign bind 2bind bind2 mock metadata partialuserinput unpack
-""".split())
+HARLOWE_MACROS = {"a", "array", "dm", "datamap", "ds", "dataset", "set", "put", "move", "if", "unless", "elseif", "else", "for", "loop", "link", "linkgoto", "linkreveal", "linkrepeat", "linkrevealgoto", "linkrerun", "linkundo", "linkfullscreen", "linkshow", "linkstorylet", "click", "clickgoto", "clickreplace", "clickappend", "clickprepend", "clickrerun", "clickundo", "mouseover", "mouseout", "mouseovergoto", "mouseoutgoto", "goto", "undo", "redirect", "display", "print", "verbatimprint", "either", "random", "cond", "nth", "num", "number", "str", "string", "text", "textcolour", "textcolor", "colour", "color", "textstyle", "font", "align", "background", "transition", "t8n", "transitiontime", "t8ntime", "transitiondelay", "t8ndelay", "transitionskip", "hook", "replace", "append", "prepend", "show", "hide", "rerun", "live", "event", "after", "stop", "alert", "prompt", "confirm", "history", "visited", "passage", "passages", "savegame", "loadgame", "savedgames", "restart", "reload", "cyclinglink", "seqlink", "dropdown", "inputbox", "forceinputbox", "checkbox", "meter", "enchant", "enchantin", "change", "newline", "css", "hidden", "hoverstyle", "box", "floatbox", "charstyle", "linestyle", "textsize", "size", "textindent", "textrotate", "textrotatez", "opacity", "collapse", "nobr", "verbatim", "v6m", "debug", "icon", "icons", "storylet", "openstorylets", "sequencelink", "source", "datanames", "datavalues", "dataentries", "range", "count", "sorted", "rotated", "shuffled", "interlaced", "repeated", "reversed", "folded", "altered", "find", "all", "some", "none", "lowercase", "uppercase", "lowerfirst", "upperfirst", "words", "trimmed", "joined", "substring", "digitformat", "round", "floor", "ceil", "abs", "min", "max", "sqrt", "sin", "cos", "tan", "pow", "exp", "log", "log10", "log2", "sign", "bind", "2bind", "bind2", "mock", "metadata", "partialuserinput", "unpack"}
 SUGARCUBE_CONTAINERS = {"if", "link", "button", "nobr", "silently", "script", "switch", "for", "widget", "timed",
                         "repeat", "type", "linkappend", "linkprepend", "linkreplace", "append", "prepend", "replace",
                         "capture", "do", "createplaylist", "cycle", "listbox", "done", "actions", "choice"}
@@ -292,9 +281,7 @@ class _Context:
             if name[1:].split(".")[0] not in self.temps:
                 return None
             name = name[1:]
-        elif self.fmt in (HARLOWE, SUGARCUBE) or (name == token and self.fmt == SNOWMAN):
-            return None
-        elif name.split(".")[0] not in self.known:
+        elif self.fmt in (HARLOWE, SUGARCUBE) or (name == token and self.fmt == SNOWMAN) or name.split(".")[0] not in self.known:
             return None
         return our_name(name)
 
@@ -329,9 +316,7 @@ def translate(source: str, ctx: _Context) -> str | None:
         if token in ("is", "isnot") and following == "not":
             out.append("!=")
             i += 1
-        elif token[0] in "\"'":
-            out.append(token)
-        elif token[0].isdigit():
+        elif token[0] in "\"'" or token[0].isdigit():
             out.append(token)
         elif token in _WORDS:
             out.append(_WORDS[token])
@@ -440,9 +425,9 @@ def _sets(source: str, ctx: _Context, what: str) -> list[SetVar]:
     """Every assignment of a set macro or setter (comma or semicolon separated); unmappable ones are warned about."""
     result: list[SetVar] = []
     for part in _split_top(source, ",;"):
-        match = (re.fullmatch(r"([$_]?[A-Za-z_][\w.]*)(?:'s\s+(\w+))?\s*(to|=|\+=|-=|\*=|/=)\s*(.+)", part, re.S)
+        match = (re.fullmatch(r"([$_]?[A-Za-z_][\w.]*)(?:'s\s+(\w+))?\s*(to|=|\+=|-=|\*=|/=)\s*(.+)", part, re.DOTALL)
                  or re.fullmatch(r"([$_]?[A-Za-z_][\w.]*)()\s*(\+\+|--)()", part))
-        put = re.fullmatch(r"(.+?)\s+into\s+([$_][A-Za-z_][\w.]*)", part, re.S)
+        put = re.fullmatch(r"(.+?)\s+into\s+([$_][A-Za-z_][\w.]*)", part, re.DOTALL)
         sets = None
         if put:
             sets = assignment(put.group(2), "to", put.group(1), ctx)
@@ -588,7 +573,7 @@ def _harlowe_macro(name: str, args: str, hook: str | None, ctx: _Context) -> lis
         ctx.in_link -= is_link
     strings = [_string(a) for a in _split_top(args)]
     if name in ("set", "put"):
-        return _sets(args if name == "set" else args, ctx, f"({name}:)") + body
+        return _sets(args, ctx, f"({name}:)") + body
     if name in ("if", "unless", "elseif", "else"):
         condition = None
         if name != "else":
@@ -601,24 +586,26 @@ def _harlowe_macro(name: str, args: str, hook: str | None, ctx: _Context) -> lis
     if name in ("linkgoto", "clickgoto", "linkrevealgoto", "mouseovergoto"):
         if not strings:
             return _goto(None, ctx)
+        label: str | None
+        target: str | None
         if name in ("clickgoto", "mouseovergoto"):
             label, target = (strings[0] or "Continue"), strings[-1] if len(strings) > 1 else None
         else:
-            label, target = strings[0], strings[1] if len(strings) > 1 else strings[0]
+            label, target = strings[0], (strings[1] if len(strings) > 1 else strings[0])
         if label is None or target is None:
             return _goto(None, ctx)
         effects = [(n.var, n.expr) for n in body if isinstance(n, SetVar)]
         return [Link(label, target, effects)]
     if name in ("link", "linkreveal", "linkrepeat", "click", "linkrerun", "linkshow"):
-        label = strings[0] if strings else None
+        link_label = strings[0] if strings else None
         targets = [n for n in _flatten(body) if isinstance(n, Link)]
-        if label and targets:
+        if link_label and targets:
             effects = [(n.var, n.expr) for n in _flatten(body) if isinstance(n, SetVar)]
             if len(targets) > 1:
-                ctx.warn(f"({name}:) '{label}' leads to several passages; the first, '{targets[0].target}', is kept")
-            return [Link(label, targets[0].target, effects)]
+                ctx.warn(f"({name}:) '{link_label}' leads to several passages; the first, '{targets[0].target}', is kept")
+            return [Link(link_label, targets[0].target, effects)]
         ctx.warn(f"the text revealed by ({name}: {args.strip()[:40]}) is shown at once")
-        return ([label] if label else []) + body
+        return ([link_label] if link_label else []) + body
     if name in ("goto", "redirect"):
         return _goto(strings[0] if strings else None, ctx)
     if name == "display":
@@ -690,7 +677,7 @@ def _sugarcube_tokens(text: str, ctx: _Context) -> list[Any]:
                 if inner.startswith(("=", "-")):
                     tokens.append(("macro", "print", inner[1:]))
                 else:
-                    match = re.match(r"(/?[A-Za-z][\w-]*)\s*(.*)", inner, re.S)
+                    match = re.match(r"(/?[A-Za-z][\w-]*)\s*(.*)", inner, re.DOTALL)
                     tokens.append(("macro", match.group(1).lower(), match.group(2)) if match else inner)
                 i = end + 2
                 continue
@@ -788,7 +775,7 @@ def _has_closer(tokens: list[Any], i: int, name: str) -> bool:
 
 def _sugarcube_container(name: str, args: str, body: list[Any], ctx: _Context) -> list[Any]:
     if name in ("link", "button"):
-        link = re.fullmatch(r"\s*\[\[(.*)\]\]\s*", args, re.S)
+        link = re.fullmatch(r"\s*\[\[(.*)\]\]\s*", args, re.DOTALL)
         if link:
             found = _link_nodes(link.group(1), ctx)
             label, target = (found[0].label, found[0].target) if found and isinstance(found[0], Link) else (None, None)
@@ -832,10 +819,10 @@ def _sugarcube_macro(name: str, args: str, ctx: _Context) -> list[Any]:
             return []
         return [Print(expression)]
     if name == "goto":
-        link = re.fullmatch(r"\s*\[\[(.*)\]\]\s*", args, re.S)
+        link = re.fullmatch(r"\s*\[\[(.*)\]\]\s*", args, re.DOTALL)
         return _goto(parse_links(f"[[{link.group(1)}]]")[0][1] if link else (strings[0] if strings else None), ctx)
     if name in ("include", "display"):
-        link = re.fullmatch(r"\s*\[\[(.*)\]\]\s*", args, re.S)
+        link = re.fullmatch(r"\s*\[\[(.*)\]\]\s*", args, re.DOTALL)
         return _include(parse_links(f"[[{link.group(1)}]]")[0][1] if link else (strings[0] if strings else None), ctx)
     if name in ("back", "return"):
         ctx.warn(f"<<{name}>> is dropped: the play page has its own Back")
@@ -909,7 +896,7 @@ def _chapbook(text: str, ctx: _Context) -> list[Any]:
 def _chapbook_inline(text: str, ctx: _Context) -> list[Any]:
     nodes: list[Any] = []
     last = 0
-    for match in re.finditer(r"\[\[(.*?)\]\]|" + CHAPBOOK_INSERT.pattern, text, re.S):
+    for match in re.finditer(r"\[\[(.*?)\]\]|" + CHAPBOOK_INSERT.pattern, text, re.DOTALL):
         nodes.append(text[last:match.start()])
         last = match.end()
         if match.group(1) is not None:
@@ -921,7 +908,7 @@ def _chapbook_inline(text: str, ctx: _Context) -> list[Any]:
         if name == "link to":
             target = first
             label = _string(params.get("label", "")) or target
-            nodes += [Link(label, target)] if target else _goto(None, ctx)
+            nodes += [Link(label or target, target)] if target else _goto(None, ctx)
         elif name in ("back link", "restart link"):
             ctx.warn(f"{{{name}}} is dropped: the play page has its own Back and Play again")
         elif name in ("embed passage", "embed passage named"):
@@ -949,7 +936,7 @@ def _snowman(text: str, ctx: _Context) -> list[Any]:
     root: list[Any] = []
     stack: list[tuple[list[Any], Cond | None]] = [(root, None)]
     last = 0
-    for match in re.finditer(r"<%([=-]?)(.*?)%>", text, re.S):
+    for match in re.finditer(r"<%([=-]?)(.*?)%>", text, re.DOTALL):
         stack[-1][0].extend(_snowman_inline(text[last:match.start()], ctx))
         last = match.end()
         code = match.group(2).strip()
@@ -963,7 +950,7 @@ def _snowman(text: str, ctx: _Context) -> list[Any]:
         for statement in re.findall(r"\}?\s*else\s+if\s*\((?:[^()]|\([^()]*\))*\)\s*\{|\}?\s*else\s*\{|"
                                     r"if\s*\((?:[^()]|\([^()]*\))*\)\s*\{|\}|[^;{}]+", code):
             statement = statement.strip()
-            condition = re.fullmatch(r"(\}?)\s*(else\s+)?if\s*\((.*)\)\s*\{", statement, re.S)
+            condition = re.fullmatch(r"(\}?)\s*(else\s+)?if\s*\((.*)\)\s*\{", statement, re.DOTALL)
             if condition:
                 expression = translate(condition.group(3), ctx)
                 if expression is None:
@@ -1006,7 +993,7 @@ def _snowman_inline(text: str, ctx: _Context) -> list[Any]:
     nodes: list[Any] = []
     last = 0
     pattern = r"\[\[(.*?)\]\]|\[([^\[\]\n]+)\]\(([^()\n]+)\)|<a\b[^>]*data-passage=[\"']([^\"']+)[\"'][^>]*>(.*?)</a>"
-    for match in re.finditer(pattern, text, re.S):
+    for match in re.finditer(pattern, text, re.DOTALL):
         nodes.append(text[last:match.start()])
         last = match.end()
         if match.group(1) is not None:
@@ -1029,12 +1016,12 @@ COMMENTS = {HARLOWE: r"<!--.*?-->", SUGARCUBE: r"/\*.*?\*/|/%.*?%/|<!--.*?-->", 
 
 def convert_passage(passage: Passage, ctx: _Context) -> list[Any]:
     """One passage's text as a tree of nodes, in the story's own format; comments (and links in them) removed."""
-    text = re.sub(COMMENTS[ctx.fmt], "", passage.text, flags=re.S)
+    text = re.sub(COMMENTS[ctx.fmt], "", passage.text, flags=re.DOTALL)
     if ctx.fmt in (SUGARCUBE, HARLOWE):
         text = re.sub(r"\\\n\s*|\n\s*\\(?!\\)", "" if ctx.fmt == HARLOWE else " ", text)  # line continuations
-    if re.search(r"(?<!<)<script\b", text, re.I):
+    if re.search(r"(?<!<)<script\b", text, re.IGNORECASE):
         ctx.warn("a <script> (JavaScript) cannot be mapped; dropped")
-        text = re.sub(r"(?<!<)<script\b.*?</script\s*>", "", text, flags=re.S | re.I)
+        text = re.sub(r"(?<!<)<script\b.*?</script\s*>", "", text, flags=re.DOTALL | re.IGNORECASE)
     parse = {HARLOWE: _harlowe, SUGARCUBE: _sugarcube, CHAPBOOK: _chapbook, SNOWMAN: _snowman, PLAIN: _snowman}[ctx.fmt]
     nodes = parse(text, ctx)
     if ctx.templates:
@@ -1066,14 +1053,14 @@ def _prose(text: str, ctx: _Context, nobr: bool = False) -> str:
     """Text in our markup (*emphasis*, **strong**, blank lines between paragraphs) from the format's markup and HTML."""
     if nobr:
         text = re.sub(r"\s*\n\s*", " ", text)
-    text = re.sub(r"<(style|textarea)\b[^>]*>.*?</\1\s*>", lambda m: _keep_textarea(m), text, flags=re.S | re.I)
-    if re.search(r"<img\b", text, re.I):
+    text = re.sub(r"<(style|textarea)\b[^>]*>.*?</\1\s*>", lambda m: _keep_textarea(m), text, flags=re.DOTALL | re.IGNORECASE)
+    if re.search(r"<img\b", text, re.IGNORECASE):
         ctx.warn("a picture (<img>) is dropped; the painter draws the slide")
-        text = re.sub(r"<img\b[^>]*>", "", text, flags=re.I)
-    text = re.sub(r"<br\s*/?>", "\n", text, flags=re.I)
-    text = re.sub(r"</?(?:p|div|h\d|center|li|ul|ol)\b[^>]*>", "\n\n", text, flags=re.I)
-    text = re.sub(r"<(i|em)\b[^>]*>(.*?)</\1\s*>", r"*\2*", text, flags=re.S | re.I)
-    text = re.sub(r"<(b|strong)\b[^>]*>(.*?)</\1\s*>", r"**\2**", text, flags=re.S | re.I)
+        text = re.sub(r"<img\b[^>]*>", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"<br\s*/?>", "\n", text, flags=re.IGNORECASE)
+    text = re.sub(r"</?(?:p|div|h\d|center|li|ul|ol)\b[^>]*>", "\n\n", text, flags=re.IGNORECASE)
+    text = re.sub(r"<(i|em)\b[^>]*>(.*?)</\1\s*>", r"*\2*", text, flags=re.DOTALL | re.IGNORECASE)
+    text = re.sub(r"<(b|strong)\b[^>]*>(.*?)</\1\s*>", r"**\2**", text, flags=re.DOTALL | re.IGNORECASE)
     text = re.sub(r"</?[A-Za-z][\w-]*(?:\s[^<>]*)?/?>", "", text)
     if ctx.fmt in (HARLOWE, SUGARCUBE):
         text = re.sub(r"''(.+?)''", r"**\1**", text)
@@ -1081,7 +1068,7 @@ def _prose(text: str, ctx: _Context, nobr: bool = False) -> str:
         text = re.sub(r"~~(.+?)~~|\^\^(.+?)\^\^", lambda m: m.group(1) or m.group(2), text)
         if ctx.fmt == SUGARCUBE:
             text = re.sub(r"__(.+?)__|==(.+?)==", lambda m: m.group(1) or m.group(2), text)
-            text = re.sub(r"@@[^;@]*;(.*?)@@", r"\1", text, flags=re.S)
+            text = re.sub(r"@@[^;@]*;(.*?)@@", r"\1", text, flags=re.DOTALL)
     else:
         text = re.sub(r"(?<![\w_])__(\S(?:[^_\n]*?\S)?)__(?![\w_])", r"**\1**", text)
         text = re.sub(r"(?<![\w_])_(\S(?:[^_\n]*?\S)?)_(?![\w_])", r"*\1*", text)
@@ -1432,7 +1419,7 @@ class _Writer:
     def expression(self, source: str) -> str:
         return self.expr(self.story.sandbox.parse(source, True))
 
-    def expr(self, node: Any) -> str:  # noqa: C901 - one branch per kind of node
+    def expr(self, node: Any) -> str:
         from jinja2 import nodes as n
 
         js = self.js
@@ -1489,7 +1476,8 @@ class _Writer:
         """Our slide text (plain, or a template) in the format's syntax."""
         if not self.story.sandbox.is_template(source):
             return self.text(source)
-        return "".join(self.node(node) for node in self.story.sandbox.parse(source).body)
+        tree: Any = self.story.sandbox.parse(source)
+        return "".join(self.node(node) for node in tree.body)
 
     def text(self, text: str) -> str:
         return re.sub(r"(?m)^::", " ::", text)  # a line starting with :: would start a new passage
@@ -1630,7 +1618,7 @@ def export_report(story: Story) -> tuple[str, list[str]]:
                                                   "style": _spec_dict(slide.style)}.items() if v}
         if names[slide.id] != slide.id:
             ours["id"] = slide.id
-        metadata = {"position": str(slide.twine.get("position") or f"{100 + 150 * x},{100 + 150 * level}"),
+        metadata: dict[str, Any] = {"position": str(slide.twine.get("position") or f"{100 + 150 * x},{100 + 150 * level}"),
                     "size": str(slide.twine.get("size") or "100,100")}
         if ours:
             metadata[EXTRA_KEY] = ours

@@ -5,10 +5,7 @@ import json
 import pytest
 
 from game import engine
-from game.engine import InvalidChoice
-from game.engine import PlayError
-from game.engine import PlayState
-from game.engine import SlideGone
+from game.engine import InvalidChoice, PlayError, PlayState, SlideGone
 from game.story import load_story
 from tests.test_story import GOOD
 

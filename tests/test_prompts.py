@@ -2,11 +2,13 @@
 
 import pytest
 
-from game.prompts import compose
-from game.prompts import derive_seed
-from game.prompts import describe_text
-from game.prompts import estimate_tokens
-from game.prompts import picture_shapes
+from game.prompts import (
+    compose,
+    derive_seed,
+    describe_text,
+    estimate_tokens,
+    picture_shapes,
+)
 from game.story import load_story
 from tests.conftest import STORIES
 

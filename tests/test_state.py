@@ -5,9 +5,7 @@ import re
 import pytest
 
 from game import state as st
-from game.state import Effect
-from game.state import Sandbox
-from game.state import StateError
+from game.state import Effect, Sandbox, StateError
 
 
 @pytest.fixture()

@@ -2,9 +2,7 @@
 
 import pytest
 
-from game.story import StoryError
-from game.story import dump_document
-from game.story import load_story
+from game.story import StoryError, dump_document, load_story
 from tests.conftest import STORIES
 
 GOOD = """\

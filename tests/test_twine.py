@@ -5,13 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from game.story import dump_document
-from game.story import load_story
-from game.twine import TwineError
-from game.twine import export_report
-from game.twine import export_twee
-from game.twine import import_file
-from game.twine import parse_links
+from game.story import dump_document, load_story
+from game.twine import TwineError, export_report, export_twee, import_file, parse_links
 from tests.conftest import STORIES
 
 SAMPLES = next((p / "shared" / "twine-samples" for p in Path(__file__).resolve().parents
@@ -39,7 +34,7 @@ HTML = """<html><body><tw-storydata name="Fish &amp; Chips" startnode="2" format
 
 
 def test_twine2_html_is_read_with_entities_and_startnode():
-    [(data, warnings)] = import_file(HTML, "fish.html")
+    [(data, _warnings)] = import_file(HTML, "fish.html")
     assert data["title"] == "Fish & Chips"
     assert data["start"] == "Home"
     assert data["slides"]["Shop"] == {"text": "The shop's door.", "choices": [{"text": "Buy", "to": "Home"}],
@@ -277,7 +272,7 @@ def test_markup_of_other_formats_survives_in_prose():
 
 def test_non_ascii_passage_names_keep_readable_ids():
     text = ":: Café de Flore\n[[Дорога домой]] [[北京]]\n\n:: Дорога домой\nThe road.\n\n:: 北京\nThe city.\n"
-    data, story, _ = slides_of(text)
+    _data, story, _ = slides_of(text)
     assert set(story.slides) == {"cafe_de_flore", "doroga_domoy", "beijing"}
     assert story.slides["doroga_domoy"].twine["name"] == "Дорога домой"
 
@@ -300,7 +295,7 @@ slides:
 """, "s", "esc")
     twee = export_twee(story)
     assert ":: room \\[1\\] [dark] {" in twee
-    [(data, warnings)] = import_file(twee, "esc.twee")
+    [(data, _warnings)] = import_file(twee, "esc.twee")
     back = load_story(dump_document(data), "back", "esc")
     assert back.slides["a"].text == "First line.\n:: not a passage header"
     assert [(c.text, c.to) for c in back.slides["a"].choices] == [("left -> right", "room_1"), ("odd ] label", "room_1")]
@@ -309,14 +304,15 @@ slides:
 
 @pytest.mark.parametrize("fmt", ["Harlowe", "SugarCube"])
 def test_state_exports_as_the_formats_macros_and_comes_back(fmt):
-    from tests.test_engine import LANTERN
     import dataclasses
+
+    from tests.test_engine import LANTERN
     story = dataclasses.replace(LANTERN, twine={"format": fmt})
     twee, warnings = export_report(story)
     assert ("(set: $lantern to false)" if fmt == "Harlowe" else "<<set $lantern to false>>") in twee
     assert ("(if: not $lantern)[(link: " if fmt == "Harlowe" else "<<if !$lantern>><<link ") in twee
-    assert warnings == [f"slide 'hall': 'Go down' is hidden, not greyed out, while closed ({fmt.lower()} has no "
-                        "disabled links)"]
+    assert warnings == [(f"slide 'hall': 'Go down' is hidden, not greyed out, while closed ({fmt.lower()} has no "
+                        "disabled links)")]
     [(data, import_warnings)] = import_file(twee, "lantern.twee")
     back = load_story(dump_document(data), "back", "lantern")
     assert import_warnings == []
@@ -361,7 +357,7 @@ def test_round_trip_ours_to_twee_to_ours_keeps_everything(path):
                           ("plain_kulla_twine-to-github-pages-example.twee", 8, 0),
                           ("sugarcube_jiajunx31_cybersecurity-and-you.twee", 28, 3)])
 def test_real_public_stories_import_into_valid_stories(name, reachable, conditional):
-    data, story, warnings = slides_of((SAMPLES / name).read_text(encoding="utf-8"), name)
+    _data, story, _warnings = slides_of((SAMPLES / name).read_text(encoding="utf-8"), name)
     assert len(story.reachable()) >= reachable
     assert sum(1 for s in story.slides.values() for c in s.choices if c.condition) >= conditional
     for slide in story.slides.values():
