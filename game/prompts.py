@@ -4,8 +4,10 @@ The prompt is built from parts, in this order: the slide's subject (its ``image`
 none, a description taken from its text), the characters present, the setting carried over from the slide
 it is reached from (for slides without an ``image``, which is exactly the context old setups lost), and the
 story's style.  CLIP reads at most 75 tokens (77 with the start and end markers); when the parts are longer,
-the least important are dropped first and reported.  Everything here depends on the slide alone, never on the
-player's path, so every player gets the same picture (and one player's picture is everyone's cache hit).
+the least important are dropped first and reported.  Everything here depends on the slide and, where its
+description has conditional parts, on the story's variables (rendered first), never on the player's path: every
+player with the same description gets the same picture, with its own seed derived from the story seed, the
+slide and the rendered description (one player's picture is everyone's cache hit).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from game import state as st
 from game.story import Story
 from inference.request import GenerationRequest
 
@@ -64,9 +68,11 @@ def estimate_tokens(text: str) -> int:
     return sum(1 if not piece.isalnum() else max(1, math.ceil(len(piece) / 6)) for piece in _WORDISH.findall(text))
 
 
-def derive_seed(base: int, slide_id: str) -> int:
-    """Return the seed of a slide: a stable hash of the story's base seed and the slide id."""
-    digest = hashlib.sha256(f"{base}:{slide_id}".encode()).digest()
+def derive_seed(base: int, slide_id: str, description: str | None = None) -> int:
+    """Return the seed of a slide: a stable hash of the story's base seed and the slide id (and, for a slide whose
+    description depends on the story's variables, the rendered description)."""
+    key = f"{base}:{slide_id}" if description is None else f"{base}:{slide_id}:{description}"
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:4], "big")
 
 
@@ -86,30 +92,50 @@ def _split(text: str | None) -> list[str]:
     return [p.strip() for p in (text or "").split(",") if p.strip()]
 
 
-def setting_for(story: Story, slide_id: str) -> str | None:
-    """The ``image`` of the nearest slide before this one (on the shortest way from the start) that has one."""
+def setting_for(story: Story, slide_id: str, values: Mapping[str, st.Value] | None = None) -> str | None:
+    """The ``image`` of the nearest slide before this one (on the shortest way from the start) that has one,
+    rendered with ``values`` (the starting values when None)."""
     parents = story.parents()
     current = parents.get(slide_id)
     while current is not None:
         if story.slides[current].image:
-            return story.slides[current].image
+            return _render(story, story.slides[current].image, values)
         current = parents.get(current)
     return None
 
 
-def prompt_parts(story: Story, slide_id: str) -> list[PromptPart]:
+def _render(story: Story, source: str | None, values: Mapping[str, st.Value] | None) -> str:
+    return st.render(story.sandbox, source or "", st.normalize(story.variables, values))
+
+
+def depends_on_state(story: Story, slide_id: str) -> bool:
+    """Whether the slide's picture description (its image, or its text when it has none, or the carried-over
+    setting) has conditional parts or printed values."""
+    slide = story.slides[slide_id]
+    sources: list[str | None] = [slide.image] if slide.image else [slide.text]
+    if not slide.image:
+        current = story.parents().get(slide_id)
+        while current is not None and not story.slides[current].image:
+            current = story.parents().get(current)
+        if current is not None:
+            sources.append(story.slides[current].image)
+    return any(story.sandbox.is_template(s) for s in sources)
+
+
+def prompt_parts(story: Story, slide_id: str, values: Mapping[str, st.Value] | None = None) -> list[PromptPart]:
     """The candidate parts of a slide's prompt, in prompt order, before any are dropped."""
     slide = story.slides[slide_id]
     spec = story.style.merged(slide.style)
     parts: list[PromptPart] = []
-    if slide.image:
-        parts += [PromptPart(p, SUBJECT, 100 if i == 0 else 90 - i) for i, p in enumerate(_split(slide.image))]
+    image = _render(story, slide.image, values) if slide.image else None
+    if image:
+        parts += [PromptPart(p, SUBJECT, 100 if i == 0 else 90 - i) for i, p in enumerate(_split(image))]
     else:
-        parts.append(PromptPart(describe_text(slide.text), SUBJECT, 100))
+        parts.append(PromptPart(describe_text(_render(story, slide.text, values)), SUBJECT, 100))
     for i, name in enumerate(slide.characters):
         parts.append(PromptPart(story.characters[name], CHARACTER, 80 - i))
     if not slide.image:
-        setting = setting_for(story, slide_id)
+        setting = setting_for(story, slide_id, values)
         if setting:
             parts += [PromptPart(p, SETTING, 50 - i) for i, p in enumerate(_split(setting))]
     parts += [PromptPart(p, STYLE, 70 - i) for i, p in enumerate(_split(spec.prompt))]
@@ -117,16 +143,19 @@ def prompt_parts(story: Story, slide_id: str) -> list[PromptPart]:
 
 
 def compose(story: Story, slide_id: str, count_tokens: TokenCounter | None = None,
-            budget: int = TOKEN_BUDGET) -> Composition:
+            budget: int = TOKEN_BUDGET, values: Mapping[str, st.Value] | None = None) -> Composition:
     """Build the GenerationRequest for one slide, fitting the prompt into CLIP's window.
 
     ``count_tokens`` is the loaded model's tokenizer (see ``Backend.count_tokens``); without one, or while it
-    returns None, tokens are estimated.
+    returns None, tokens are estimated.  ``values`` are the player's variables (``engine.values``; the story's
+    starting values when None): a description with conditional parts is rendered with them and gets its own seed.
     """
     slide = story.slides[slide_id]
     spec = story.style.merged(slide.style)
     # 1. Gather the parts, most important first within each role.
-    kept = prompt_parts(story, slide_id)
+    kept = prompt_parts(story, slide_id, values)
+    variant = ", ".join(p.text for p in kept if p.role in (SUBJECT, SETTING)) if depends_on_state(story, slide_id) \
+        else None
     dropped: list[PromptPart] = []
     measured = True
 
@@ -161,7 +190,7 @@ def compose(story: Story, slide_id: str, count_tokens: TokenCounter | None = Non
     elif spec.seed == -1:
         seed = -1
     else:
-        seed = derive_seed(spec.seed if spec.seed is not None else DEFAULT_SEED, slide_id)
+        seed = derive_seed(spec.seed if spec.seed is not None else DEFAULT_SEED, slide_id, variant)
     defaults = GenerationRequest(prompt="")
     request = GenerationRequest(
         prompt=", ".join(p.text for p in kept),

@@ -19,16 +19,19 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.scalarstring import FoldedScalarString
+from ruamel.yaml.scalarstring import LiteralScalarString
 
+from game import state as st
 from inference.request import MAX_SEED
 from inference.request import GenerationRequest
 from inference.request import RequestError
 from inference.request import resolve_sampler
 from inference.request import resolve_schedule
 
-STORY_KEYS = ("title", "start", "description", "author", "style", "characters", "slides")
-SLIDE_KEYS = ("text", "image", "characters", "choices", "style")
-CHOICE_KEYS = ("text", "to")
+STORY_KEYS = ("title", "start", "description", "author", "style", "characters", "state", "slides", "twine")
+SLIDE_KEYS = ("text", "image", "characters", "choices", "style", "twine")
+CHOICE_KEYS = ("text", "to", "if", "otherwise", "set")
 MAX_CHOICES = 9  # number keys 1-9 pick them
 
 
@@ -59,8 +62,17 @@ STYLE_KEYS = tuple(f.name for f in fields(ImageSpec))
 
 @dataclass(frozen=True)
 class Choice:
+    """A way on: its label, target, optional condition (``if``) and effects (``set``), in order.
+
+    ``otherwise`` says what a player sees while the condition does not hold: ``hide`` (the default) or
+    ``disable`` (shown, greyed out).
+    """
+
     text: str
     to: str
+    condition: str | None = None
+    otherwise: str = st.HIDE
+    effects: tuple[st.Effect, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ class Slide:
     characters: tuple[str, ...] = ()
     choices: tuple[Choice, ...] = ()
     style: ImageSpec = ImageSpec()
+    twine: dict[str, Any] = field(default_factory=dict, hash=False)  # passage name, tags, position (round trip)
 
     @property
     def is_ending(self) -> bool:
@@ -121,6 +134,9 @@ class Story:
     author: str = ""
     warnings: tuple[Problem, ...] = ()
     document: Any = field(default=None, compare=False, repr=False)
+    variables: dict[str, st.Value] = field(default_factory=dict)  # `state:`: each variable's starting value
+    twine: dict[str, Any] = field(default_factory=dict)  # IFID, story format, ... of a story imported from Twine
+    sandbox: st.Sandbox = field(default_factory=st.Sandbox, compare=False, repr=False)
 
     def parents(self) -> dict[str, str | None]:
         """Map each reachable slide to the slide it is first reached from (breadth-first; start -> None)."""
@@ -187,6 +203,17 @@ def style_value_error(key: str, value: Any) -> str | None:
     return None
 
 
+def _plain(value: Any) -> Any:
+    """A ruamel node as plain dicts, lists and scalars."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
 def _line(node: Any, key: Any = None) -> int | None:
     lc = getattr(node, "lc", None)
     if lc is None:
@@ -220,6 +247,9 @@ class _Validator:
         if not isinstance(doc, dict):
             raise StoryError(self.source, [Problem(self.source, "a story must be a YAML mapping with title, start and slides")])
         self.unknown_keys(doc, STORY_KEYS, None, "")
+        self.sandbox = st.Sandbox()
+        self.variables = self.state(doc)
+        self.types = {name: st.kind(value) or "" for name, value in self.variables.items()}
         title = self.text(doc, "title", None, required=True)
         style = self.style(doc.get("style"), doc, None)
         characters = self.characters(doc)
@@ -246,7 +276,8 @@ class _Validator:
         if any(p.severity == "error" for p in self.problems):
             raise StoryError(self.source, self.problems)
         story = Story(self.slug, title, start, slides, style, characters, self.optional_text(doc, "description"),
-                      self.optional_text(doc, "author"), (), doc)
+                      self.optional_text(doc, "author"), (), doc, self.variables, self.twine(doc, None),
+                      self.sandbox)
         reached = story.parents()
         for slide_id in slides:
             if slide_id not in reached:
@@ -328,9 +359,15 @@ class _Validator:
                 if name not in known_characters:
                     self.problem(f"unknown character '{name}'{_suggest(name, known_characters)}; add it under "
                                  "the story's characters", body, "characters", slide=sid, field="characters")
+            if text:
+                self.template(text, body, "text", sid)
+            if image:
+                self.template(image, body, "image", sid)
+            choices = self.choices(body, sid)
+            self.stuck(choices, body, sid)
             slides[sid] = Slide(sid, text.strip(), image.strip() if image else None,
                                 tuple(str(c) for c in characters if c in known_characters),
-                                self.choices(body, sid), self.style(body.get("style"), body, sid))
+                                choices, self.style(body.get("style"), body, sid), self.twine(body, sid))
         return slides
 
     def choices(self, body: dict, sid: str) -> tuple[Choice, ...]:
@@ -352,8 +389,141 @@ class _Validator:
             if not isinstance(target, str) or not target:
                 self.problem("missing: name the slide this choice leads to", item, slide=sid, field=f"choices[{i}].to")
                 continue
-            result.append(Choice(text.strip(), target))
+            field_ = f"choices[{i}]."
+            condition = item.get("if")
+            if isinstance(condition, bool):
+                condition = st.literal(condition)
+            if condition is not None:
+                if not isinstance(condition, str) or not condition.strip():
+                    self.problem(f"must be a condition such as 'lantern' or 'coins > 2', got {condition!r}", item, "if",
+                                 slide=sid, field=field_ + "if")
+                    condition = None
+                else:
+                    self.expression(condition, item, "if", sid, field_ + "if")
+            otherwise = item.get("otherwise", st.HIDE)
+            if otherwise not in (st.HIDE, st.DISABLE):
+                self.problem(f"must be '{st.HIDE}' or '{st.DISABLE}' (shown greyed out), got {otherwise!r}", item,
+                             "otherwise", slide=sid, field=field_ + "otherwise")
+                otherwise = st.HIDE
+            elif "otherwise" in item and condition is None:
+                self.problem("has no effect without an 'if' condition", item, "otherwise", slide=sid,
+                             field=field_ + "otherwise", severity="warning")
+            result.append(Choice(text.strip(), target, condition, otherwise, self.effects(item, sid, field_)))
         return tuple(result)
+
+    # -- state --------------------------------------------------------------------------------------------------
+
+    def state(self, doc: dict) -> dict[str, st.Value]:
+        node = doc.get("state")
+        if node is None:
+            return {}
+        if not isinstance(node, dict):
+            self.problem("must map each variable's name to its starting value (true/false, a number or short text)",
+                         doc, "state", field="state")
+            return {}
+        if len(node) > st.MAX_VARIABLES:
+            self.problem(f"declares {len(node)} variables; at most {st.MAX_VARIABLES}", doc, "state", field="state")
+        result: dict[str, st.Value] = {}
+        for name, value in node.items():
+            message = st.name_error(name) or st.value_error(value)
+            if message:
+                self.problem(message, node, name, field=f"state.{name}")
+            else:
+                result[str(name)] = st.plain(value.strip() if isinstance(value, str) else value)
+        size = st.worst_case_chars(result)
+        if size > st.MAX_STATE_CHARS:
+            self.problem(f"these variables can take {size} characters of a player's session; at most "
+                         f"{st.MAX_STATE_CHARS} fit: use fewer or shorter-named variables, or fewer text ones", doc,
+                         "state", field="state")
+        return result
+
+    def base_line(self, node: Any, key: str) -> int | None:
+        """The line of a field's first line of text (a block scalar starts on the line after its key)."""
+        line = _line(node, key)
+        value = node.get(key) if isinstance(node, dict) else None
+        return line + 1 if line and isinstance(value, (LiteralScalarString, FoldedScalarString)) else line
+
+    def checked(self, source: str, node: Any, key: str, sid: str | None, field: str, expression: bool) -> str | None:
+        """Report what is wrong with an expression or template; return its kind (expressions only)."""
+        base = self.base_line(node, key)
+
+        def report(message: str, offset: int | None, severity: str = "error") -> None:
+            line = base + (offset or 1) - 1 if base else None
+            self.problems.append(Problem(self.source, message, sid, field, line, severity))
+
+        try:
+            names = self.sandbox.names(source, expression)
+            result, mistakes = self.sandbox.kind_of(source, self.types, expression)
+        except st.StateError as exc:
+            report(exc.message, exc.line)
+            return None
+        for name, offset in names:
+            if name not in self.variables:
+                hint = _suggest(name, self.variables) or (" (declare it under the story's state:)" if not
+                                                           self.variables else "")
+                report(f"unknown variable '{name}'{hint}", offset)
+        for message, where in mistakes:
+            report(message, where)
+        return result
+
+    def expression(self, source: str, node: Any, key: str, sid: str | None, field: str) -> str | None:
+        return self.checked(source, node, key, sid, field, True)
+
+    def template(self, source: str, node: Any, key: str, sid: str | None) -> None:
+        if self.sandbox.is_template(source):
+            self.checked(source, node, key, sid, key, False)
+
+    def effects(self, item: dict, sid: str, field_: str) -> tuple[st.Effect, ...]:
+        node = item.get("set")
+        if node is None:
+            return ()
+        if not isinstance(node, dict):
+            self.problem("must map variables to new values, like {lantern: true, coins: coins - 1}", item, "set",
+                         slide=sid, field=field_ + "set")
+            return ()
+        result = []
+        for name, value in node.items():
+            where = f"{field_}set.{name}"
+            if name not in self.variables:
+                self.problem(f"sets '{name}', which is not declared under the story's state:{_suggest(name, self.variables)}",
+                             node, name, slide=sid, field=where)
+                continue
+            if isinstance(value, str):
+                expression, got = value, self.expression(value, node, name, sid, where)
+            elif st.kind(value) is not None and st.value_error(value) is None:
+                expression, got = st.literal(value), st.kind(value)
+            else:
+                self.problem(f"must be a value or an expression, got {value!r}", node, name, slide=sid, field=where)
+                continue
+            want = self.types[str(name)]
+            if got and got != want:
+                self.problem(f"'{name}' holds {want}, but this sets it to {got}"
+                             + (" (write text in quotes inside the YAML string: '\"Ann\"')" if want == "text" else ""),
+                             node, name, slide=sid, field=where)
+            result.append(st.Effect(str(name), expression))
+        return tuple(result)
+
+    def stuck(self, choices: tuple[Choice, ...], body: dict, sid: str) -> None:
+        if not choices or any(c.condition is None for c in choices):
+            return
+        example = st.may_all_fail(self.sandbox, [c.condition or "" for c in choices], self.variables)
+        if example == "may":
+            self.problem("every choice has a condition: if none holds the player is stuck here; add a choice without "
+                         "'if' or make sure one always holds", body, "choices", slide=sid, field="choices",
+                         severity="warning")
+        elif example:
+            self.problem(f"every choice is closed when {example}: the player would be stuck here; add a choice "
+                         "without 'if'", body, "choices", slide=sid, field="choices", severity="warning")
+
+    def twine(self, node: dict, sid: str | None) -> dict[str, Any]:
+        value = node.get("twine")
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(v, (str, int, float, list, dict)) for v in value.values()):
+            self.problem("must be a mapping of Twine details (passage name, tags, position, IFID, format)", node,
+                         "twine", slide=sid, field="twine", severity="warning")
+            return {}
+        return _plain(value)
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ import sys
 import pytest
 import requests
 
-from web.settings import SETTINGS
-from web.settings import settings_from_env
 from tests.support import HTMX
 from tests.support import ROOT
+from web.settings import SETTINGS
+from web.settings import settings_from_env
 
 
 def test_factory_takes_a_config_mapping(make_app, tmp_path):

@@ -1,5 +1,7 @@
 """PlayState moves: start, choose, visit (reload/back/forward/shared link), back, resume."""
 
+import json
+
 import pytest
 
 from game import engine
@@ -70,3 +72,99 @@ def test_state_round_trips_and_the_path_is_capped():
     state = PlayState.from_dict("t", {"at": "a", "path": ["a", "b"] * 50})
     assert len(state.path) == engine.MAX_PATH
     assert PlayState.from_dict("t", state.to_dict()) == state
+
+
+LANTERN = load_story("""\
+title: Lantern
+start: hall
+state: {lantern: false, coins: 3}
+slides:
+  hall:
+    text: "Hall. {% if lantern %}Your lantern glows.{% endif %} Coins: {{ coins }}"
+    image: "a hall{% if lantern %} lit by a lantern{% endif %}"
+    choices:
+      - {text: Take the lantern, to: hall, if: not lantern, set: {lantern: true, coins: coins - 1}}
+      - {text: Go down, to: cellar, if: lantern, otherwise: disable}
+      - {text: Pay, to: cellar, if: coins > 5}
+  cellar:
+    text: The cellar.
+    choices:
+      - {text: Up, to: hall}
+""", "s", "lantern")
+
+
+def test_the_view_renders_text_and_filters_choices_by_state():
+    view = engine.view(LANTERN, engine.start(LANTERN))
+    assert view.text == "Hall.  Coins: 3" and view.image == "a hall"
+    assert [(o.index, o.number, o.text, o.open) for o in view.options] == [(0, 1, "Take the lantern", True),
+                                                                              (1, 2, "Go down", False)]
+    state = engine.choose(LANTERN, engine.start(LANTERN), "hall", 0)
+    view = engine.view(LANTERN, state)
+    assert view.text == "Hall. Your lantern glows. Coins: 2" and view.image == "a hall lit by a lantern"
+    assert [(o.index, o.number, o.open) for o in view.options] == [(1, 1, True)]
+    assert view.step == 1
+
+
+def test_a_closed_choice_cannot_be_taken():
+    with pytest.raises(InvalidChoice, match="“Go down” is not open to you now"):
+        engine.choose(LANTERN, engine.start(LANTERN), "hall", 1)
+    with pytest.raises(InvalidChoice, match="“Pay” is not open"):
+        engine.choose(LANTERN, engine.start(LANTERN), "hall", 2)
+
+
+def test_going_back_restores_the_state_and_choosing_again_never_applies_an_effect_twice():
+    first = engine.start(LANTERN)
+    lit = engine.choose(LANTERN, first, "hall", 0)
+    assert engine.values(LANTERN, lit) == {"lantern": True, "coins": 2}
+    down = engine.choose(LANTERN, lit, "hall", 1)
+    assert (down.at, engine.values(LANTERN, down)) == ("cellar", {"lantern": True, "coins": 2})
+    # back to the first hall page: it shows the slide as it was, with the state it had
+    back = engine.back(LANTERN, engine.back(LANTERN, down))
+    assert engine.view(LANTERN, back).text == "Hall.  Coins: 3"
+    # the same click sent twice from the first page (its step is 0): the lantern is paid for once
+    again = engine.choose(LANTERN, down, "hall", 0, step=0)
+    twice = engine.choose(LANTERN, again, "hall", 0, step=0)
+    assert engine.values(LANTERN, twice) == {"lantern": True, "coins": 2}
+    assert twice.path == ("hall", "hall")
+
+
+def test_a_shared_link_starts_the_receiver_with_the_starting_state():
+    state = engine.visit(LANTERN, None, "cellar")
+    assert (state.path, engine.values(LANTERN, state)) == (("cellar",), {"lantern": False, "coins": 3})
+
+
+def test_leads_to_gives_the_state_each_open_choice_leads_to():
+    nexts = engine.leads_to(LANTERN, "hall", {"lantern": False, "coins": 3})
+    assert [(n.index, n.to, n.values) for n in nexts] == [(0, "hall", {"lantern": True, "coins": 2})]
+    nexts = engine.leads_to(LANTERN, "hall", {"lantern": True, "coins": 9})
+    assert [(n.index, n.to, n.values) for n in nexts] == [(1, "cellar", {"lantern": True, "coins": 9}),
+                                                          (2, "cellar", {"lantern": True, "coins": 9})]
+
+
+def test_state_survives_the_session_and_stays_bounded():
+    state = engine.choose(LANTERN, engine.start(LANTERN), "hall", 0)
+    data = state.to_dict()
+    assert data == {"at": "hall", "path": ["hall", "hall"], "vars": [{}, {"coins": 2, "lantern": True}], "marks": [0, 1]}
+    assert PlayState.from_dict("lantern", data) == state
+    # tampered or stale values are checked: unknown kinds and bad indexes fall back to the starting values
+    assert PlayState.from_dict("lantern", {**data, "marks": [0, 7]}).marks == ()
+    assert PlayState.from_dict("lantern", {**data, "vars": [{}, {"coins": [1] * 99}]}).marks == ()
+    assert engine.values(LANTERN, PlayState("lantern", "hall", ("hall",), ((("coins", "many"),),))) == \
+        {"lantern": False, "coins": 3}
+    # a long walk keeps the session data within its bound, and the current step always
+    for _ in range(60):
+        state = engine.choose(LANTERN, engine.choose(LANTERN, state, "hall", 1), "cellar", 0)
+    assert len(json.dumps(state.to_dict())) <= engine.MAX_PLAY_CHARS
+    assert engine.values(LANTERN, state) == {"lantern": True, "coins": 2}
+
+
+def test_old_sessions_without_state_still_load():
+    state = PlayState.from_dict("lantern", {"at": "cellar", "path": ["hall", "cellar"]})
+    assert engine.values(LANTERN, state) == {"lantern": False, "coins": 3}
+
+
+def test_a_link_with_a_step_picks_one_visit_of_a_repeated_slide():
+    state = engine.choose(LANTERN, engine.choose(LANTERN, engine.start(LANTERN), "hall", 0), "hall", 1)
+    assert engine.values(LANTERN, engine.visit(LANTERN, state, "hall"))["coins"] == 2
+    first = engine.visit(LANTERN, state, "hall", step=0)
+    assert (first.path, engine.values(LANTERN, first)["coins"]) == (("hall",), 3)

@@ -101,3 +101,27 @@ def test_picture_shapes_lists_the_sizes_the_stories_paint_most_used_first():
     assert picture_shapes([wide, TRAIN]) == [(512, 512, False), (768, 512, True)]
     assert picture_shapes([wide], limit=1) == [(512, 512, False)]
     assert picture_shapes([]) == []
+
+
+def test_a_description_that_depends_on_state_gets_its_own_prompt_and_seed():
+    story = load_story("""\
+title: Lantern
+start: hall
+state: {lantern: false}
+style: {seed: 7}
+slides:
+  hall:
+    text: The hall.
+    image: "a hall{% if lantern %}, lit by a lantern{% endif %}"
+    choices: [{text: On, to: cellar}]
+  cellar:
+    text: "{% if lantern %}Shadows dance.{% else %}Darkness.{% endif %}"
+""", "s", "lantern")
+    dark, lit = compose(story, "hall"), compose(story, "hall", values={"lantern": True})
+    assert (dark.request.prompt, lit.request.prompt) == ("a hall", "a hall, lit by a lantern")
+    assert dark.request.seed == derive_seed(7, "hall", "a hall")
+    assert lit.request.seed == derive_seed(7, "hall", "a hall, lit by a lantern") != dark.request.seed
+    assert compose(story, "hall", values={"lantern": False}) == dark  # same description: same picture, same cache entry
+    # a slide painted from its text, with the carried-over setting of the slide before it
+    assert compose(story, "cellar", values={"lantern": True}).request.prompt == "Shadows dance, a hall, lit by a lantern"
+    assert compose(story, "cellar").request.prompt == "Darkness, a hall"

@@ -92,3 +92,87 @@ def test_shipped_stories_are_valid_branching_and_illustrated(path):
     assert set(story.parents()) == set(story.slides)
     assert sum(1 for s in story.slides.values() if len(s.choices) >= 2) >= 8
     assert sum(1 for s in story.slides.values() if s.image) / len(story.slides) >= 0.8
+
+
+STATEFUL = """\
+title: Lantern
+start: hall
+state:
+  lantern: false
+  coins: 3
+  name: Ann
+slides:
+  hall:
+    text: |
+      You are in the hall, {{ name }}.
+      {% if lantern %}The lantern glows.{% else %}It is dark.{% endif %}
+    image: "a hall, {% if lantern %}lit by a lantern{% else %}in darkness{% endif %}"
+    choices:
+      - text: Take the lantern
+        to: hall
+        if: not lantern
+        set: {lantern: true, coins: coins - 1}
+      - text: Go down
+        to: cellar
+        if: lantern
+        otherwise: disable
+  cellar:
+    text: The cellar.
+"""
+
+
+def test_state_declarations_conditions_and_effects_load():
+    story = load_story(STATEFUL, "stories/l.yaml", "l")
+    assert story.variables == {"lantern": False, "coins": 3, "name": "Ann"}
+    take, down = story.slides["hall"].choices
+    assert (take.condition, take.otherwise) == ("not lantern", "hide")
+    assert [(e.var, e.expression) for e in take.effects] == [("lantern", "true"), ("coins", "coins - 1")]
+    assert (down.condition, down.otherwise) == ("lantern", "disable")
+    assert story.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        ("if: lantern\n", "if: lamp\n", "line 20, slide 'hall', field 'choices[1].if': unknown variable 'lamp'"),
+        ("{{ name }}", "{{ nme }}", "line 10, slide 'hall', field 'text': unknown variable 'nme' (did you mean 'name'?)"),
+        ("{% else %}It is dark.", "{% else %}It is dark.{% endif %}{% endif %}",
+         "line 11, slide 'hall', field 'text': does not compile: Encountered unknown tag 'endif'"),
+        ("if: not lantern", "if: not lantern)", "field 'choices[0].if': does not compile"),
+        ("coins: coins - 1", "coins: name", "field 'choices[0].set.coins': 'coins' holds number, but this sets it to text"),
+        ("coins: coins - 1", "coins: coins + name", "field 'choices[0].set.coins': adds a number and text"),
+        ("coins: coins - 1", "gold: 1", "field 'choices[0].set.gold': sets 'gold', which is not declared"),
+        ("if: lantern\n", "if: coins > name\n", "orders number against text"),
+        ("if: lantern\n", "if: name == 3\n", "compares text with number; they are never equal"),
+        ("if: lantern\n", "if: name.__class__\n", "uses reading .attributes, which stories cannot"),
+        ("if: lantern\n", "if: range(9)\n", "uses calling functions"),
+        ("{{ name }}", "{% for x in [1] %}{% endfor %}", "field 'text': uses loops"),
+        ("otherwise: disable", "otherwise: grey", "must be 'hide' or 'disable'"),
+        ("  coins: 3", "  coins: [3]", "field 'state.coins': must be true/false, a number or short text"),
+        ("  coins: 3", "  2coins: 3", "field 'state.2coins': a variable name is a letter"),
+        ("  name: Ann", "  name: " + "A" * 61, "field 'state.name': text values are at most 60 characters"),
+    ],
+)
+def test_state_mistakes_name_slide_field_and_line(before, after, expected):
+    assert before in STATEFUL
+    found = problems(STATEFUL.replace(before, after))
+    assert any(expected in p for p in found), found
+
+
+def test_a_slide_whose_every_choice_can_be_closed_is_a_warning():
+    text = STATEFUL.replace("        if: not lantern\n", "        if: not lantern and coins > 5\n")
+    warnings = [str(w) for w in load_story(text, "s", "l").warnings]
+    assert any("slide 'hall', field 'choices': every choice has a condition" in w for w in warnings), warnings
+    # two true/false variables: every combination is tried and the one that closes everything is named
+    text = STATEFUL.replace("  name: Ann", "  name: Ann\n  key: false").replace("if: not lantern", "if: key")
+    warnings = [str(w) for w in load_story(text, "s", "l").warnings]
+    assert any("every choice is closed when key is false, lantern is false" in w for w in warnings), warnings
+    assert load_story(STATEFUL, "s", "l").warnings == ()  # 'not lantern' and 'lantern' cover each other
+
+
+def test_twine_details_are_kept_on_story_and_slide():
+    text = STATEFUL.replace("slides:\n", "twine: {ifid: ABC, format: Harlowe}\nslides:\n").replace(
+        "  cellar:\n", "  cellar:\n    twine: {name: The Cellar, tags: [dark], position: '100,200'}\n")
+    story = load_story(text, "s", "l")
+    assert story.twine == {"ifid": "ABC", "format": "Harlowe"}
+    assert story.slides["cellar"].twine == {"name": "The Cellar", "tags": ["dark"], "position": "100,200"}
