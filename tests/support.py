@@ -19,6 +19,8 @@ from pathlib import Path
 import requests
 from PIL import Image
 
+from game.story import load_story
+
 ROOT = Path(__file__).resolve().parent.parent
 STORIES = ROOT / "stories"
 
@@ -212,3 +214,22 @@ Cold air. <<if $x>>A rat.<</if>>
 :: Outside
 The sun is out. (link: "Again")[(goto: "Top of the stairs")]
 """
+
+# A small story with state: a lantern to take, coins to spend.
+LANTERN = load_story("""\
+title: Lantern
+start: hall
+state: {lantern: false, coins: 3}
+slides:
+  hall:
+    text: "Hall. {% if lantern %}Your lantern glows.{% endif %} Coins: {{ coins }}"
+    image: "a hall{% if lantern %} lit by a lantern{% endif %}"
+    choices:
+      - {text: Take the lantern, to: hall, if: not lantern, set: {lantern: true, coins: coins - 1}}
+      - {text: Go down, to: cellar, if: lantern, otherwise: disable}
+      - {text: Pay, to: cellar, if: coins > 5}
+  cellar:
+    text: The cellar.
+    choices:
+      - {text: Up, to: hall}
+""", "s", "lantern")

@@ -10,6 +10,7 @@ from game.engine import PlayState
 from game.engine import SlideGone
 from game.story import load_story
 from tests.support import GOOD
+from tests.support import LANTERN
 
 STORY = load_story(GOOD.replace("  b:\n    text: The end.", "  b:\n    text: Middle.\n    choices:\n      - {text: Loop, to: a}\n      - {text: End, to: c}\n  c:\n    text: The end."), "s", "t")
 
@@ -74,23 +75,6 @@ def test_state_round_trips_and_the_path_is_capped():
     assert PlayState.from_dict("t", state.to_dict()) == state
 
 
-LANTERN = load_story("""\
-title: Lantern
-start: hall
-state: {lantern: false, coins: 3}
-slides:
-  hall:
-    text: "Hall. {% if lantern %}Your lantern glows.{% endif %} Coins: {{ coins }}"
-    image: "a hall{% if lantern %} lit by a lantern{% endif %}"
-    choices:
-      - {text: Take the lantern, to: hall, if: not lantern, set: {lantern: true, coins: coins - 1}}
-      - {text: Go down, to: cellar, if: lantern, otherwise: disable}
-      - {text: Pay, to: cellar, if: coins > 5}
-  cellar:
-    text: The cellar.
-    choices:
-      - {text: Up, to: hall}
-""", "s", "lantern")
 
 
 def test_the_view_renders_text_and_filters_choices_by_state():

@@ -12,6 +12,7 @@ from game.twine import export_report
 from game.twine import export_twee
 from game.twine import import_file
 from game.twine import parse_links
+from tests.support import LANTERN
 from tests.support import STORIES
 
 SAMPLES = next((p / "shared" / "twine-samples" for p in Path(__file__).resolve().parents
@@ -311,7 +312,6 @@ slides:
 def test_state_exports_as_the_formats_macros_and_comes_back(fmt):
     import dataclasses
 
-    from tests.test_engine import LANTERN
     story = dataclasses.replace(LANTERN, twine={"format": fmt})
     twee, warnings = export_report(story)
     assert ("(set: $lantern to false)" if fmt == "Harlowe" else "<<set $lantern to false>>") in twee
