@@ -89,7 +89,7 @@ class BackendSettings:
     device: str = "auto"
     dtype: str = "auto"
     model_config: str = "auto"
-    max_size: int = 0
+    max_size: int | None = 0  # None: auto (drafts on a CPU, see DiffusersBackend)
     offline: bool = False
     cache_dir: str | None = None
     api_url: str = ""
@@ -123,7 +123,7 @@ def create_backend(settings: BackendSettings) -> Backend:
 
         if not settings.api_url:
             raise ValueError("backend: 'remote' needs the server's address (--api-url http://HOST:7861)")
-        return RemoteBackend(settings.api_url, settings.api_auth, max_size=settings.max_size)
+        return RemoteBackend(settings.api_url, settings.api_auth, max_size=settings.max_size or 0)
     raise ValueError(f"backend: unknown kind {settings.kind!r}; valid: diffusers, remote")
 
 

@@ -15,7 +15,9 @@ import contextlib
 import copy
 import logging
 import os
+import platform
 import random
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -58,6 +60,7 @@ OWN_LOOP = ("graphs", "max")
 # paying for inductor's code generation on a CPU (inductor itself is covered by the optimize=compile test)
 COMPILE_BACKEND = "inductor"
 MAX_BATCH = 8
+CPU_DRAFT_SIZE = 256  # longer side of pictures painted on a CPU when --max-size is auto
 
 
 class DiffusersBackend:
@@ -71,7 +74,8 @@ class DiffusersBackend:
         model_config (`str`, *optional*, defaults to ``"auto"``): for a single checkpoint file, ``sd21-base``
             or ``sd21-v``; ``auto`` goes by the file name (768, or 512/base) and else asks the UNet itself.
         max_size (`int`, *optional*, defaults to 0): when set, pictures are painted with their longer side at
-            most this many pixels (reported in each result's info); 0 paints the requested size.
+            most this many pixels (reported in each result's info); 0 paints the requested size; None ("auto")
+            paints drafts of at most `CPU_DRAFT_SIZE` pixels on a machine without a GPU and full size on one.
         offline (`bool`, *optional*): never contact the Hugging Face hub.
         cache_dir (`str`, *optional*): where hub downloads are kept.
         optimize (`str`, *optional*, defaults to ``"auto"``): ``none``, ``channels_last``, ``compile`` (channels_last
@@ -94,7 +98,7 @@ class DiffusersBackend:
         device: str = "auto",
         dtype: str = "auto",
         model_config: str = "auto",
-        max_size: int = 0,
+        max_size: int | None = 0,
         offline: bool = False,
         cache_dir: str | None = None,
         optimize: str = "auto",
@@ -117,7 +121,10 @@ class DiffusersBackend:
         self.device = device
         self.dtype = dtype
         self.model_config = model_config
-        self.max_size = max_size
+        # "auto" is decided here, once, without importing torch (the app must start in well under a second), so the
+        # cache keys made before the model loads already name the size pictures will be painted at.
+        self.auto_draft = max_size is None and not gpu_likely(device)
+        self.max_size = (CPU_DRAFT_SIZE if self.auto_draft else 0) if max_size is None else max_size
         self.offline = offline
         self.cache_dir = cache_dir
         self.optimize = optimize
@@ -172,10 +179,13 @@ class DiffusersBackend:
                 # a cache in the instance folder lets a restart reuse the compiled kernels
                 os.environ["TORCHINDUCTOR_CACHE_DIR"] = self.compile_cache
                 os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+            quiet_torchvision_notices()
             import torch
 
             self._torch = torch
             device, dtype = _pick_device(torch, self.device, self.dtype)
+            if device == "cpu":
+                say_cpu(str(dtype).split(".")[-1], self.max_size, self.auto_draft)
             self._status = BackendStatus(LOADING, f"Loading {self.model} onto {device}…")
             pipe = self._load_pipeline(torch, dtype, device)
             pipe = pipe.to(device)
@@ -271,7 +281,9 @@ class DiffusersBackend:
         from diffusers import StableDiffusionPipeline
 
         path = Path(os.path.expanduser(self.model))
-        common = {"dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
+        # No safety checker and no image processor: neither is used for painting (and the processor's loading
+        # printed two "install torchvision" notices on every start).
+        common = {"dtype": dtype, "safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
         if path.is_dir():
             if not (path / "model_index.json").is_file():
                 raise FileNotFoundError(f"{path} is a folder but holds no model_index.json (not a diffusers model)")
@@ -282,7 +294,10 @@ class DiffusersBackend:
             return pipe
         if looks_like_path(self.model):
             raise FileNotFoundError(f"no such file or folder: {path}")
-        log.info("fetching %s from the Hugging Face hub (progress below)", self.model)
+        if self.offline:
+            log.info("loading %s from this machine's Hugging Face cache (--offline: no download)", self.model)
+        else:
+            log.info("fetching %s from the Hugging Face hub if it is not cached yet (progress below)", self.model)
         return StableDiffusionPipeline.from_pretrained(
             self.model, local_files_only=self.offline, cache_dir=self.cache_dir, **common
         )
@@ -446,12 +461,41 @@ def _pick_device(torch: Any, device: str, dtype: str) -> tuple[str, Any]:
         raise RuntimeError(f"device: unknown value {device!r}; valid: auto, cuda, cuda:N, mps, cpu")
     if dtype == "auto":
         dtype = "fp32" if device == "cpu" else "fp16"
-    if device == "cpu":
-        log.warning(
-            "No GPU in use: painting on the CPU in %s. A 512x512 picture takes minutes this way; "
-            "start with --max-size 256 for quicker drafts, or point Lanternslide at a GPU server.", dtype
-        )
     return device, getattr(torch, DTYPES[dtype])
+
+
+def say_cpu(dtype: str, max_size: int, auto_draft: bool) -> None:
+    """Tell once, at start, what painting on the CPU means and what the user can change."""
+    if auto_draft:
+        log.warning("No GPU in use: painting on the CPU in %s, as drafts of at most %d pixels (a full-size 512x512 "
+                    "picture takes minutes on a CPU). --max-size 0 paints full size; a GPU server is faster either "
+                    "way (--backend remote).", dtype, max_size)
+    elif not max_size or max_size > CPU_DRAFT_SIZE:
+        log.warning("No GPU in use: painting on the CPU in %s. A 512x512 picture takes minutes this way; "
+                    "--max-size %d paints quicker drafts, or point Lanternslide at a GPU server.", dtype,
+                    CPU_DRAFT_SIZE)
+    else:
+        log.info("No GPU in use: painting on the CPU in %s, at most %d pixels a side.", dtype, max_size)
+
+
+def gpu_likely(device: str) -> bool:
+    """Whether ``device`` will be a GPU, told without importing torch: an explicit cuda/mps, or for ``auto`` an
+    NVIDIA driver on this machine or an Apple Silicon Mac."""
+    if device != "auto":
+        return device != "cpu"
+    if Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists():
+        return True
+    return sys.platform == "darwin" and platform.machine() == "arm64"
+
+
+def quiet_torchvision_notices() -> None:
+    """transformers says at import that some image processors "require torchvision": we use none of them."""
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "requires torchvision" not in record.getMessage()
+
+    for name in ("transformers", "transformers.utils.import_utils", "transformers.image_processing_utils"):
+        logging.getLogger(name).addFilter(_Drop())
 
 
 def looks_like_path(model: str) -> bool:
@@ -477,9 +521,12 @@ def explain_load_failure(model: str, exc: Exception, offline: bool) -> BackendSt
     if name in ("LocalEntryNotFoundError", "OfflineModeIsEnabled") or any(words in lowered for words in not_here):
         return BackendStatus(
             FAILED,
-            f"The weights of {model} are not on this machine, and they could not be downloaded.",
-            "Connect to the internet once and start again (they are cached), or download them elsewhere "
-            f"(hf download {model} --local-dir sd21) and start with --model PATH_TO_THAT_FOLDER.",
+            f"The weights of {model} are not on this machine, and "
+            + ("--offline forbids downloading them." if offline else "they could not be downloaded."),
+            ("Start once without --offline to download them (they are kept), or " if offline else
+             "Connect to the internet once and start again (they are kept), or ")
+            + f"download them elsewhere (hf download {model} --local-dir sd21) and start with "
+            "--model PATH_TO_THAT_FOLDER.",
         )
     if name in ("RepositoryNotFoundError", "GatedRepoError") or "404" in text:
         return BackendStatus(

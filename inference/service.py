@@ -524,7 +524,8 @@ def build_service(settings: Mapping[str, Any], instance: Path, backend: Backend 
         backend = create_backend(BackendSettings(
             kind=settings["BACKEND"], api_url=settings["API_URL"], api_auth=settings["API_AUTH"],
             model=settings["MODEL"], device=settings["DEVICE"], dtype=settings["DTYPE"],
-            model_config=settings["MODEL_CONFIG"], max_size=settings["MAX_SIZE"], offline=settings["OFFLINE"],
+            model_config=settings["MODEL_CONFIG"],
+            max_size=None if settings["MAX_SIZE"] == "auto" else settings["MAX_SIZE"], offline=settings["OFFLINE"],
             cache_dir=settings["HF_CACHE"] or None, optimize=settings["OPTIMIZE"], deepcache=settings["DEEPCACHE"],
             compile_cache=str(instance / "inductor"), warmup=warmup))
         backend.start()

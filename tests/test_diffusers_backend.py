@@ -286,3 +286,22 @@ def test_deepcache_runs_keeps_size_and_determinism(tiny_model, backend):
 def test_deepcache_and_compile_do_not_mix():
     with pytest.raises(ValueError, match="cannot be combined with optimize=compile"):
         DiffusersBackend("x", optimize="compile", deepcache=3)
+
+
+def test_max_size_auto_paints_drafts_on_a_cpu_and_full_size_on_a_gpu_and_the_cache_key_says_which(tmp_path):
+    cpu = DiffusersBackend("some/model", device="cpu", max_size=None)
+    gpu = DiffusersBackend("some/model", device="cuda", max_size=None)
+    assert (cpu.max_size, cpu.auto_draft) == (256, True)
+    assert (gpu.max_size, gpu.auto_draft) == (0, False)
+    assert DiffusersBackend("some/model", device="cpu", max_size=0).max_size == 0  # an explicit 0 is full size
+    assert cpu.identity(tmp_path) != gpu.identity(tmp_path)
+
+
+def test_offline_says_offline_and_how_to_get_the_weights():
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from inference.diffusers_backend import explain_load_failure
+
+    status = explain_load_failure("owner/model", LocalEntryNotFoundError("not cached"), offline=True)
+    assert "--offline forbids downloading them" in status.message
+    assert "Start once without --offline" in status.hint and "connect to the internet" not in status.hint.lower()

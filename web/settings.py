@@ -25,6 +25,16 @@ def boolean(value: str) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+def size_or_auto(value: str | int) -> str | int:
+    """``auto`` or a whole number of pixels (0 = no limit)."""
+    if str(value).strip().lower() == "auto":
+        return "auto"
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"expected auto, 0 or a number of pixels, got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its config key, flag, environment variable, default, type and help text."""
@@ -66,8 +76,9 @@ SETTINGS = (
             choices=("auto", "none", "channels_last", "compile", "graphs", "max")),
     Setting("DEEPCACHE", 0, "reuse the UNet's deep features, recomputing them every N steps (DeepCache: faster, "
             "slightly different pictures; 2-5 typical; 0 = off; not with --optimize compile)", int),
-    Setting("MAX_SIZE", 0, "paint pictures with their longer side at most this many pixels (0 = as the story asks);"
-            " 256 makes CPU drafts bearable", int),
+    Setting("MAX_SIZE", "auto", "paint pictures with their longer side at most this many pixels: auto (256 on a machine "
+            "without a GPU, where a full-size picture takes minutes; as the story asks on a GPU), 0 (always as the "
+            "story asks) or a number", size_or_auto),
     Setting("OFFLINE", False, "never contact the Hugging Face hub (use cached or local weights only)", boolean),
     Setting("HF_CACHE", "", "folder for downloaded weights (default: the Hugging Face cache)"),
     Setting("STORIES", str(ROOT / "stories"), "folder of story files (<slug>.yaml)", game_only=True),
