@@ -12,6 +12,8 @@ import dataclasses
 import difflib
 import io
 from collections import deque
+from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import fields
@@ -140,15 +142,12 @@ class Story:
 
     def parents(self) -> dict[str, str | None]:
         """Map each reachable slide to the slide it is first reached from (breadth-first; start -> None)."""
-        parents: dict[str, str | None] = {self.start: None}
-        queue = deque([self.start])
-        while queue:
-            current = queue.popleft()
-            for choice in self.slides[current].choices:
-                if choice.to not in parents:
-                    parents[choice.to] = current
-                    queue.append(choice.to)
-        return parents
+        return {sid: parent for sid, (parent, _) in self.walk().items()}
+
+    def walk(self) -> dict[str, tuple[str | None, int]]:
+        """Each reachable slide, breadth-first from the start, with the slide it is first reached from and its
+        distance from the start."""
+        return breadth_first(self.start, lambda sid: [c.to for c in self.slides[sid].choices])
 
     @property
     def endings(self) -> list[str]:
@@ -544,6 +543,20 @@ class GraphEdge:
     broken: bool = False
 
 
+def breadth_first(start: str, targets: Callable[[str], Iterable[str]]) -> dict[str, tuple[str | None, int]]:
+    """Walk a graph breadth-first from ``start``: each node reached, with the node it was first reached from (None
+    for the start) and its distance from the start.  ``targets(node)`` lists where a node leads."""
+    reached: dict[str, tuple[str | None, int]] = {start: (None, 0)}
+    queue = deque([start])
+    while queue:
+        current = queue.popleft()
+        for target in targets(current):
+            if target not in reached:
+                reached[target] = (current, reached[current][1] + 1)
+                queue.append(target)
+    return reached
+
+
 def story_graph(document: Any) -> tuple[list[GraphNode], list[GraphEdge]]:
     """Slides as nodes laid out in columns by distance from the start, choices as edges; works on broken stories."""
     slides = document.get("slides") if isinstance(document, dict) else None
@@ -554,17 +567,8 @@ def story_graph(document: Any) -> tuple[list[GraphNode], list[GraphEdge]]:
         choices = body.get("choices") if isinstance(body, dict) else None
         targets[str(sid)] = [str(c.get("to")) for c in choices or [] if isinstance(c, dict) and c.get("to")]
     start = str(document.get("start", ""))
-    depth: dict[str, int] = {}
-    if start in targets:
-        depth[start] = 0
-        queue = deque([start])
-        while queue:
-            current = queue.popleft()
-            for target in targets.get(current, []):
-                if target not in depth:
-                    depth[target] = depth[current] + 1
-                    if target in targets:
-                        queue.append(target)
+    depth = {sid: d for sid, (_, d) in breadth_first(start, lambda sid: targets.get(sid, [])).items()
+             } if start in targets else {}
     last = max(depth.values(), default=0) + 1
     rows: dict[int, int] = {}
     nodes = []

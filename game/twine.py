@@ -15,7 +15,6 @@ import html
 import json
 import re
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from dataclasses import field
 from html.parser import HTMLParser
@@ -1600,14 +1599,7 @@ def export_report(story: Story) -> tuple[str, list[str]]:
     elif start_values:
         warnings.append(f"the starting values are set in the start passage ({fmt} has no startup passage); "
                         "they are set again whenever it is visited")
-    depth: dict[str, int] = {story.start: 0}
-    queue = deque([story.start])
-    while queue:
-        current = queue.popleft()
-        for choice in story.slides[current].choices:
-            if choice.to not in depth:
-                depth[choice.to] = depth[current] + 1
-                queue.append(choice.to)
+    depth = {sid: d for sid, (_, d) in story.walk().items()}
     column: dict[int, int] = {}
     for slide in story.slides.values():
         level = depth.get(slide.id, max(depth.values(), default=0) + 1)
