@@ -118,6 +118,7 @@ SETTINGS = (
     Setting("PLAYER_QUEUE_LIMIT", 6, "pictures one client may have waiting at once", int),
     Setting("GENERATION_TIMEOUT", 300, "seconds before a picture that is still painting is given up", int),
     Setting("ADMIN_PASSWORD", "", "password of the admin pages (default: generated once, printed, kept in the instance folder)"),
+    Setting("ADMIN_SESSION_HOURS", 12.0, "hours an admin sign-in lasts (sign-out and a new password end it sooner)", float),
     Setting("LOG_LEVEL", "info", "logging detail: debug, info, warning or error",
             choices=("debug", "info", "warning", "error")),
 )
@@ -170,7 +171,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     api.init_app(app, app.extensions["images"], app.config["MODEL"], app.config["SDAPI_AUTH"],
                  flags={k.lower(): v for k, v in app.config.items() if k in {x.key for x in SETTINGS}},
                  limit=limiter.limit(app.config["RATE_LIMIT"]))
-    admin.init_app(app, limiter)
+    admin.init_app(app)
     app.cli.add_command(bake_command)
     app.add_template_filter(lambda seconds: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)), "timestamp")
     for code in (400, 404, 405, 413, 429, 500):
