@@ -506,6 +506,9 @@ def job_card(key: str) -> ResponseReturnValue:
     """One preview, polled until it is painted: progress, a rough preview, then the picture and a Keep button."""
     from inference.request import to_data_url
 
+    if not re.fullmatch(r"[0-9A-Za-z]{1,128}", key):  # job keys are hex digests; anything else names no preview
+        return flash_page("Not found", "There is no preview with that id.", 404,
+                          [(url_for("admin.stories"), "Back to the stories")])
     snap = current_app.extensions["images"].lookup(key)
     if snap is None:
         return render_template("partials/tune_card.html", key=key, snap=None, gone=True), 404
@@ -529,8 +532,12 @@ def keep(slug: str, slide_id: str) -> ResponseReturnValue:
 
     from game.prompts import compose
 
-    story, composition, values = tuning_request(slug, slide_id, request.form)
-    chosen = composition.request.replace(seed=int(request.form.get("chosen_seed", composition.request.seed)))
+    back = [(url_for("admin.tune", slug=slug, slide_id=slide_id), "Back")]
+    try:
+        story, composition, values = tuning_request(slug, slide_id, request.form)
+        chosen = composition.request.replace(seed=int(request.form.get("chosen_seed", composition.request.seed)))
+    except ValueError as exc:  # a form value that is no number (RequestError is one too)
+        return flash_page("Not kept", str(exc)[:300], 422, back)
     original = compose(library().get(slug), slide_id, current_app.extensions["backend"].count_tokens).request
     text, revision = library().text(slug)
     document = yaml_parser().load(io.StringIO(text))
@@ -548,7 +555,7 @@ def keep(slug: str, slide_id: str) -> ResponseReturnValue:
         return flash_page("Not kept", "The story changed since this page was opened; open the slide again and retry.",
                           409, [(url_for("admin.tune", slug=slug, slide_id=slide_id), "Open the slide again")])
     except InvalidStory as exc:
-        return flash_page("Not kept", str(exc), 422, [(url_for("admin.tune", slug=slug, slide_id=slide_id), "Back")])
+        return flash_page("Not kept", str(exc), 422, back)
     return redirect(url_for("admin.tune", slug=slug, slide_id=slide_id, kept=chosen.seed), 303)
 
 

@@ -375,7 +375,7 @@ class _Validator:
                 self.problem(exc.message, node, key, slide=slide_id, field="style.scheduler")
         if any(p.severity == "error" for p in self.problems) or self.dropped["error"]:
             raise StoryError(self.source, self.finish())
-        story = Story(self.slug, title, start, slides, style, characters, self.optional_text(doc, "description"),
+        story = Story(self.slug, title, str(start), slides, style, characters, self.optional_text(doc, "description"),
                       self.optional_text(doc, "author"), (), doc)
         reached = story.parents()
         for slide_id in slides:
