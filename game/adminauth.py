@@ -79,7 +79,8 @@ class AdminSessions:
 
     Args:
         path (`Path`): the file, in the instance folder.
-        lifetime (`float`): seconds a session lasts from its sign-in.
+        lifetime (`float`): seconds a session lasts from its sign-in (the current setting counts, so lowering it
+            shortens sessions already open).
         max_sessions (`int`): open sessions kept at most; past it the one expiring first is ended.
     """
 
@@ -91,7 +92,7 @@ class AdminSessions:
         self.clock = clock
         self._lock = threading.Lock()
         self.password = ""  # the hash of the admin password these sessions were opened with
-        self._sessions: dict[str, float] = {}  # sha256(token) -> expiry time
+        self._sessions: dict[str, float] = {}  # sha256(token) -> when it was opened
         try:
             data = json.loads(path.read_text())
             self.password = str(data.get("password", ""))
@@ -116,10 +117,10 @@ class AdminSessions:
         token = secrets.token_urlsafe(32)
         now = self.clock()
         with self._lock:
-            self._sessions = {k: t for k, t in self._sessions.items() if t > now}
-            while len(self._sessions) >= self.max_sessions:
+            self._sessions = {k: t for k, t in self._sessions.items() if t + self.lifetime > now}
+            while len(self._sessions) >= self.max_sessions:  # the oldest goes first
                 del self._sessions[min(self._sessions, key=self._sessions.__getitem__)]
-            self._sessions[_digest(token)] = now + self.lifetime
+            self._sessions[_digest(token)] = now
             self._save()
         return token
 
@@ -127,8 +128,8 @@ class AdminSessions:
         if not isinstance(token, str) or not token:
             return False
         with self._lock:
-            expires = self._sessions.get(_digest(token))
-        return expires is not None and expires > self.clock()
+            opened = self._sessions.get(_digest(token))
+        return opened is not None and opened + self.lifetime > self.clock()
 
     def close(self, token: object) -> None:
         if isinstance(token, str):
@@ -139,7 +140,7 @@ class AdminSessions:
     def close_all(self) -> int:
         """End every session; return how many were open."""
         with self._lock:
-            count = sum(t > self.clock() for t in self._sessions.values())
+            count = sum(t + self.lifetime > self.clock() for t in self._sessions.values())
             self._sessions = {}
             self._save()
         return count

@@ -446,8 +446,8 @@ class _Validator:
         for slide_id, body in node.items():
             sid = str(slide_id) if isinstance(slide_id, (str, int)) and not isinstance(slide_id, bool) else None
             if sid is None or not SLIDE_ID_RE.fullmatch(sid):
-                self.problem(f"slide id {shown(slide_id)} cannot be part of an address: use up to 64 letters, "
-                             "digits, - and _", node, slide_id, field="slides")
+                self.problem(f"the id {shown(slide_id)} cannot be part of the slide's address (/play/story/slide): "
+                             "use up to 64 letters, digits, - and _", node, slide_id, slide=sid)
                 continue
             if sid in self.keys:
                 self.problem(f"slide id '{sid}' appears twice", node, slide_id, slide=sid)
