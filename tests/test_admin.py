@@ -453,3 +453,14 @@ def test_expired_sign_ins_are_sent_to_the_login_page(make_app):
     assert client.get("/admin/").status_code == 200
     app.extensions["admin_sessions"].lifetime = 0  # as if the hour had passed
     assert client.get("/admin/").headers["Location"] == "/admin/login?next=/admin/"
+
+
+def test_the_dashboard_offers_sign_out_everywhere(make_app):
+    app = make_app(ADMIN_PASSWORD="open sesame")
+    laptop, phone = app.test_client(), app.test_client()
+    sign_in(laptop)
+    sign_in(phone)
+    page = laptop.get("/admin/").get_data(as_text=True)
+    assert 'name="everywhere" value="1"' in page and "Sign out everywhere" in page
+    laptop.post("/admin/logout", data={"csrf_token": csrf_token(laptop, "/admin/"), "everywhere": "1"})
+    assert phone.get("/admin/").status_code == 302 and laptop.get("/admin/").status_code == 302
