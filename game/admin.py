@@ -86,12 +86,13 @@ def check_password(password: str, username_ok: bool = True) -> bool:
     Raises `TooManyTries` when this client is over the limit.  The person at this computer (without a proxy in
     front) is not limited, the same as for every other limit.
     """
-    client = "" if current_app.extensions["on_this_machine"]() else (request.remote_addr or "")
-    guard: SignInGuard = current_app.extensions["admin_guard"]
-    wait = guard.begin(client)
-    if wait is not None and client:
-        log.warning("admin sign-in refused for %s: too many wrong passwords", client)
-        raise TooManyTries(wait)
+    guard: SignInGuard | None = None
+    if not current_app.extensions["on_this_machine"]():
+        guard, client = current_app.extensions["admin_guard"], request.remote_addr or ""
+        wait = guard.begin(client)
+        if wait is not None:
+            log.warning("admin sign-in refused for %s: too many wrong passwords", client)
+            raise TooManyTries(wait)
     ok = False
     try:
         ok = bool(password) and check_password_hash(current_app.extensions["admin_password"], password) and username_ok
@@ -99,7 +100,8 @@ def check_password(password: str, username_ok: bool = True) -> bool:
             log.warning("failed admin sign-in from %s", request.remote_addr)
             time.sleep(FAILED_LOGIN_DELAY)
     finally:
-        guard.end(client, ok)
+        if guard is not None:
+            guard.end(client, ok)
     return ok
 
 
