@@ -57,7 +57,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not api_alone:
         rate_limit(play.bp)
         app.register_blueprint(play.bp)
-        init_admin(app, limiter)
+        init_admin(app)
         app.cli.add_command(bake_command)
     sdapi.init_app(app, flags={k.lower(): v for k, v in app.config.items() if k in {x.key for x in SETTINGS}},
                    limit=rate_limit)

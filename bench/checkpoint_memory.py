@@ -61,13 +61,12 @@ def make_file(path: Path) -> None:
 
 def measure(path: Path, dtype_name: str, loader: str) -> None:
     """One case, in this (fresh) process: print peak and final RSS in MB."""
+    import diffusers  # noqa: F401 - imported before the clock starts, as both loaders need it
     import torch
+    import transformers  # noqa: F401
 
     from inference.checkpoints import CONFIGS_DIR
     from inference.checkpoints import load_single_file
-
-    import diffusers  # noqa: F401 - imported before the clock starts, as both loaders need it
-    import transformers  # noqa: F401
 
     dtype = {"fp16": torch.float16, "fp32": torch.float32}[dtype_name]
     before = rss_mb()

@@ -11,12 +11,13 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
+import secrets
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from game.story import MAX_STORY_BYTES
 from game.story import Problem
 from game.story import Story
 from game.story import StoryError
@@ -52,6 +53,14 @@ class StaleRevision(LibraryError):
         super().__init__(f"story '{slug}' was changed elsewhere (now at revision {current}); your save was not written")
         self.current = current
         self.text = text
+
+
+class StoryTooLarge(LibraryError):
+    """The story file is larger than a story may be: it is listed as broken, and not opened for editing."""
+
+    def __init__(self, source: str, size: int):
+        super().__init__(f"{source} is {size:,} bytes; a story file may be at most {MAX_STORY_BYTES:,} bytes. "
+                         "Shrink it or remove it from the stories folder.")
 
 
 class StoryExists(LibraryError):
@@ -134,6 +143,7 @@ class StoryLibrary:
         self.revisions_folder = Path(revisions) if revisions else self.folder / ".revisions"
         self.keep = keep
         self._cache: dict[str, tuple[tuple[int, int], StoryEntry]] = {}
+        self._parsing: dict[str, threading.Lock] = {}  # one parse per file at a time; other readers wait for it
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
 
@@ -174,34 +184,54 @@ class StoryLibrary:
         except FileNotFoundError:
             with self._lock:
                 self._cache.pop(slug, None)
+                self._parsing.pop(slug, None)
             return None
         stamp = (stat.st_mtime_ns, stat.st_size)
         with self._lock:
             cached = self._cache.get(slug)
+            parsing = self._parsing.setdefault(slug, threading.Lock())
         if cached and cached[0] == stamp:
             return cached[1]
+        with parsing:
+            with self._lock:
+                cached = self._cache.get(slug)
+            if cached and cached[0] == stamp:  # parsed by another reader while this one waited
+                return cached[1]
+            entry = self._parse(slug, path, stat.st_size)
+            with self._lock:
+                self._cache[slug] = (stamp, entry)
+        return entry
+
+    def _parse(self, slug: str, path: Path, size: int) -> StoryEntry:
+        """Check one story file; whatever is wrong with it, return an entry (broken when it cannot be played)."""
+        source = f"{self.folder.name}/{path.name}"
+        if size > MAX_STORY_BYTES:  # never read: a file on disk is held to the upload cap too
+            log.warning("story %s is broken: %s bytes, more than %s", source, size, MAX_STORY_BYTES)
+            return StoryEntry(slug, path, _revision(f"{size}:{path.stat().st_mtime_ns}".encode()), None,
+                              (Problem(source, f"is {size:,} bytes; a story file may be at most "
+                                               f"{MAX_STORY_BYTES:,} bytes"),))
         data = path.read_bytes()
         revision = _revision(data)
-        source = f"{self.folder.name}/{path.name}"
         try:
             text = data.decode("utf-8")
             story = load_story(text, source, slug)
-            entry = StoryEntry(slug, path, revision, story, story.warnings)
+            return StoryEntry(slug, path, revision, story, story.warnings)
         except UnicodeDecodeError as exc:
-            entry = StoryEntry(slug, path, revision, None, (Problem(source, f"is not UTF-8 text ({exc.reason})"),))
+            return StoryEntry(slug, path, revision, None, (Problem(source, f"is not UTF-8 text ({exc.reason})"),))
         except StoryError as exc:
-            entry = StoryEntry(slug, path, revision, None, tuple(exc.problems))
             log.warning("story %s is broken:\n%s", source, exc)
-        with self._lock:
-            self._cache[slug] = (stamp, entry)
-        return entry
+            return StoryEntry(slug, path, revision, None, tuple(exc.problems))
+        except Exception:  # noqa: BLE001 - one bad file must never stop the others from being listed and played
+            log.exception("story %s could not be checked", source)
+            return StoryEntry(slug, path, revision, None,
+                              (Problem(source, "could not be checked (a bug in Lanternslide; see the server log)"),))
 
     # -- changing stories: atomic, checked against the revision the edit started from, old versions kept ---------
 
     def text(self, slug: str) -> tuple[str, str]:
         """The file's text and its revision."""
         entry = self.entry(slug)
-        return entry.path.read_text(encoding="utf-8"), entry.revision
+        return _read_text(entry.path, f"{self.folder.name}/{entry.path.name}"), entry.revision
 
     def check(self, slug: str, text: str) -> StoryEntry:
         """Validate ``text`` as story ``slug`` without writing it; raise `InvalidStory` with every problem."""
@@ -219,7 +249,7 @@ class StoryLibrary:
         with self._write_lock:
             exists = path.exists()
             if exists:
-                current_text = path.read_text(encoding="utf-8")
+                current_text = _read_text(path, f"{self.folder.name}/{path.name}")
                 current = _revision(current_text.encode("utf-8"))
                 if base_revision != current:
                     raise StaleRevision(slug, current, current_text)
@@ -240,7 +270,7 @@ class StoryLibrary:
         with self._write_lock:
             if not path.exists():
                 raise StoryNotFound(slug)
-            current_text = path.read_text(encoding="utf-8")
+            current_text = _read_text(path, f"{self.folder.name}/{path.name}")
             if _revision(current_text.encode("utf-8")) != base_revision:
                 raise StaleRevision(slug, _revision(current_text.encode("utf-8")), current_text)
             kept = self._keep(slug, current_text)
@@ -296,12 +326,29 @@ def _revision(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 
 
+def _read_text(path: Path, source: str) -> str:
+    """A story file's text; `StoryTooLarge` (without reading it) when it is larger than a story may be."""
+    size = path.stat().st_size
+    if size > MAX_STORY_BYTES:
+        raise StoryTooLarge(source, size)
+    return path.read_text(encoding="utf-8")
+
+
 def _write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename it over: readers see the old or the new file, never half."""
+    """Write to a temporary file beside ``path`` and rename it over: readers see the old or the new file, never half.
+
+    The file keeps the mode it had; a new one gets the folder's usual mode (0666 less the umask, as an editor
+    would make it), not the 0600 of a temporary file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            try:
+                os.fchmod(f.fileno(), path.stat().st_mode & 0o7777)
+            except FileNotFoundError:
+                pass
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

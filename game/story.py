@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import io
+import itertools
+import re
 from collections import deque
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -20,7 +22,13 @@ from dataclasses import fields
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.composer import Composer
+from ruamel.yaml.composer import ComposerError
+from ruamel.yaml.composer import MaxDepthExceededError
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.nodes import MappingNode
+from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.scalarstring import FoldedScalarString
 from ruamel.yaml.scalarstring import LiteralScalarString
 
@@ -35,6 +43,42 @@ STORY_KEYS = ("title", "start", "description", "author", "style", "characters", 
 SLIDE_KEYS = ("text", "image", "characters", "choices", "style", "twine")
 CHOICE_KEYS = ("text", "to", "if", "otherwise", "set")
 MAX_CHOICES = 9  # number keys 1-9 pick them
+# Bounds on a story file, whether uploaded or placed in the stories folder (a hostile file must cost little and
+# stay one broken story in the list): its size (the upload cap), how deep it nests (a story needs about 6 levels),
+# how far its aliases (*name) may expand it, and how much of it any message repeats.
+MAX_STORY_BYTES = 1024 * 1024
+MAX_DEPTH = 32
+MAX_EXPANSION = 2 * MAX_STORY_BYTES  # characters of the file once every alias is written out
+MAX_VALUES = 20_000  # keys, values and items (about 1,500 slides); each costs ruamel ~0.1 ms to parse
+MAX_PROBLEMS = 50  # of each severity; past it, "... and N more"
+MAX_MESSAGE = 300  # characters of one problem's message
+SLIDE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a slide id is part of its address: /play/<story>/<slide>
+
+
+def shown(value: Any, depth: int = 0) -> str:
+    """A value as an error message quotes it, at most about 80 characters: never the whole of a large or nested
+    value (a hostile file's value may expand to megabytes; only its first few items are looked at)."""
+    if isinstance(value, str):
+        text = repr(value[:60]) + ("…" if len(value) > 60 else "")
+    elif isinstance(value, bool) or value is None or isinstance(value, float):
+        text = repr(value)
+    elif isinstance(value, int):
+        text = repr(value) if -10**30 < value < 10**30 else "a number of more than 30 digits"
+    elif isinstance(value, (dict, list, tuple)):
+        if depth >= 2:
+            return "{…}" if isinstance(value, dict) else "[…]"
+        items = list(itertools.islice(value.items() if isinstance(value, dict) else value, 4))
+        parts = [f"{shown(k, depth + 1)}: {shown(v, depth + 1)}" if isinstance(value, dict) else shown(k, depth + 1)
+                 for k, v in (items if isinstance(value, dict) else [(i, None) for i in items])]
+        inner = ", ".join(parts[:3]) + (", …" if len(value) > 3 else "")
+        text = "{" + inner + "}" if isinstance(value, dict) else "[" + inner + "]"
+    else:
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _cut(text: str, limit: int = MAX_MESSAGE) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -154,9 +198,54 @@ class Story:
         return [s.id for s in self.slides.values() if s.is_ending]
 
 
+class _Refused(ComposerError):
+    """The file is valid YAML, but too costly to load (see `BoundedComposer`)."""
+
+
+class BoundedComposer(Composer):
+    """ruamel's composer, refusing what would make a small file expensive to load, check or show.
+
+    Nodes are composed once even when aliases repeat them (``*name`` is a reference), but whatever walks or prints
+    the loaded document pays for every repetition: a 400-byte file of nested aliases expands to gigabytes.  Each
+    node's expanded size (characters of its scalars, aliases counted in full) is known when it is complete, so the
+    load stops at the first node past MAX_EXPANSION.  An alias inside the value it names (a loop) is refused; depth
+    is capped by ruamel's own ``max_depth``, before Python's recursion limit is anywhere near.
+    """
+
+    def __init__(self, loader: Any = None):
+        super().__init__(loader)
+        self.sizes: dict[int, int] = {}  # id(node) -> expanded size, for every completed node
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.parser.check_event(AliasEvent):
+            event = self.parser.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None and id(target) not in self.sizes:
+                raise _Refused(None, None, f"the alias *{_cut(str(event.anchor), 40)} is used inside the "
+                                    "value it names (a loop)", event.start_mark)
+            return super().compose_node(parent, index)
+        node = super().compose_node(parent, index)
+        if isinstance(node, ScalarNode):
+            size = len(node.value) + 1
+        elif isinstance(node, MappingNode):
+            size = 1 + sum(self.sizes[id(k)] + self.sizes[id(v)] for k, v in node.value)
+        else:
+            size = 1 + sum(self.sizes[id(item)] for item in node.value)
+        if size > MAX_EXPANSION:
+            raise _Refused(None, None, f"its aliases (*name) expand it to more than {MAX_EXPANSION:,} "
+                                "characters; write the values out or share fewer", node.start_mark)
+        self.sizes[id(node)] = size
+        if len(self.sizes) > MAX_VALUES:
+            raise _Refused(None, None, f"it holds more than {MAX_VALUES:,} values (keys, texts and list items); "
+                           "split it into several stories", node.start_mark)
+        return node
+
+
 def yaml_parser() -> YAML:
-    """A round-trip YAML parser/dumper that keeps comments and key order."""
+    """A round-trip YAML parser/dumper that keeps comments and key order, bounded as `BoundedComposer` says."""
     yaml = YAML(typ="rt")
+    yaml.Composer = BoundedComposer
+    yaml.max_depth = MAX_DEPTH
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap the author's long lines
     yaml.indent(mapping=2, sequence=4, offset=2)
@@ -172,25 +261,39 @@ def dump_document(document: Any) -> str:
 
 def load_story(text: str, source: str, slug: str) -> Story:
     """Parse and validate a story; raise `StoryError` listing every problem."""
+    size = len(text.encode("utf-8"))
+    if size > MAX_STORY_BYTES:
+        raise StoryError(source, [Problem(source, f"is {size:,} bytes; a story file may be at most "
+                                                  f"{MAX_STORY_BYTES:,} bytes")])
     try:
         document = yaml_parser().load(text)
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         message = str(getattr(exc, "problem", None) or exc).strip()
-        if "duplicate key" in str(exc):
+        prefix = "not valid YAML: "
+        if isinstance(exc, MaxDepthExceededError):
+            prefix, message = "", f"nested more than {MAX_DEPTH} levels deep (a story needs about 6)"
+        elif isinstance(exc, _Refused):
+            prefix = ""
+        elif "duplicate key" in str(exc):
             key = str(exc).split("found duplicate key")[-1].split("with value")[0].strip()
-            message = f"duplicate key {key}: each slide id, and each field of a slide, may appear only once"
-        raise StoryError(source, [Problem(source, f"not valid YAML: {message}", line=line)]) from None
+            message = f"duplicate key {_cut(key, 80)}: each slide id, and each field of a slide, may appear only once"
+        raise StoryError(source, [Problem(source, f"{prefix}{_cut(message)}", line=line)]) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a value ruamel cannot build, e.g. a 5,000-digit number
+        message = "a number has too many digits" if "integer string conversion" in str(exc) else str(exc)
+        raise StoryError(source, [Problem(source, f"not valid YAML: {_cut(message)}")]) from None
     return _Validator(source, slug, document).story()
 
 
 def style_value_error(key: str, value: Any) -> str | None:
     """Return why one picture setting is invalid (None when it is fine), by the painter's own rules."""
+    if isinstance(value, (dict, list, tuple, set)):
+        return f"must be a single value, not a {'mapping' if isinstance(value, dict) else 'list'}"
     try:
         if key == "seed":
             if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value <= MAX_SEED:
-                return f"must be a whole number from 0 to {MAX_SEED} (or -1 for a random picture), got {value!r}"
+                return f"must be a whole number from 0 to {MAX_SEED} (or -1 for a random picture), got {shown(value)}"
         elif key == "scheduler":
             resolve_schedule(str(value))
         elif key == "sampler_name":
@@ -198,7 +301,7 @@ def style_value_error(key: str, value: Any) -> str | None:
         else:
             GenerationRequest(**{"prompt": "", key: value})
     except RequestError as exc:
-        return exc.message
+        return _cut(exc.message)
     return None
 
 
@@ -223,8 +326,10 @@ def _line(node: Any, key: Any = None) -> int | None:
         return lc.line + 1
 
 
-def _suggest(word: str, options: Any) -> str:
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+def _suggest(word: Any, options: Any) -> str:
+    if not isinstance(word, str) or len(word) > 64 or len(options) > 2000:  # bounded work, even for a hostile file
+        return ""
+    close = difflib.get_close_matches(word, [str(o) for o in options], n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
@@ -236,10 +341,32 @@ class _Validator:
         self.slug = slug
         self.document = document
         self.problems: list[Problem] = []
+        self.dropped = {"error": 0, "warning": 0}  # problems past MAX_PROBLEMS of their severity, counted only
+        self.keys: dict[str, Any] = {}  # slide id -> its key in the document (a YAML key may be a number)
 
     def problem(self, message: str, node: Any = None, key: Any = None, *, slide: str | None = None,
-                field: str | None = None, severity: str = "error") -> None:
-        self.problems.append(Problem(self.source, message, slide, field, _line(node, key), severity))
+                field: str | None = None, severity: str = "error", line: int | None = None) -> None:
+        """Note a problem (its line from ``node[key]`` unless given); past MAX_PROBLEMS of a severity, only count."""
+        if sum(p.severity == severity for p in self.problems) >= MAX_PROBLEMS:
+            self.dropped[severity] += 1
+            return
+        self.problems.append(Problem(self.source, _cut(message), slide and _cut(slide, 80),
+                                     field and _cut(field, 120), line or _line(node, key), severity))
+
+    def full(self) -> bool:
+        """True once no more errors are kept (later ones are only counted)."""
+        return self.dropped["error"] > 0
+
+    def suggest(self, word: Any, options: Any) -> str:
+        return "" if self.full() else _suggest(word, options)
+
+    def finish(self) -> list[Problem]:
+        """The problems kept, and a line for those only counted."""
+        for severity, count in self.dropped.items():
+            if count:
+                self.problems.append(Problem(self.source, f"... and {count:,} more {severity}s like these",
+                                             severity=severity))
+        return self.problems
 
     def story(self) -> Story:
         doc = self.document
@@ -256,13 +383,13 @@ class _Validator:
         start = doc.get("start")
         if start is None:
             self.problem("missing: name the slide the story starts on", doc, field="start")
-        elif start not in slides:
-            self.problem(f"no slide called '{start}'{_suggest(start, slides)}", doc, "start", field="start")
+        elif not isinstance(start, str) or start not in slides:
+            self.problem(f"no slide called {shown(start)}{self.suggest(start, slides)}", doc, "start", field="start")
         for slide in slides.values():
             for i, choice in enumerate(slide.choices):
                 if choice.to not in slides:
-                    node = doc["slides"][slide.id]["choices"][i]
-                    self.problem(f"goes to '{choice.to}', which is not a slide{_suggest(choice.to, slides)}",
+                    node = doc["slides"][self.keys[slide.id]]["choices"][i]
+                    self.problem(f"goes to {shown(choice.to)}, which is not a slide{self.suggest(choice.to, slides)}",
                                  node, "to", slide=slide.id, field=f"choices[{i}].to")
         # A sampler and a schedule type are only valid together: check the story's pair, then each slide's.
         for slide_id, spec in [(None, style)] + [(s.id, style.merged(s.style)) for s in slides.values()
@@ -270,25 +397,25 @@ class _Validator:
             try:
                 resolve_sampler(spec.sampler_name or "DPM++ 2M", spec.scheduler or "automatic")
             except RequestError as exc:
-                node, key = (doc["slides"], slide_id) if slide_id else (doc, "style")
+                node, key = (doc["slides"], self.keys[slide_id]) if slide_id else (doc, "style")
                 self.problem(exc.message, node, key, slide=slide_id, field="style.scheduler")
-        if any(p.severity == "error" for p in self.problems):
-            raise StoryError(self.source, self.problems)
-        story = Story(self.slug, title, start, slides, style, characters, self.optional_text(doc, "description"),
+        if any(p.severity == "error" for p in self.problems) or self.dropped["error"]:
+            raise StoryError(self.source, self.finish())
+        story = Story(self.slug, title, str(start), slides, style, characters, self.optional_text(doc, "description"),
                       self.optional_text(doc, "author"), (), doc, self.variables, self.twine(doc, None),
                       self.sandbox)
         reached = story.parents()
         for slide_id in slides:
             if slide_id not in reached:
-                self.problem("cannot be reached from the start slide", doc["slides"], slide_id, slide=slide_id,
-                             severity="warning")
-        return dataclasses.replace(story, warnings=tuple(self.problems))
+                self.problem("cannot be reached from the start slide", doc["slides"], self.keys[slide_id],
+                             slide=slide_id, severity="warning")
+        return dataclasses.replace(story, warnings=tuple(self.finish()))
 
     def unknown_keys(self, node: dict, known: tuple[str, ...], slide: str | None, prefix: str) -> None:
         for key in node:
             if key not in known:
-                self.problem(f"unknown key '{key}' is ignored{_suggest(key, known)}", node, key, slide=slide,
-                             field=f"{prefix}{key}", severity="warning")
+                self.problem(f"unknown key {shown(key)} is ignored{self.suggest(key, known)}", node, key, slide=slide,
+                             field=f"{prefix}{_cut(str(key), 40)}", severity="warning")
 
     def text(self, node: dict, key: str, slide: str | None, required: bool = False, prefix: str = "") -> str:
         value = node.get(key)
@@ -297,7 +424,8 @@ class _Validator:
                 self.problem("missing", node, slide=slide, field=f"{prefix}{key}")
             return ""
         if not isinstance(value, str) or (required and not value.strip()):
-            self.problem(f"must be non-empty text, got {value!r}", node, key, slide=slide, field=f"{prefix}{key}")
+            self.problem(f"must be non-empty text, got {shown(value)}", node, key, slide=slide,
+                         field=f"{prefix}{key}")
             return ""
         return str(value)
 
@@ -313,7 +441,7 @@ class _Validator:
         for name, description in node.items():
             if not isinstance(description, str) or not description.strip():
                 self.problem("needs a description (what the painter should draw)", node, name,
-                             field=f"characters.{name}")
+                             field=f"characters.{_cut(str(name), 40)}")
             else:
                 result[str(name)] = str(description).strip()
         return result
@@ -343,7 +471,15 @@ class _Validator:
             return {}
         slides = {}
         for slide_id, body in node.items():
-            sid = str(slide_id)
+            sid = str(slide_id) if isinstance(slide_id, (str, int)) and not isinstance(slide_id, bool) else None
+            if sid is None or not SLIDE_ID_RE.fullmatch(sid):
+                self.problem(f"the id {shown(slide_id)} cannot be part of the slide's address (/play/story/slide): "
+                             "use up to 64 letters, digits, - and _", node, slide_id, slide=sid)
+                continue
+            if sid in self.keys:
+                self.problem(f"slide id '{sid}' appears twice", node, slide_id, slide=sid)
+                continue
+            self.keys[sid] = slide_id
             if not isinstance(body, dict):
                 self.problem("must be a mapping with text and choices", node, slide_id, slide=sid)
                 continue
@@ -355,9 +491,9 @@ class _Validator:
                 self.problem("must be a list of character names", body, "characters", slide=sid, field="characters")
                 characters = []
             for name in characters:
-                if name not in known_characters:
-                    self.problem(f"unknown character '{name}'{_suggest(name, known_characters)}; add it under "
-                                 "the story's characters", body, "characters", slide=sid, field="characters")
+                if not isinstance(name, str) or name not in known_characters:
+                    self.problem(f"unknown character {shown(name)}{self.suggest(name, known_characters)}; add it "
+                                 "under the story's characters", body, "characters", slide=sid, field="characters")
             if text:
                 self.template(text, body, "text", sid)
             if image:
@@ -365,7 +501,7 @@ class _Validator:
             choices = self.choices(body, sid)
             self.stuck(choices, body, sid)
             slides[sid] = Slide(sid, text.strip(), image.strip() if image else None,
-                                tuple(str(c) for c in characters if c in known_characters),
+                                tuple(c for c in characters if isinstance(c, str) and c in known_characters),
                                 choices, self.style(body.get("style"), body, sid), self.twine(body, sid))
         return slides
 
@@ -448,7 +584,7 @@ class _Validator:
 
         def report(message: str, offset: int | None, severity: str = "error") -> None:
             line = base + (offset or 1) - 1 if base else None
-            self.problems.append(Problem(self.source, message, sid, field, line, severity))
+            self.problem(message, slide=sid, field=field, severity=severity, line=line)
 
         try:
             names = self.sandbox.names(source, expression)

@@ -9,6 +9,7 @@ whether the backend can paint right now and, if not, why and what to do about it
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,18 @@ class BackendStatus:
     @property
     def ready(self) -> bool:
         return self.state == READY
+
+
+# An absolute file path (POSIX, ~ or a Windows drive) of two or more parts, not part of a URL or a relative path.
+_PATH = re.compile(r"""(?<![\w.:/\\-])(?:~|[A-Za-z]:)?[/\\][^\s/\\'"`()<>,;]+(?:[/\\][^\s/\\'"`()<>,;]*)+""")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute file path cut to its last part (a model's file or folder name), for players.
+
+    The admin sees status messages whole; players and strangers never learn where the server keeps its files.
+    """
+    return _PATH.sub(lambda m: [part for part in re.split(r"[/\\]", m.group()) if part][-1], text)
 
 
 class BackendUnavailable(RuntimeError):

@@ -15,9 +15,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 

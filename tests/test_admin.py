@@ -390,3 +390,78 @@ def test_a_slide_form_that_breaks_the_story_is_refused(author):
     import html
 
     assert "slide 'shore', field 'text': must be non-empty text" in html.unescape(response.get_data(as_text=True))
+
+
+# -- sign-in limit and server-side sessions (the attacks over HTTP are in test_hostile.py) -------------------------
+
+
+def test_wrong_basic_auth_passwords_are_slowed_like_the_forms(make_app, monkeypatch):
+    delays = []
+    monkeypatch.setattr(admin.time, "sleep", delays.append)
+    client = make_app(ADMIN_PASSWORD="open sesame").test_client()
+    assert client.get("/admin/status.json", auth=("admin", "guess")).status_code == 401
+    assert client.get("/admin/status.json", auth=("root", "open sesame")).status_code == 401  # no oracle either
+    assert delays == [admin.FAILED_LOGIN_DELAY] * 2
+
+
+def test_the_sign_in_guard_forgets_failures_after_its_window_and_bounds_its_table():
+    from web.admin.sessions import SignInGuard
+
+    now = [0.0]
+    guard = SignInGuard(limit=2, window=60, max_clients=3, clock=lambda: now[0])
+    for _ in range(2):
+        assert guard.begin("a") is None
+        guard.end("a", ok=False)
+    assert guard.begin("a") == 60
+    now[0] = 30
+    assert guard.begin("a") == 30
+    assert guard.begin("b") is None  # another client is not affected
+    guard.end("b", ok=True)
+    now[0] = 61
+    assert guard.begin("a") is None  # the window has passed
+    guard.end("a", ok=True)
+    for client in ("c", "d", "e", "f"):
+        guard.begin(client)
+        guard.end(client, ok=False)
+    assert len(guard._failures) <= 3
+
+
+def test_admin_sessions_survive_a_restart_expire_and_end_with_a_new_password(tmp_path):
+    from web.admin.sessions import AdminSessions
+
+    now = [1000.0]
+    path = tmp_path / "admin_sessions.json"
+    sessions = AdminSessions(path, lifetime=3600, clock=lambda: now[0])
+    sessions.set_password("hash-1")
+    token = sessions.open()
+    assert sessions.valid(token) and not sessions.valid("made-up") and not sessions.valid(True)
+    assert token not in path.read_text() and path.stat().st_mode & 0o777 == 0o600  # only its hash is kept
+    again = AdminSessions(path, lifetime=3600, clock=lambda: now[0])
+    assert again.set_password("hash-1") and again.valid(token)
+    now[0] += 3601
+    assert not again.valid(token)
+    now[0] -= 3601
+    assert again.set_password("hash-2") and not again.valid(token)
+    other = again.open()
+    again.close(other)
+    assert not again.valid(other)
+
+
+def test_expired_sign_ins_are_sent_to_the_login_page(make_app):
+    app = make_app(ADMIN_PASSWORD="open sesame", ADMIN_SESSION_HOURS=1)
+    client = app.test_client()
+    sign_in(client)
+    assert client.get("/admin/").status_code == 200
+    app.extensions["admin_sessions"].lifetime = 0  # as if the hour had passed
+    assert client.get("/admin/").headers["Location"] == "/admin/login?next=/admin/"
+
+
+def test_the_dashboard_offers_sign_out_everywhere(make_app):
+    app = make_app(ADMIN_PASSWORD="open sesame")
+    laptop, phone = app.test_client(), app.test_client()
+    sign_in(laptop)
+    sign_in(phone)
+    page = laptop.get("/admin/").get_data(as_text=True)
+    assert 'name="everywhere" value="1"' in page and "Sign out everywhere" in page
+    laptop.post("/admin/logout", data={"csrf_token": csrf_token(laptop, "/admin/"), "everywhere": "1"})
+    assert phone.get("/admin/").status_code == 302 and laptop.get("/admin/").status_code == 302

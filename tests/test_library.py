@@ -119,3 +119,29 @@ def test_writes_are_atomic_and_leave_no_temporary_files(stories_dir, tmp_path):
     text, revision = library.text("lighthouse")
     library.save("lighthouse", edited(text), revision)
     assert sorted(p.name for p in stories_dir.iterdir()) == ["lighthouse.yaml", "night-train.yaml"]
+
+
+def test_a_file_over_the_size_cap_is_listed_broken_without_being_read_and_not_opened(stories_dir):
+    from game.library import StoryTooLarge
+
+    (stories_dir / "huge.yaml").write_bytes(b"title: Huge\n" + b"#" * (1024 * 1024))
+    library = StoryLibrary(stories_dir)
+    entry = library.entry("huge")
+    assert entry.broken and "huge.yaml: is 1,048,588 bytes; a story file may be at most 1,048,576 bytes" in str(
+        entry.errors[0])
+    with pytest.raises(StoryTooLarge):
+        library.text("huge")
+    assert not library.entry("lighthouse").broken
+
+
+def test_saves_keep_the_files_mode(stories_dir):
+    library = StoryLibrary(stories_dir)
+    path = stories_dir / "lighthouse.yaml"
+    path.chmod(0o604)
+    text, revision = library.text("lighthouse")
+    library.save("lighthouse", text.replace("cold shore", "grey shore"), revision)
+    assert path.stat().st_mode & 0o777 == 0o604
+    umask = os.umask(0)
+    os.umask(umask)
+    library.create("fresh", text)
+    assert (stories_dir / "fresh.yaml").stat().st_mode & 0o777 == 0o666 & ~umask

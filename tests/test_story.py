@@ -176,3 +176,48 @@ def test_twine_details_are_kept_on_story_and_slide():
     story = load_story(text, "s", "l")
     assert story.twine == {"ifid": "ABC", "format": "Harlowe"}
     assert story.slides["cellar"].twine == {"name": "The Cellar", "tags": ["dark"], "position": "100,200"}
+# -- bounds on hostile files (the HTTP attacks are in test_hostile.py) ------------------------------------------
+
+
+def test_anchors_and_merge_keys_within_bounds_still_load():
+    text = GOOD.replace("style:\n  steps: 20\n", "base: &base\n  steps: 20\n  cfg_scale: 6\nstyle:\n  <<: *base\n  seed: 7\n")
+    story = load_story(text, "stories/t.yaml", "t")
+    assert story.style.steps == 20 and story.style.cfg_scale == 6 and story.style.seed == 7
+
+
+def test_an_alias_expanding_past_the_bound_is_refused_even_for_one_long_text():
+    long_text = "x" * 300_000
+    text = f"t: &t '{long_text}'\n" + GOOD.replace("    text: The end.\n", "    text: *t\n" + "".join(
+        f"  c{i}:\n    text: *t\n" for i in range(10)))
+    assert problems(text) == ["stories/t.yaml, line 9: its aliases (*name) expand it to more than 2,097,152 "
+                              "characters; write the values out or share fewer"]
+
+
+def test_too_many_values_are_refused_and_problems_stop_at_fifty():
+    many = "title: T\nstart: s\nslides:\n" + "".join(f"  s{i}:\n    text: hi\n    choices: [{{text: go, to: z{i}}}]\n"
+                                                      for i in range(100))
+    found = problems(many)
+    assert len(found) == 51 and found[-1] == "stories/t.yaml: ... and 51 more errors like these"
+    assert found[1] == "stories/t.yaml, line 6, slide 's0', field 'choices[0].to': goes to 'z0', which is not a slide"
+    huge = "title: T\nstart: s\nslides:\n" + "".join(f"  s{i}: {{text: hi}}\n" for i in range(7000))
+    assert "it holds more than 20,000 values" in problems(huge)[0]
+
+
+def test_a_value_in_a_message_is_cut_short():
+    message = problems(GOOD.replace("text: The end.", "text: [" + ", ".join(["'" + "w" * 500 + "'"] * 50) + "]"))[0]
+    assert message.startswith("stories/t.yaml, line 16, slide 'b', field 'text': must be non-empty text, got ['www")
+    assert len(message) < 200
+
+
+@pytest.mark.parametrize("slide_id", ["../up", "a/b", "a b", "é", "x" * 65, "1.5"])
+def test_slide_ids_are_limited_to_a_safe_set(slide_id):
+    text = GOOD.replace("  b:\n", f"  '{slide_id}':\n").replace("to: b", "to: a")
+    assert any("cannot be part of the slide's address" in p for p in problems(text))
+
+
+def test_numeric_slide_ids_still_work_and_name_their_lines():
+    text = GOOD.replace("to: b", "to: '2'").replace("  b:\n    text: The end.\n",
+                                                   "  2:\n    text: The end.\n    choices: [{text: x, to: nowhere}]\n")
+    assert problems(text) == ["stories/t.yaml, line 17, slide '2', field 'choices[0].to': goes to 'nowhere', which is "
+                              "not a slide"]
+    assert load_story(GOOD.replace("to: b", "to: '2'").replace("  b:", "  2:"), "stories/t.yaml", "t").slides["2"]

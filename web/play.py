@@ -30,6 +30,7 @@ from game.library import StoryBroken
 from game.library import StoryNotFound
 from game.prompts import compose
 from game.story import Story
+from inference.backend import without_paths
 from inference.request import GenerationRequest
 from inference.request import to_data_url
 from inference.service import DONE
@@ -142,9 +143,9 @@ def frame_context(snap: Snapshot) -> dict[str, Any]:
         "preview": to_data_url(snap.preview, "jpeg") if snap.preview else None,
         "image": to_data_url(services.encodings().get(snap.key, snap.png, fmt), fmt) if snap.png else None,
         "meta": snap.meta,
-        "error": snap.error,
-        "hint": snap.hint,
-        "waiting_for": snap.waiting_for if snap.state == QUEUED else "",
+        "error": without_paths(snap.error),  # players see the model's name, never where the server keeps it
+        "hint": without_paths(snap.hint),
+        "waiting_for": without_paths(snap.waiting_for) if snap.state == QUEUED else "",
     }
 
 
@@ -299,13 +300,13 @@ def image(slug: str, slide_id: str) -> Response:
     status = services.backend().status()
     if not status.ready and snap.state != DONE:
         headers = {"Retry-After": "5"} if status.state == "loading" else {}
-        return Response(f"{status.message} {status.hint}".strip(), 503, headers, mimetype="text/plain")
+        return Response(without_paths(f"{status.message} {status.hint}".strip()), 503, headers, mimetype="text/plain")
     snap = services.images().wait(snap.key, PLAIN_IMAGE_WAIT)
     if snap.state in ("queued", "running"):
         return Response("The picture is still being painted; reload in a moment.", 503, {"Retry-After": "5"},
                         mimetype="text/plain")
     if snap.state != DONE:
-        return Response(f"The picture could not be painted: {snap.error} {snap.hint}".strip(), 503,
+        return Response(without_paths(f"The picture could not be painted: {snap.error} {snap.hint}".strip()), 503,
                         mimetype="text/plain")
     response = Response(services.encodings().get(snap.key, snap.png, fmt), mimetype=f"image/{fmt}")
     response.vary.add("HX-Request")

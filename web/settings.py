@@ -102,6 +102,8 @@ SETTINGS = (
     Setting("PLAYER_QUEUE_LIMIT", 6, "pictures one client may have waiting at once", int, game_only=True),
     Setting("GENERATION_TIMEOUT", 300, "seconds before a picture that is still painting is given up", int),
     Setting("ADMIN_PASSWORD", "", "password of the admin pages (default: generated once, printed, kept in the instance folder)", game_only=True),
+    Setting("ADMIN_SESSION_HOURS", 12.0, "hours an admin sign-in lasts (sign-out and a new password end it sooner)",
+            float, game_only=True),
     Setting("LOG_LEVEL", "info", "logging detail: debug, info, warning or error",
             choices=("debug", "info", "warning", "error")),
 )

@@ -18,6 +18,7 @@ from flask import jsonify
 from flask import redirect
 from flask import render_template
 from flask import request
+from flask import session
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
@@ -27,26 +28,35 @@ from game.library import NotFound
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
-def init_app(app: Flask, limiter: Any) -> None:
-    """Set up the admin password and the sign-in limits, and mount the admin pages."""
+def init_app(app: Flask) -> None:
+    """Set up the admin password, sessions and sign-in limits, and mount the admin pages."""
     from web.admin import auth
     from web.admin import dashboard  # noqa: F401 - registers its views
     from web.admin import editing  # noqa: F401
     from web.admin import stories  # noqa: F401
     from web.admin import tuning  # noqa: F401
 
-    auth.init_app(app, limiter)
+    auth.init_app(app)
     app.register_blueprint(bp)
-    auth.limit_login(app, limiter)
 
 
 def admin_required(view: Any) -> Any:
     """Let signed-in admins through; send others to the sign-in page (or a 401 for .json addresses)."""
+    from web.admin.auth import TooManyTries
     from web.admin.auth import signed_in
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> ResponseReturnValue:
-        if not signed_in():
+        try:
+            allowed = signed_in()
+        except TooManyTries as exc:
+            headers = {"Retry-After": str(exc.retry_after)}
+            if request.path.endswith(".json"):
+                return jsonify({"detail": str(exc)}), 429, headers
+            return render_template("error.html", title="Slow down", message=str(exc)), 429, headers
+        if not allowed:
+            if "admin" in session:  # expired or ended elsewhere: the cookie's token is worth nothing now
+                session.pop("admin")
             if request.path.endswith(".json"):
                 return jsonify({"detail": "Not authenticated"}), 401, {"WWW-Authenticate": 'Basic realm="admin"'}
             return redirect(url_for("admin.login", next=request.path))

@@ -14,8 +14,8 @@ from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
-from game.library import InvalidStory
 from game.library import SLUG_RE
+from game.library import InvalidStory
 from game.library import LibraryError
 from game.library import StaleRevision
 from game.library import StoryExists
