@@ -96,7 +96,7 @@ class ApiError(Exception):
 def init_app(app: Flask, flags: dict[str, Any] | None = None, limit: Any = None) -> None:
     """Mount /sdapi/v1 over the app's generation service; ``SDAPI_AUTH`` is "user:pass[,user2:pass2]" (empty =
     open); ``limit`` is an optional rate-limit decorator applied to the whole blueprint."""
-    title = model_title(app.config["MODEL"], services.images().model)
+    title = model_title(app.config["MODEL"], app.extensions["images"].model)
     credentials = {}
     for pair in filter(None, (app.config["SDAPI_AUTH"] or "").split(",")):
         user, sep, password = pair.partition(":")

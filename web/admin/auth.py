@@ -40,7 +40,6 @@ def init_app(app: Flask) -> None:
     app.extensions["admin_sessions"] = sessions
     app.extensions["admin_password"] = _password_hash(app, sessions)
     app.extensions["admin_guard"] = SignInGuard(FAILED_LOGIN_LIMIT, 60.0)
-    app.register_blueprint(bp)
 
 
 def _password_hash(app: Flask, sessions: AdminSessions) -> str:
