@@ -19,6 +19,7 @@ torch is passed in by the caller: importing this module costs nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
 from collections import deque
@@ -276,7 +277,7 @@ class Progress:
 
     def stepped(self, step: int, latents: Any) -> None:
         if not self.cuda:
-            self.on_step(step, self.total, lambda latents=latents: latents.detach().float().cpu().numpy())
+            self.on_step(step, self.total, functools.partial(_to_numpy, latents))
             return
         host = self.ring[step % len(self.ring)]
         host.copy_(latents, non_blocking=True)
@@ -294,3 +295,8 @@ class Progress:
         step, host, done = self.pending.popleft()
         done.synchronize()
         self.on_step(step, self.total, lambda: host.float().numpy())
+
+
+def _to_numpy(latents: Any) -> Any:
+    """Latents as a float32 numpy array on the host (for previews on a CPU)."""
+    return latents.detach().float().cpu().numpy()

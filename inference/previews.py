@@ -35,7 +35,7 @@ def preview_jpeg(latents: np.ndarray, width: int, height: int, longest: int = 25
     """Return a JPEG preview of one latent, scaled to the picture's aspect with its longer side ``longest``."""
     scale = longest / max(width, height)
     size = (max(8, round(width * scale)), max(8, round(height * scale)))
-    image = Image.fromarray(latents_to_rgb(latents)).resize(size, Image.BILINEAR)
+    image = Image.fromarray(latents_to_rgb(latents)).resize(size, Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()

@@ -9,6 +9,7 @@ retried a bounded number of times; every error names the server and what it said
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import logging
 import threading
@@ -201,7 +202,7 @@ class RemoteBackend:
             image = progress.get("current_image")
             preview = [base64.b64decode(image)] if image else [None]
             try:
-                on_step(step, total, lambda preview=preview: preview)
+                on_step(step, total, functools.partial(list, preview))
             except GenerationCancelled:
                 cancelled.set()
                 try:

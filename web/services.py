@@ -42,17 +42,17 @@ def _get(name: str) -> Any:
 
 def stories() -> StoryLibrary:
     """The story library (stories/ folder)."""
-    return _get("stories")  # type: ignore[no-any-return]
+    return _get("stories")
 
 
 def players() -> Roster:
     """Who is playing what, for the dashboard."""
-    return _get("players")  # type: ignore[no-any-return]
+    return _get("players")
 
 
 def images() -> GenerationService:
     """The generation service every picture goes through."""
-    return _get("images")  # type: ignore[no-any-return]
+    return _get("images")
 
 
 def backend() -> Backend:
@@ -62,4 +62,4 @@ def backend() -> Backend:
 
 def encodings() -> BrowserEncodings:
     """Pictures encoded for browsers, once each."""
-    return _get("encodings")  # type: ignore[no-any-return]
+    return _get("encodings")
