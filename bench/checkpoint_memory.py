@@ -5,7 +5,7 @@ block, VAE 84 M parameters; fp16 = 2.6 GB) and loads it in a fresh process per c
 RSS and its RSS after loading, for Lanternslide's loader (inference/checkpoints.py) and, for comparison, diffusers'
 ``StableDiffusionPipeline.from_single_file`` (the loader used before).
 
-    python bench/checkpoint_memory.py [--file /tmp/sd21-random.safetensors] [--dtypes fp16,fp32] [--loaders ours,diffusers]
+    python -m bench.checkpoint_memory [--file /tmp/sd21-random.safetensors] [--dtypes fp16,fp32] [--loaders ours,diffusers]
 
 Prints figures only; asserts nothing.
 """
@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def rss_mb() -> float:
@@ -101,13 +100,13 @@ def main() -> None:
         return
     if not args.file.exists():
         print(f"writing {args.file} (random SD 2.1-base weights, fp16)…", flush=True)
-        subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-                        f"from bench.checkpoint_memory import make_file; from pathlib import Path; "
-                        f"make_file(Path({str(args.file)!r}))"], check=True)
+        subprocess.run([sys.executable, "-c", "from bench.checkpoint_memory import make_file; from pathlib import "
+                        f"Path; make_file(Path({str(args.file)!r}))"], check=True, cwd=ROOT)
     print(f"{args.file}: {args.file.stat().st_size / 2**20:.0f} MB", flush=True)
     for dtype in args.dtypes.split(","):
         for loader in args.loaders.split(","):
-            subprocess.run([sys.executable, __file__, "--measure", str(args.file), dtype, loader], check=False)
+            subprocess.run([sys.executable, "-m", "bench.checkpoint_memory", "--measure", str(args.file), dtype, loader],
+                           check=False, cwd=ROOT)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,9 @@ Warm-up runs are excluded; every figure is the median of --repeats runs; the dev
 Without CUDA it runs the tiny test pipeline at 64x64 (it proves the code path, not speed); --models sd21-base
 --size 128 runs the real architecture on a CPU at a small size.
 
-    python bench/gpu.py                                        # CUDA: both shapes, every group
-    python bench/gpu.py --models sd21-base --only plain,compile --markdown table.md
-    python bench/gpu.py --device cpu --models sd21-base --size 128 --repeats 1 --only plain,service
+    python -m bench.gpu                                        # CUDA: both shapes, every group
+    python -m bench.gpu --models sd21-base --only plain,compile --markdown table.md
+    python -m bench.gpu --device cpu --models sd21-base --size 128 --repeats 1 --only plain,service
 
 Prints figures only; asserts nothing.
 """
@@ -44,7 +44,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 GROUPS = ("plain", "channels_last", "deepcache", "compile", "regional", "graphs", "max", "service")
 SERVICE_LEVELS = ("auto", "graphs", "max")
@@ -523,7 +522,7 @@ def main() -> None:
     bench = Bench(torch, args)
     header = (f"device: {bench.name}; torch {torch.__version__}, diffusers {diffusers.__version__}, transformers "
               f"{transformers.__version__}, {args.dtype}; DPM++ 2M Karras, CFG 7.5 (service: 7), median of "
-              f"{args.repeats} runs after 1 warm-up run (excluded); command: python bench/gpu.py {' '.join(sys.argv[1:])}")
+              f"{args.repeats} runs after 1 warm-up run (excluded); command: python -m bench.gpu {' '.join(sys.argv[1:])}")
     if not cuda and "tiny" in models:
         header += " [tiny random pipeline on a CPU: proves the code path, not speed]"
     bench.header = header

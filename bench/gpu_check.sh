@@ -50,7 +50,7 @@ else
   limit=${LIMIT:-380}
 fi
 echo "--- bench/gpu.py ${args[*]} (hard stop after ${limit} s)"
-timeout --signal=TERM --kill-after=10 "$limit" $PY bench/gpu.py "${args[@]}" --markdown "$out/gpu_check.md" 2>&1 \
+timeout --signal=TERM --kill-after=10 "$limit" $PY -m bench.gpu "${args[@]}" --markdown "$out/gpu_check.md" 2>&1 \
   | tee "$out/gpu_check.log" | grep --line-buffered -v -E "Warning|warnings.warn|^\s*$"
 status=${PIPESTATUS[0]}
 if [ "$status" -ne 0 ]; then

@@ -7,8 +7,8 @@ the generation time the server reports for that picture, and W, the perceived wa
 picture received.  Prefetch on and off run in the same invocation, for 1, 4 and 16 players.  A separate burst
 measures images/s with batching (batch 4) against one at a time (batch 1).
 
-    python bench/playthrough.py                      # tiny random SD2 pipeline on this machine (CPU)
-    python bench/playthrough.py --model PATH --device cuda --max-size 0
+    python -m bench.playthrough                      # tiny random SD2 pipeline on this machine (CPU)
+    python -m bench.playthrough --model PATH --device cuda --max-size 0
 
 Prints figures only; asserts nothing.
 """
@@ -33,7 +33,6 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 HTMX = {"HX-Request": "true"}
 ADMIN_PASSWORD = "bench-admin"
 SECONDS = re.compile(r'class="final"[^>]*data-seconds="([0-9.]+)"')
