@@ -4,6 +4,7 @@ baking a whole story into the picture cache."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 from typing import Any
 
@@ -34,11 +35,9 @@ from inference.service import ADMIN
 from inference.service import QueueFull
 from web import services
 from web.admin import admin_required
+from web.admin import back_to_stories
 from web.admin import bp
 from web.admin import flash_page
-
-JOB_KEY_LENGTH = 64  # a job key is a sha256 in hex
-
 
 def tuning_request(slug: str, slide_id: str, form: Any) -> tuple[Story, Composition, dict[str, Any]]:
     """The story, the slide's composition with the form's changes applied, and the form values (for the page)."""
@@ -83,7 +82,9 @@ def tune(slug: str, slide_id: str) -> ResponseReturnValue:
 @admin_required
 def job_card(key: str) -> ResponseReturnValue:
     """One preview, polled until it is painted: progress, a rough preview, then the picture and a Keep button."""
-    snap = services.images().lookup(key) if len(key) == JOB_KEY_LENGTH and key.isalnum() else None
+    if not re.fullmatch(r"[0-9a-f]{64}", key):  # job keys are sha256 hex digests; anything else names no preview
+        return flash_page("Not found", "There is no preview with that id.", 404, back_to_stories())
+    snap = services.images().lookup(key)
     if snap is None:
         return render_template("admin/_tune_card.html", key=key, snap=None, gone=True), 404
     picture = to_data_url(snap.png, "png") if snap.png else None
