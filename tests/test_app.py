@@ -58,7 +58,8 @@ def test_the_real_server_serves_pages_and_pictures(live_server):
     assert page.headers["Server"] == "Lanternslide"
     chosen = session.post(live_server.url + "/play/lighthouse/shore", data={"choice": "1"}, headers=HTMX, timeout=30)
     assert chosen.headers["HX-Push-Url"] == "/play/lighthouse/cliff_path"
-    picture = session.get(live_server.url + "/play/lighthouse/cliff_path/image?format=png", timeout=600)  # a generous bound against a hang, not a speed limit
+    # a generous bound against a hang, not a speed limit
+    picture = session.get(live_server.url + "/play/lighthouse/cliff_path/image?format=png", timeout=600)
     assert picture.headers["Content-Type"] == "image/png"
     assert picture.content[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"python app.py: first page after {live_server.first_page_seconds:.2f} s")
