@@ -109,7 +109,12 @@ SETTINGS = (
     Setting("PREFETCH_COUNT", 0, "paint ahead at most this many choices per slide (0 = all of them)", int),
     Setting("PREFETCH_CANCEL", True, "drop the paint-ahead of the choices a player did not take", _flag),
     Setting("PREVIEW_EVERY", 2, "steps between live previews while a picture is painted (0 = none)", int),
-    Setting("SDAPI_AUTH", "", "require HTTP Basic auth on this server's /sdapi/v1: user:password[,user2:password2]"),
+    Setting("SDAPI_AUTH", "", "require HTTP Basic auth on this server's /sdapi/v1: user:password[,user2:password2]"
+            " (without it, /sdapi/v1 is off whenever the server can be reached from outside)"),
+    Setting("SDAPI_CLIENT_LIMIT", api.CLIENT_LIMIT, "pictures one /sdapi client (API user, or address without auth) may"
+            " have waiting at once", int),
+    Setting("SDAPI_MAX_MEGAPIXEL_STEPS", api.MAX_MEGAPIXEL_STEPS, "largest steps x pictures x megapixels (1024x1024"
+            " pixels) one /sdapi txt2img call may ask for (1200 = 8 pictures of 150 steps at 1024x1024)", int),
     Setting("SHARE", False, "open a public ngrok link to this game (needs an ngrok authtoken)", _flag),
     Setting("NGROK_AUTHTOKEN", "", "ngrok authtoken for --share (NGROK_AUTHTOKEN works too); never logged"),
     Setting("BEHIND_PROXY", False, "trust one reverse proxy's X-Forwarded-* headers (on by itself with --share)", _flag),
@@ -169,7 +174,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(play.bp)
     api.init_app(app, app.extensions["images"], app.config["MODEL"], app.config["SDAPI_AUTH"],
                  flags={k.lower(): v for k, v in app.config.items() if k in {x.key for x in SETTINGS}},
-                 limit=limiter.limit(app.config["RATE_LIMIT"]))
+                 limit=limiter.limit(app.config["RATE_LIMIT"]),
+                 exposed=api.exposure(app.config["HOST"], app.config["SHARE"], app.config["BEHIND_PROXY"]),
+                 max_megapixel_steps=app.config["SDAPI_MAX_MEGAPIXEL_STEPS"],
+                 client_limit=app.config["SDAPI_CLIENT_LIMIT"])
     admin.init_app(app, limiter)
     app.cli.add_command(bake_command)
     app.add_template_filter(lambda seconds: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)), "timestamp")
@@ -208,7 +216,8 @@ def _init_images(app: Flask) -> None:
                                workers=app.config["REMOTE_WORKERS"] if remote else 1,
                                preview_every=app.config["PREVIEW_EVERY"],
                                max_per_client=app.config["PLAYER_QUEUE_LIMIT"],
-                               timeout=app.config["GENERATION_TIMEOUT"])
+                               timeout=app.config["GENERATION_TIMEOUT"],
+                               max_per_api_client=app.config["SDAPI_CLIENT_LIMIT"])
     images.start()
     app.extensions["images"] = images
 
@@ -359,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     from waitress import serve
 
     app = create_app(args)
+    (log.warning if app.extensions["sdapi"].off else log.info)("%s", api.api_status(app))
     log.info("Lanternslide is up in %.2f s: open http://%s:%s/ in a browser", time.perf_counter() - started,
              "localhost" if args["HOST"] in ("127.0.0.1", "0.0.0.0") else args["HOST"], args["PORT"])
     tunnel = open_share(app, args["PORT"], args["NGROK_AUTHTOKEN"]) if args["SHARE"] else None

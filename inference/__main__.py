@@ -38,7 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="reuse the UNet's deep features, recomputing them every N steps (lossy; 0 = off)")
     serve.add_argument("--offline", action="store_true", help="never contact the Hugging Face hub")
     serve.add_argument("--api-auth", default=env("LANTERNSLIDE_API_AUTH", ""),
-                       help="require HTTP Basic auth: user:password[,user2:password2] [LANTERNSLIDE_API_AUTH]")
+                       help="require HTTP Basic auth: user:password[,user2:password2]; needed with a --host that other "
+                            "machines can reach [LANTERNSLIDE_API_AUTH]")
+    serve.add_argument("--client-limit", type=int, default=int(env("LANTERNSLIDE_SDAPI_CLIENT_LIMIT", "16")),
+                       help="pictures one API user (or address, without auth) may have waiting at once")
+    serve.add_argument("--max-megapixel-steps", type=int,
+                       default=int(env("LANTERNSLIDE_SDAPI_MAX_MEGAPIXEL_STEPS", "1200")),
+                       help="largest steps x pictures x megapixels (1024x1024 pixels) one txt2img call may ask for "
+                            "(1200 = 8 pictures of 150 steps at 1024x1024)")
     serve.add_argument("--queue-limit", type=int, default=64, help="pictures allowed to wait")
     serve.add_argument("--batch-size", type=int, default=4, help="compatible pictures painted together")
     serve.add_argument("--cache-max-mb", type=int, default=2048, help="disk space for finished pictures")
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     logging.getLogger("inference").info("A1111-compatible API at http://%s:%d/sdapi/v1 (auth %s)", args.host, args.port,
-                                         "on" if args.api_auth else "off")
+                                         "on" if args.api_auth else "off: this machine only")
     serve(app, host=args.host, port=args.port, threads=args.threads, ident="Lanternslide")
     return 0
 

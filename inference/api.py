@@ -2,24 +2,30 @@
 
 Clients written for A1111 (webuiapi, Krita and Photoshop plug-ins, bots) work unchanged: the same routes, request
 fields, defaults, response shapes and error bodies (../shared/reference/sdapi-contract.md).  Pictures go through
-the same queue, coalescing and cache as the game, at admin priority (players of the game come first).  Fields we
-cannot honour (hires fix, face restoration, scripts) are accepted and reported in ``info``.
+the same queue, coalescing and cache as the game, at the lowest priority (players of the game never wait for an
+API call: they preempt it), with a cap per client and per call.  Fields we cannot honour (hires fix, face
+restoration, scripts) are accepted and reported in ``info``.  A server reachable from outside serves the API only
+with credentials; interrupt, skip and progress concern the caller's own pictures only.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import json
+import logging
 import os
 import platform
 import random
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint
 from flask import Flask
@@ -36,42 +42,33 @@ from inference.request import SCHEDULES
 from inference.request import GenerationRequest
 from inference.request import RequestError
 from inference.request import effective_schedule
-from inference.scheduler import ADMIN
+from inference.scheduler import API
 from inference.scheduler import DONE
 from inference.scheduler import GenerationService
+from inference.scheduler import Job
 from inference.scheduler import QueueFull
+from inference.sdapi_models import BodyError
+from inference.sdapi_models import megapixel_steps
+from inference.sdapi_models import parse_json_object
+from inference.sdapi_models import parse_txt2img
 
 bp = Blueprint("sdapi", __name__, url_prefix="/sdapi/v1")
 VERSION = "lanternslide"
-API_OWNER = "api:"
+log = logging.getLogger(__name__)
 
-# txt2img request fields: name -> (type, API default), as A1111 v1.10 (StableDiffusionTxt2ImgProcessingAPI).
-FIELDS: dict[str, tuple[str, Any]] = {
-    "prompt": ("str", ""), "negative_prompt": ("str", ""), "styles": ("list", None), "seed": ("int", -1),
-    "subseed": ("int", -1), "subseed_strength": ("float", 0), "seed_resize_from_h": ("int", -1),
-    "seed_resize_from_w": ("int", -1), "sampler_name": ("str", None), "sampler_index": ("str", "Euler"),
-    "scheduler": ("str", None), "batch_size": ("int", 1), "n_iter": ("int", 1), "steps": ("int", 50),
-    "cfg_scale": ("float", 7.0), "width": ("int", 512), "height": ("int", 512), "restore_faces": ("bool", None),
-    "tiling": ("bool", None), "do_not_save_samples": ("bool", False), "do_not_save_grid": ("bool", False),
-    "eta": ("float", None), "denoising_strength": ("float", None), "s_min_uncond": ("float", None),
-    "s_churn": ("float", None), "s_tmax": ("float", None), "s_tmin": ("float", None), "s_noise": ("float", None),
-    "override_settings": ("dict", None), "override_settings_restore_afterwards": ("bool", True),
-    "refiner_checkpoint": ("str", None), "refiner_switch_at": ("float", None), "disable_extra_networks": ("bool", False),
-    "firstpass_image": ("str", None), "comments": ("dict", None), "enable_hr": ("bool", False),
-    "firstphase_width": ("int", 0), "firstphase_height": ("int", 0), "hr_scale": ("float", 2.0),
-    "hr_upscaler": ("str", None), "hr_second_pass_steps": ("int", 0), "hr_resize_x": ("int", 0),
-    "hr_resize_y": ("int", 0), "hr_checkpoint_name": ("str", None), "hr_sampler_name": ("str", None),
-    "hr_scheduler": ("str", None), "hr_prompt": ("str", ""), "hr_negative_prompt": ("str", ""),
-    "script_name": ("str", None), "script_args": ("list", []), "send_images": ("bool", True),
-    "save_images": ("bool", False), "alwayson_scripts": ("dict", {}), "force_task_id": ("str", None),
-    "infotext": ("str", None),
-}
 MAX_IMAGES = 16  # batch_size * n_iter per request
-_TYPE_ERRORS = {"int": ("value is not a valid integer", "type_error.integer"),
-                "float": ("value is not a valid float", "type_error.float"),
-                "bool": ("value could not be parsed to a boolean", "type_error.bool"),
-                "str": ("str type expected", "type_error.str"), "list": ("value is not a valid list", "type_error.list"),
-                "dict": ("value is not a valid dict", "type_error.dict")}
+MAX_MEGAPIXEL_STEPS = 1200  # default cap on steps x pixels x pictures per call: 8 pictures x 150 steps at 1024x1024
+CLIENT_LIMIT = 16  # default cap on the pictures one API client may have waiting: one full call of MAX_IMAGES
+# What /cmd-flags shows: settings that tell a client how this server paints, and nothing else (no credentials, no
+# addresses of other servers, no folders).  "model" is shown by its name only.
+PUBLIC_FLAGS = frozenset({
+    "host", "port", "backend", "remote_workers", "device", "dtype", "model_config", "optimize", "deepcache",
+    "max_size", "offline", "image_format", "threads", "queue_limit", "batch_size", "cache_max_mb", "prefetch_depth",
+    "prefetch_count", "prefetch_cancel", "preview_every", "share", "behind_proxy", "rate_limit",
+    "player_queue_limit", "generation_timeout", "log_level", "sdapi_client_limit", "sdapi_max_megapixel_steps",
+    "client_limit", "max_megapixel_steps",
+})
+_PATH = re.compile(r"(?<![\w:/.~-])(?:/[^\s'\"/:,;()\[\]<>]+)+/?|\b[A-Za-z]:\\[^\s'\"]+")
 
 
 @dataclass
@@ -82,6 +79,9 @@ class ApiState:
     options: dict[str, Any] = field(default_factory=dict)
     auth: dict[str, str] = field(default_factory=dict)
     flags: dict[str, Any] = field(default_factory=dict)
+    off: str = ""  # why the API is off (reachable from outside without credentials); "" = on
+    max_megapixel_steps: float = MAX_MEGAPIXEL_STEPS
+    client_limit: int = CLIENT_LIMIT
 
 
 class ApiError(Exception):
@@ -93,26 +93,71 @@ class ApiError(Exception):
 
 
 def init_app(app: Flask, service: GenerationService, model: str, auth: str = "", flags: dict[str, Any] | None = None,
-             limit: Any = None) -> None:
+             limit: Any = None, exposed: str = "", max_megapixel_steps: float = MAX_MEGAPIXEL_STEPS,
+             client_limit: int = CLIENT_LIMIT) -> None:
     """Mount /sdapi/v1 on ``app`` over ``service``; ``auth`` is "user:pass[,user2:pass2]" (empty = open);
-    ``limit`` is an optional rate-limit decorator applied to the whole blueprint."""
+    ``limit`` is an optional rate-limit decorator applied to the whole blueprint.  ``exposed`` says how the server
+    can be reached from outside (see `exposure`): then the API is off unless ``auth`` is set, and says so."""
     title = model_title(model)
-    credentials = {}
-    for pair in filter(None, (auth or "").split(",")):
-        user, sep, password = pair.partition(":")
-        if not sep or not user:
-            raise ValueError("api auth: expected user:password[,user2:password2]")
-        credentials[user] = password
-    app.extensions["sdapi"] = ApiState(title, default_options(title), credentials, dict(flags or {}))
+    credentials = parse_auth(auth)
+    off = ""
+    if exposed and not credentials:
+        off = (f"The A1111 API (/sdapi/v1) is off: this server can be reached from outside ({exposed}) and no API "
+               "credentials are set. To turn it on, start the server with --sdapi-auth user:password "
+               "(or LANTERNSLIDE_SDAPI_AUTH) and send them with HTTP Basic auth.")
+    app.extensions["sdapi"] = ApiState(title, default_options(title), credentials, dict(flags or {}), off,
+                                       max_megapixel_steps, client_limit)
     app.extensions.setdefault("images", service)
     if limit is not None:
         limit(bp)
     app.register_blueprint(bp)
 
 
+def parse_auth(auth: str) -> dict[str, str]:
+    """``"user:pass[,user2:pass2]"`` as {user: password}; a password may contain ":"."""
+    credentials = {}
+    for pair in filter(None, (auth or "").split(",")):
+        user, sep, password = pair.partition(":")
+        if not sep or not user:
+            raise ValueError("api auth: expected user:password[,user2:password2]")
+        credentials[user] = password
+    return credentials
+
+
+def exposure(host: str, share: bool = False, behind_proxy: bool = False) -> str:
+    """How a server with these settings can be reached from other machines ("" = from this machine only)."""
+    reasons = ["--share"] if share else []
+    if behind_proxy:
+        reasons.append("--behind-proxy")
+    if host.strip("[]") != "localhost":
+        try:
+            loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            reasons.append(f"--host {host}")
+    return ", ".join(reasons)
+
+
+def api_status(app: Flask) -> str:
+    """One line for the start-up log: whether /sdapi/v1 is on, and for whom."""
+    api = app.extensions["sdapi"]
+    if api.off:
+        return api.off
+    if api.auth:
+        return f"The A1111 API is on at /sdapi/v1 for {len(api.auth)} API user(s) with HTTP Basic auth."
+    return "The A1111 API is on at /sdapi/v1 without credentials, for this machine only."
+
+
 def create_server(settings: dict[str, Any]) -> Flask:
-    """The API alone (``python -m inference serve``): backend, cache and service, and /sdapi/v1 on a bare app."""
+    """The API alone (``python -m inference serve``): backend, cache and service, and /sdapi/v1 on a bare app.
+    Refuses (ValueError) to serve the API to other machines without credentials."""
     from pathlib import Path
+
+    exposed = exposure(settings["host"])
+    if exposed and not parse_auth(settings["api_auth"]):
+        raise ValueError(f"api auth: {exposed} lets other machines reach the API; set --api-auth user:password "
+                         "(or LANTERNSLIDE_API_AUTH), or listen on 127.0.0.1 only")
 
     from inference.backend import BackendSettings
     from inference.backend import create_backend
@@ -120,6 +165,7 @@ def create_server(settings: dict[str, Any]) -> Flask:
 
     app = Flask(__name__, instance_path=str(Path(settings["instance"]).resolve()))
     app.config["MODEL"] = settings["model"]
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024  # a txt2img body is a few KB
     backend = create_backend(BackendSettings(
         model=settings["model"], device=settings["device"], dtype=settings["dtype"], max_size=settings["max_size"],
         offline=settings["offline"], model_config=settings["model_config"],
@@ -128,20 +174,33 @@ def create_server(settings: dict[str, Any]) -> Flask:
     backend.start()
     cache = ImageCache(Path(app.instance_path) / "cache", settings["cache_max_mb"] * 1024 * 1024)
     images = GenerationService(backend, cache, f"{settings['model']}|max_size={settings['max_size']}",
-                               max_queue=settings["queue_limit"], max_batch=settings["batch_size"])
+                               max_queue=settings["queue_limit"], max_batch=settings["batch_size"],
+                               max_per_api_client=settings["client_limit"])
     images.start()
     app.extensions["backend"] = backend
     app.extensions["images"] = images
-    init_app(app, images, settings["model"], settings["api_auth"], flags=settings)
-    for code in (404, 405):
+    init_app(app, images, settings["model"], settings["api_auth"], flags=settings,
+             max_megapixel_steps=settings["max_megapixel_steps"], client_limit=settings["client_limit"])
+    for code in (404, 405, 413):
         app.register_error_handler(code, lambda error: json_error_for(request.path, error.code)
                                    or (jsonify({"detail": "Not Found"}), 404))
     return app
 
 
+def model_name(model: str) -> str:
+    """The model as strangers may see it: a file's or folder's name, or the hub id; never a path on this server."""
+    looks_like_path = os.path.isabs(model) or model.startswith((".", "~")) or os.path.exists(model)
+    return (os.path.basename(model.rstrip("/\\")) or model) if looks_like_path else model
+
+
 def model_title(model: str) -> str:
     name = os.path.basename(model.rstrip("/")) or model
     return f"{name} [{model_hash(model)}]"
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute path of this server cut to its last part (for answers to API clients)."""
+    return _PATH.sub(lambda m: os.path.basename(m.group(0).rstrip("/\\")) or "/", text)
 
 
 def model_hash(model: str) -> str:
@@ -170,6 +229,8 @@ def service() -> GenerationService:
 
 @bp.before_request
 def check_auth() -> ResponseReturnValue | None:
+    if state().off:
+        raise ApiError(403, state().off)
     users = state().auth
     if not users:
         return None
@@ -187,92 +248,44 @@ def api_error(exc: ApiError) -> ResponseReturnValue:
     if exc.status == 422:
         body: dict[str, Any] = {"detail": exc.detail}
     else:
-        body = {"error": "HTTPException" if exc.status < 500 else "RuntimeError", "detail": exc.detail, "body": "",
-                "errors": exc.errors}
+        detail = without_paths(exc.detail) if isinstance(exc.detail, str) else exc.detail
+        body = {"error": "HTTPException" if exc.status < 500 else "RuntimeError", "detail": detail, "body": "",
+                "errors": without_paths(exc.errors)}
     return jsonify(body), exc.status, exc.headers
 
 
 def json_error_for(path: str, code: int) -> ResponseReturnValue | None:
-    """FastAPI-style JSON for routing errors under /sdapi (the app's 404/405 handlers call this)."""
+    """FastAPI-style JSON for routing errors under /sdapi (the app's 404/405/413 handlers call this)."""
     if path.startswith(bp.url_prefix or "/sdapi"):
-        return jsonify({"detail": {404: "Not Found", 405: "Method Not Allowed"}.get(code, "Error")}), code
+        words = {404: "Not Found", 405: "Method Not Allowed", 413: "Request Entity Too Large"}
+        return jsonify({"detail": words.get(code, "Error")}), code
     return None
+
+
+def caller() -> str:
+    """Who is asking, as the owner prefix of their jobs: the API user when credentials are on, else the client's
+    address.  Quoted, so one caller's prefix is never the start of another's."""
+    identity = request.authorization.username if state().auth and request.authorization else request.remote_addr
+    return f"api/{quote(identity or '?', safe='')}/"
 
 
 # -- txt2img ---------------------------------------------------------------------------------------------------
 
 
 def read_body() -> dict[str, Any]:
-    """The JSON object of the request, or a 422 in FastAPI's words."""
-    mimetype = request.mimetype
-    if mimetype and mimetype != "application/json":
-        raise ApiError(422, [{"loc": ["body"], "msg": f"expected application/json, got {mimetype}",
-                              "type": "value_error.contenttype"}])
-    raw = request.get_data(cache=False)
-    if not raw.strip():
-        raise ApiError(422, [{"loc": ["body"], "msg": "field required", "type": "value_error.missing"}])
+    """The JSON object of the request, or a 422 in FastAPI's words (wrong type, empty, invalid or too deep)."""
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(422, [{"loc": ["body", 0], "msg": f"Expecting value: {exc}", "type": "value_error.jsondecode"}]) from None
-    if not isinstance(body, dict):
-        raise ApiError(422, [{"loc": ["body"], "msg": "value is not a valid dict", "type": "type_error.dict"}])
-    return body
-
-
-def coerce(kind: str, value: Any) -> Any:
-    """Coerce one value the way pydantic v1 does for A1111's models; raise ValueError when it cannot."""
-    if value is None:
-        return None
-    if kind == "int":
-        if isinstance(value, bool):
-            return int(value)
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-            return int(value)
-        raise ValueError
-    if kind == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            return float(value)
-        raise ValueError
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
-            return value.lower() in ("true", "yes", "on", "1")
-        raise ValueError
-    if kind == "str":
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        if hasattr(value, "value"):
-            return str(value.value)
-        raise ValueError
-    if kind == "list" and isinstance(value, list) or kind == "dict" and isinstance(value, dict):
-        return value
-    raise ValueError
+        return parse_json_object(request.get_data(cache=False), request.mimetype)
+    except BodyError as exc:
+        raise ApiError(422, exc.detail) from None
 
 
 def parse_fields(body: dict[str, Any]) -> dict[str, Any]:
     """Every txt2img field with A1111's defaults filled in; unknown keys ignored; wrong types -> 422."""
-    params, errors = {}, []
-    for name, (kind, default) in FIELDS.items():
-        try:
-            params[name] = coerce(kind, body[name]) if name in body else default
-        except (ValueError, TypeError):
-            msg, kind_error = _TYPE_ERRORS[kind]
-            errors.append({"loc": ["body", name], "msg": msg, "type": kind_error})
-    if errors:
-        raise ApiError(422, errors)
-    return params
+    try:
+        return parse_txt2img(body).model_dump()
+    except BodyError as exc:
+        raise ApiError(422, exc.detail) from None
 
 
 def unsupported(params: dict[str, Any]) -> list[str]:
@@ -323,6 +336,13 @@ def build_requests(params: dict[str, Any]) -> tuple[list[GenerationRequest], lis
             name = "sampler_index"
         raise ApiError(422, [{"loc": ["body", name], "msg": exc.message, "type": "value_error"}]) from None
     first = requests_[0]
+    work = megapixel_steps(first.steps, first.width, first.height, count)
+    if work > state().max_megapixel_steps:
+        raise ApiError(422, [{"loc": ["body"], "msg": (
+            f"this call asks for {count} picture(s) x {first.steps} steps x {first.width}x{first.height} = {work:g} "
+            f"megapixel-steps (1 megapixel = 1024x1024); this server allows at most "
+            f"{state().max_megapixel_steps:g} per call: ask for fewer pictures, fewer steps or a smaller size"),
+            "type": "value_error.work"}])
     return requests_, seeds, first.sampler_name
 
 
@@ -357,26 +377,38 @@ def txt2img() -> ResponseReturnValue:
     body = read_body()
     params = parse_fields(body)
     requests_, seeds, sampler = build_requests(params)
-    owner = f"{API_OWNER}{uuid.uuid4().hex[:8]}"
-    # 2. Queue every picture through the shared service (coalescing and cache included).
-    jobs = []
+    client = caller()
+    owner = f"{client}{uuid.uuid4().hex[:8]}"
+    # 2. Queue every picture through the shared service (coalescing and cache included), below every player.
+    jobs: list[Job] = []
     try:
         for req in requests_:
-            jobs.append(service().submit(req, ADMIN, owner))
+            job = service().submit(req, API, owner, client)
+            assert job is not None  # only paint-ahead is ever refused with None
+            jobs.append(job)
     except QueueFull as exc:
+        for job in jobs:  # all or nothing: a refused call leaves no pictures behind
+            service().withdraw(job.key, owner)
+        headers = {"Retry-After": str(exc.retry_after)}
+        if exc.mine:
+            raise ApiError(429, f"You have too many pictures waiting: at most {state().client_limit} per API client "
+                           f"(--sdapi-client-limit), and this call asks for {len(requests_)}. Try again when your "
+                           "other calls have finished.", f"retry after {exc.retry_after} s", headers) from None
         raise ApiError(503, "The painter is busy; try again later", f"queue full, retry after {exc.retry_after} s",
-                       {"Retry-After": str(exc.retry_after)}) from None
-    # 3. Wait for them; an interrupt stops ours and drops the rest.
+                       headers) from None
+    # 3. Wait for them; an interrupt stops ours and drops the rest, a skip only the picture being painted.
     snaps, interrupted = [], False
-    for job in jobs:
+    for index, job in enumerate(jobs):
         if interrupted:
             service().withdraw(job.key, owner)
         snap = service().snapshot(job)
         while snap.state in ("queued", "running"):
             snap = service().follow(job, snap.version, 30) or service().snapshot(job)
         if snap.state == "cancelled":
-            interrupted = True
+            interrupted = interrupted or snap.error != "skipped"
         elif snap.state != DONE:
+            for rest in jobs[index + 1:]:
+                service().withdraw(rest.key, owner)
             raise ApiError(500, "", f"{snap.error} {snap.hint}".strip())
         snaps.append(snap)
     # 4. Answer like A1111: base64 PNGs with infotext, the request echoed, info as a JSON string.
@@ -389,8 +421,9 @@ def txt2img() -> ResponseReturnValue:
     skipped = unsupported(params)
     if skipped:
         extra["Lanternslide: not supported"] = ", ".join(skipped)
-    if interrupted:
-        extra["Lanternslide: interrupted"] = f"{len(done)} of {len(requests_)} pictures painted"
+    if len(done) < len(requests_):
+        extra["Lanternslide: interrupted" if interrupted else "Lanternslide: skipped"] = (
+            f"{len(done)} of {len(requests_)} pictures painted")
     if any(snap.meta.get("info", {}).get("scaled") for _, _, snap in done):
         extra["Lanternslide: scaled"] = done[0][2].meta["info"]["scaled"]
     info = {
@@ -418,7 +451,7 @@ def txt2img() -> ResponseReturnValue:
 @bp.get("/progress")
 def progress() -> ResponseReturnValue:
     skip_image = request.args.get("skip_current_image", "false").lower() == "true"
-    running = service().current()
+    running = service().current(caller())  # the caller's own work: other clients' pictures stay theirs
     idle_state = {"skipped": False, "interrupted": False, "stopping_generation": False, "job": "", "job_count": 0,
                   "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
     if running is None:
@@ -435,13 +468,15 @@ def progress() -> ResponseReturnValue:
 
 @bp.post("/interrupt")
 def interrupt() -> ResponseReturnValue:
-    service().interrupt(API_OWNER)
+    """Stop the caller's own pictures, painting or waiting (never a player's or another client's)."""
+    service().interrupt(caller(), "interrupted", queued=True)
     return jsonify({})
 
 
 @bp.post("/skip")
 def skip() -> ResponseReturnValue:
-    service().interrupt(API_OWNER)
+    """Skip the caller's own picture(s) being painted; the rest of their calls go on."""
+    service().interrupt(caller(), "skipped")
     return jsonify(None)
 
 
@@ -469,7 +504,7 @@ def sd_models() -> ResponseReturnValue:
     title = state().model_title
     model = current_app.config.get("MODEL", title)
     return jsonify([{"title": title, "model_name": title.rsplit(" [", 1)[0], "hash": model_hash(model), "sha256": None,
-                     "filename": os.path.abspath(model) if os.path.exists(model) else model, "config": None}])
+                     "filename": model_name(model), "config": None}])  # A1111 shows a path; we never do
 
 
 @bp.get("/options")
@@ -492,11 +527,13 @@ def set_options() -> ResponseReturnValue:
 
 @bp.get("/cmd-flags")
 def cmd_flags() -> ResponseReturnValue:
-    flags = dict(state().flags)
-    for key in list(flags):
-        if "auth" in key.lower() or "token" in key.lower() or "secret" in key.lower():
-            flags[key] = "***" if flags[key] else None
-    return jsonify(flags)
+    """This server's harmless settings (an allow-list: no credentials, other servers' addresses or folders)."""
+    flags = state().flags
+    shown: dict[str, Any] = {key: value for key, value in flags.items() if key in PUBLIC_FLAGS}
+    if "model" in flags:
+        shown["model"] = model_name(str(flags["model"]))
+    shown.update(api=True, nowebui="stories" not in flags)  # the API alone has no game
+    return jsonify(shown)
 
 
 def prompt_styles() -> list[dict[str, str]]:
