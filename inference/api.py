@@ -379,6 +379,9 @@ def txt2img() -> ResponseReturnValue:
     requests_, seeds, sampler = build_requests(params)
     client = caller()
     owner = f"{client}{uuid.uuid4().hex[:8]}"
+    if len(requests_) > state().client_limit:
+        raise ApiError(429, f"This call asks for {len(requests_)} pictures; this server lets one API client have at "
+                       f"most {state().client_limit} waiting (--sdapi-client-limit). Ask for fewer pictures.")
     # 2. Queue every picture through the shared service (coalescing and cache included), below every player.
     jobs: list[Job] = []
     try:
