@@ -36,6 +36,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from web import sdapi
     from web.admin import init_app as init_admin
     from web.cli import bake_command
+    from web.sdapi import exposure
 
     # 1. Settings, the instance folder and the session key.
     settings = settings_from_env()
@@ -61,6 +62,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.cli.add_command(bake_command)
     sdapi.init_app(app, flags={k.lower(): v for k, v in app.config.items() if k in {x.key for x in SETTINGS}},
                    limit=rate_limit)
+    if api_alone and app.extensions["sdapi"].off:  # the API alone with the API off would serve nothing
+        raise ValueError(f"--sdapi-auth: {exposure(app.config['HOST'])} lets other machines reach the API; set "
+                         "--sdapi-auth user:password (or LANTERNSLIDE_SDAPI_AUTH), or listen on 127.0.0.1 only")
     app.add_template_filter(lambda seconds: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)), "timestamp")
     errors.init_app(app)
     return app
@@ -77,6 +81,7 @@ def main(argv: list[str] | None = None, api_alone: bool = False) -> int:
     logging.basicConfig(level=args["LOG_LEVEL"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from waitress import serve
 
+    from web.sdapi import api_status
     from web.share import close_share
     from web.share import open_share
 
@@ -85,6 +90,7 @@ def main(argv: list[str] | None = None, api_alone: bool = False) -> int:
     except ValueError as exc:
         log.error("%s", exc)
         return 2
+    (log.warning if app.extensions["sdapi"].off else log.info)("%s", api_status(app))
     host = "localhost" if args["HOST"] in ("127.0.0.1", "0.0.0.0") else args["HOST"]
     where = f"http://{host}:{args['PORT']}" + ("/sdapi/v1" if api_alone else "/")
     log.info("Lanternslide%s is up in %.2f s: %s", " (API alone)" if api_alone else "", time.perf_counter() - started,

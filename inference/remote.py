@@ -52,7 +52,7 @@ class RemoteBackend:
                  retries: int = 2, poll_interval: float = 0.5, recheck_after: float = 5.0, max_size: int = 0):
         root = base_url.rstrip("/")
         self.api = root if root.endswith("/sdapi/v1") else root + "/sdapi/v1"
-        self.base_url = root.removesuffix("/sdapi/v1")
+        self.base_url = _shown(root.removesuffix("/sdapi/v1"))  # for messages: never the user:password@ part
         self.session = requests.Session()
         self.session.headers["ngrok-skip-browser-warning"] = "1"
         if auth:
@@ -210,6 +210,17 @@ class RemoteBackend:
                 except requests.RequestException:
                     pass
                 return
+
+
+def _shown(url: str) -> str:
+    """``url`` without any ``user:password@`` in it, for messages, pages and logs."""
+    from urllib.parse import urlsplit
+    from urllib.parse import urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _detail(response: requests.Response) -> str:

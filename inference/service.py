@@ -1,11 +1,13 @@
 """The generation service: every picture goes through here.
 
-A priority queue in front of one backend (a player waiting > an admin preview > a prefetch).  A job is keyed by
-the hash of model + normalized request: asking for a key that is queued or running joins that job, so two
-players on one slide cost one generation, and a finished key comes from the disk cache.  Compatible queued jobs
+A priority queue in front of one backend (a player waiting > an admin preview > a prefetch > an /sdapi call).  A job
+is keyed by the hash of model + normalized request: asking for a key that is queued or running joins that job, so
+two players on one slide cost one generation, and a finished key comes from the disk cache.  Compatible queued jobs
 of the same priority run as one batch.  The queue is bounded (`QueueFull` carries a Retry-After); prefetches
-yield their place to players and are dropped when nobody wants them any more.  Every change to a job bumps its
-version and wakes whoever follows it (`follow`), which is what the picture streams are built on.
+yield their place to players and are dropped when nobody wants them any more.  /sdapi (API) jobs wait in their own
+bounded part of the queue, never take a player's place, and a batch of them yields to a waiting player or admin the
+way paint-ahead does.  Every change to a job bumps its version and wakes whoever follows it (`follow`), which is
+what the picture streams are built on.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from inference.request import GenerationRequest
 
 log = logging.getLogger(__name__)
 
-PLAYER, ADMIN, PREFETCH = 0, 1, 2
-PRIORITY_NAMES = {PLAYER: "player", ADMIN: "admin", PREFETCH: "prefetch"}
+PLAYER, ADMIN, PREFETCH, API = 0, 1, 2, 3
+PRIORITY_NAMES = {PLAYER: "player", ADMIN: "admin", PREFETCH: "prefetch", API: "api"}
+PREEMPTIBLE = (PREFETCH, API)  # a running batch of only these gives way to a player or admin who waits
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 
 
@@ -68,7 +71,7 @@ class Job:
     created: float = field(default_factory=time.monotonic)
     started: float = 0.0
     from_cache: bool = False
-    stop: bool = False
+    stop: str = ""  # why it is being stopped: "interrupted" or "skipped" (an /sdapi client's own job)
     preempted: bool = False
 
 
@@ -103,6 +106,7 @@ class GenerationService:
         preview_every (`int`, *optional*, defaults to 2): steps between previews (0 = none).
         seconds_per_job (`float`, *optional*): first guess of a job's duration, for Retry-After.
         max_per_client (`int`, *optional*): waiting pictures one client may have (0 = no cap; paint-ahead not counted).
+        max_per_api_client (`int`, *optional*): waiting pictures one /sdapi client may have at API priority (0 = no cap).
         timeout (`float`, *optional*): seconds after which a picture still painting is given up (0 = never).
         gather (`float`, *optional*, defaults to 0.02): seconds a batch that is not full may wait, counted from its
             oldest job's submission, for compatible jobs asked for at the same moment (0 = start at once).
@@ -110,7 +114,7 @@ class GenerationService:
 
     def __init__(self, backend: Backend, cache: ImageCache, model: str, max_queue: int = 64, max_batch: int = 4,
                  workers: int = 1, preview_every: int = 2, seconds_per_job: float = 5.0, max_per_client: int = 0,
-                 timeout: float = 0, gather: float = 0.02):
+                 timeout: float = 0, gather: float = 0.02, max_per_api_client: int = 0):
         self.backend = backend
         self.cache = cache
         self.model = model
@@ -118,6 +122,7 @@ class GenerationService:
         self.max_batch = max_batch
         self.preview_every = preview_every
         self.max_per_client = max_per_client
+        self.max_per_api_client = max_per_api_client
         self.timeout = timeout
         self.gather = gather
         self._jobs: dict[str, Job] = {}
@@ -154,7 +159,8 @@ class GenerationService:
         Return a snapshot of its job (follow it by ``snapshot.key``).
 
         A player or admin past the queue bound gets `QueueFull`; a prefetch past it gets None (it is optional).
-        Prefetches make room for players by giving up their place.
+        Prefetches make room for players by giving up their place.  API jobs are bounded apart (``max_queue`` of
+        them, ``max_per_api_client`` per client), so they never fill the players' queue.
         """
         job = self._submit(request, priority, who, client)
         if job is None:
@@ -192,15 +198,18 @@ class GenerationService:
             if key in self._jobs and self._jobs[key].state in (QUEUED, RUNNING):  # raced with another submitter
                 self.counters["coalesced"] += 1
                 return self._jobs[key]
-            if client and priority != PREFETCH and self.max_per_client and sum(
-                    1 for j in self._queue if client in j.clients and j.priority != PREFETCH) >= self.max_per_client:
+            cap = self.max_per_api_client if priority == API else self.max_per_client
+            if client and priority != PREFETCH and cap and sum(
+                    1 for j in self._queue if client in j.clients and j.priority != PREFETCH
+                    and (j.priority == API) == (priority == API)) >= cap:
                 self.counters["rejected"] += 1
-                raise QueueFull(self.retry_after(), mine=True)
-            if len(self._queue) >= self.max_queue and not self._make_room(priority):
+                raise QueueFull(self.retry_after(priority), mine=True)
+            same_part = sum(1 for j in self._queue if (j.priority == API) == (priority == API))
+            if same_part >= self.max_queue and (priority == API or not self._make_room(priority)):
                 self.counters["rejected"] += 1
                 if priority == PREFETCH:
                     return None
-                raise QueueFull(self.retry_after())
+                raise QueueFull(self.retry_after(priority))
             job = Job(key, request, priority, next(self._seq), interest={who} if who else set(),
                       clients={client} if client else set())
             if priority == PREFETCH:
@@ -228,17 +237,29 @@ class GenerationService:
             self._changed(job)
             return True
 
-    def interrupt(self, owned_by: str) -> int:
-        """Stop the running batch if every job in it belongs only to ``owned_by*`` askers; return jobs stopped."""
+    def interrupt(self, owned_by: str, reason: str = "interrupted", queued: bool = False) -> int:
+        """Stop the running jobs that only ``owned_by*`` askers want (a batch stops when all of its jobs are
+        stopped; API batches hold one client's jobs only); with ``queued``, drop their waiting jobs too.
+        Return the number of jobs stopped or dropped."""
         with self._cond:
             stopped = 0
             for keys in self._running_batches:
-                jobs = [self._jobs[k] for k in keys if k in self._jobs]
-                if jobs and all(j.interest and all(w.startswith(owned_by) for w in j.interest) for j in jobs):
-                    for job in jobs:
-                        job.stop = True
+                for job in (self._jobs[k] for k in keys if k in self._jobs):
+                    if self._owned(job, owned_by) and not job.stop:
+                        job.stop = reason
                         stopped += 1
+            for job in [j for j in self._queue if queued and self._owned(j, owned_by)]:
+                self._queue.remove(job)
+                job.state, job.error = CANCELLED, reason
+                self.counters["cancelled"] += 1
+                del self._jobs[job.key]
+                self._changed(job)
+                stopped += 1
             return stopped
+
+    @staticmethod
+    def _owned(job: Job, owned_by: str) -> bool:
+        return bool(job.interest) and all(w.startswith(owned_by) for w in job.interest)
 
     def withdraw(self, key: str, who: str) -> None:
         """Drop a queued job that only ``who`` asked for (an API request that was interrupted)."""
@@ -250,14 +271,19 @@ class GenerationService:
                 del self._jobs[key]
                 self._changed(job)
 
-    def current(self) -> tuple[Snapshot, float, int] | None:
-        """The first running job (for A1111's /progress), its seconds running, and the jobs in flight or waiting."""
+    def current(self, wanted_by: str = "") -> tuple[Snapshot, float, int] | None:
+        """The first running job that a ``wanted_by*`` asker wants (for A1111's /progress; "" = anyone's), its
+        seconds running, and the number of such jobs in flight or waiting."""
         with self._cond:
+            def mine(job: Job) -> bool:
+                return any(w.startswith(wanted_by) for w in job.interest) if wanted_by else True
+
             for keys in self._running_batches:
                 for key in keys:
                     job = self._jobs.get(key)
-                    if job is not None and job.state == RUNNING:
-                        in_flight = sum(len(b) for b in self._running_batches) + len(self._queue)
+                    if job is not None and job.state == RUNNING and mine(job):
+                        running = [self._jobs[k] for b in self._running_batches for k in b if k in self._jobs]
+                        in_flight = sum(1 for j in running + self._queue if mine(j))
                         return self._snapshot(job), time.monotonic() - job.started, in_flight
             return None
 
@@ -339,6 +365,7 @@ class GenerationService:
         head = min(self._queue, key=self._order)
         batch = [head] + [j for j in sorted(self._queue, key=lambda j: j.seq)
                           if j is not head and j.priority == head.priority
+                          and (head.priority != API or j.clients == head.clients)  # one API client's jobs per batch
                           and j.request.batch_key() == head.request.batch_key()][: self.max_batch - 1]
         for job in batch:
             self._queue.remove(job)
@@ -396,13 +423,13 @@ class GenerationService:
                             frame, job.request.width, job.request.height)
                     self._changed(job)
                 stop = self._closed or all(job.stop for job in batch)
-                preempt = all(job.preempted and job.priority == PREFETCH for job in batch)
+                preempt = all(job.preempted and job.priority in PREEMPTIBLE for job in batch)
+            if stop:
+                raise GenerationCancelled("interrupted")
             if preempt:
                 raise GenerationCancelled("preempted")
             if self.timeout and time.monotonic() - started > self.timeout:
                 raise TimeoutError(f"The picture took longer than {self.timeout:g} s and was given up.")
-            if stop:
-                raise GenerationCancelled("interrupted")
 
         try:
             results = self.backend.generate([job.request for job in batch], on_step)
@@ -414,21 +441,21 @@ class GenerationService:
             return
         except GenerationCancelled:
             with self._cond:
-                if all(job.preempted for job in batch) and not self._closed:
-                    for job in batch:  # paint-ahead gave way to a waiting player: back in the queue as it was
+                if all(job.preempted and not job.stop for job in batch) and not self._closed:
+                    for job in batch:  # paint-ahead or API work gave way to a waiting player: back in line as it was
                         job.state, job.step, job.preview, job.preempted = QUEUED, 0, None, False
                         self._queue.append(job)
                         self._changed(job)
                     self.counters["preempted"] += len(batch)
                     return
                 for job in batch:
-                    job.state, job.error = CANCELLED, "interrupted"
+                    job.state, job.error = CANCELLED, job.stop or "interrupted"
                     self.counters["cancelled"] += 1
                     self._changed(job)
                     if self._jobs.get(job.key) is job:
                         del self._jobs[job.key]
             return
-        except Exception as exc:  # noqa: BLE001 - a failed picture must never take the service down
+        except Exception as exc:
             log.exception("painting a batch of %d failed", len(batch))
             self._fail(batch, f"{type(exc).__name__}: {exc}", "Try again; if it keeps failing, see the server log.")
             return
@@ -462,10 +489,12 @@ class GenerationService:
     # -- telling how it goes ---------------------------------------------------------------------------------
 
     def _preempt_for(self, job: Job) -> None:
-        """Someone now waits for ``job``: stop a batch that is only paint-ahead; it goes back to the queue."""
+        """Someone now waits for ``job``: stop a batch that is only paint-ahead or API work of a lower priority
+        (a player or admin preempts both; nothing preempts for an API job); it goes back to the queue."""
         for keys in self._running_batches:
             running = [self._jobs[k] for k in keys if k in self._jobs]
-            if running and job not in running and all(j.priority == PREFETCH for j in running):
+            if running and job not in running and all(j.priority in PREEMPTIBLE and j.priority > job.priority
+                                                      and job.priority not in PREEMPTIBLE for j in running):
                 for other in running:
                     other.preempted = True
 
@@ -482,10 +511,11 @@ class GenerationService:
         self._changed(victim)
         return True
 
-    def retry_after(self) -> int:
-        """Seconds until a place in the queue is likely to free up."""
+    def retry_after(self, priority: int = PLAYER) -> int:
+        """Seconds until a place in the queue is likely to free up for a job of ``priority`` (the jobs that go first)."""
         per_batch = sum(self._durations) / len(self._durations) if self._durations else self._seconds_per_job
-        return max(1, round(per_batch * max(1, len(self._queue)) / max(1, self.max_batch)))
+        ahead = sum(1 for j in self._queue if j.priority <= priority)
+        return max(1, round(per_batch * max(1, ahead) / max(1, self.max_batch)))
 
     def stats(self) -> dict[str, Any]:
         """Queue depth per priority, running batches, cache and timing figures."""
@@ -537,6 +567,7 @@ def build_service(settings: Mapping[str, Any], instance: Path, backend: Backend 
                                 max_batch=1 if remote else settings["BATCH_SIZE"],
                                 workers=settings["REMOTE_WORKERS"] if remote else 1,
                                 preview_every=settings["PREVIEW_EVERY"], max_per_client=settings["PLAYER_QUEUE_LIMIT"],
-                                timeout=settings["GENERATION_TIMEOUT"])
+                                timeout=settings["GENERATION_TIMEOUT"],
+                                max_per_api_client=settings["SDAPI_CLIENT_LIMIT"])
     service.start()
     return service

@@ -66,7 +66,8 @@ def test_samplers_models_options_and_the_rest(client, api_server):
     assert client.get_options()["send_seed"] is False
     client.set_options({"send_seed": True})
     flags = client.get_cmd_flags()
-    assert flags["api_auth"] == "***"  # never echo secrets
+    assert flags["port"] == api_server.port and flags["api"] is True
+    assert "api_auth" not in flags and "instance" not in flags  # an allow-list: no credentials, no folders
     assert ApiServer.password not in json.dumps(flags)
     for path, shape in [("/upscalers", list), ("/face-restorers", list), ("/embeddings", dict), ("/scripts", dict),
                         ("/memory", dict), ("/prompt-styles", list)]:
@@ -132,6 +133,17 @@ def test_auth_is_required_on_every_route(api_server):
         ({"json": {"sampler_name": "Nope"}}, ["body", "sampler_name"], "unknown sampler 'Nope'"),
         ({"json": {"batch_size": 50}}, ["body", "batch_size"], "must be 1..16"),
         ({"json": {"styles": ["No such style"]}}, ["body", "styles"], "unknown style"),
+        ({"json": {"styles": [{}]}}, ["body", "styles", 0], "str type expected"),
+        ({"data": "[" * 50000 + "]" * 50000, "headers": {"Content-Type": "application/json"}}, ["body"],
+         "nested deeper than 32 levels"),
+        ({"json": {"override_settings": {"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}}, ["body"],
+         "nested deeper"),
+        ({"json": {"seed": 2**64}}, ["body", "seed"], "less than or equal to 4294967295"),
+        ({"json": {"seed": -2}}, ["body", "seed"], "greater than or equal to -1 (-1 means a random seed)"),
+        ({"json": {"subseed": 2**32}}, ["body", "subseed"], "less than or equal to 4294967295"),
+        ({"json": {"steps": True}}, ["body", "steps"], "true/false is not a number"),
+        ({"json": {"cfg_scale": False}}, ["body", "cfg_scale"], "true/false is not a number"),
+        ({"json": {"send_images": "maybe"}}, ["body", "send_images"], "could not be parsed to a boolean"),
     ],
 )
 def test_bad_requests_get_a_clear_422_and_the_server_stays_up(api_server, kwargs, loc, words):
@@ -143,9 +155,18 @@ def test_bad_requests_get_a_clear_422_and_the_server_stays_up(api_server, kwargs
     assert raw(api_server, "GET", "/progress").status_code == 200
 
 
+def test_models_and_settings_name_the_model_without_its_path_on_the_server(api_server, tiny_model):
+    models = raw(api_server, "GET", "/sd-models")
+    assert models.json()[0]["filename"] == tiny_model.name
+    assert models.json()[0]["title"].startswith(tiny_model.name + " [")
+    for path in ("/sd-models", "/options", "/cmd-flags"):
+        assert str(tiny_model) not in raw(api_server, "GET", path).text, path
+
+
 def test_numbers_in_strings_are_coerced_and_unknown_keys_ignored(api_server):
     response = raw(api_server, "POST", "/txt2img", json={"prompt": "x", "steps": "2", "width": "64", "height": 64,
-                                                         "negative_promp": "typo", "send_images": False})
+                                                         "negative_promp": "typo", "send_images": False,
+                                                         "seed": None, "cfg_scale": "6.5", "tiling": "false"})
     assert response.status_code == 200
     body = response.json()
     assert body["images"] == []

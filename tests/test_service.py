@@ -7,6 +7,7 @@ import pytest
 from inference.cache import ImageCache
 from inference.request import GenerationRequest
 from inference.service import ADMIN
+from inference.service import API
 from inference.service import DONE
 from inference.service import FAILED
 from inference.service import PLAYER
@@ -45,10 +46,10 @@ class GatedBackend:
 def service_factory(backend, tmp_path):
     services = []
 
-    def build(max_queue=16, max_batch=4, wrapped=None, folder=None, gather=0.02):
+    def build(max_queue=16, max_batch=4, wrapped=None, folder=None, **options):
         gated = wrapped or GatedBackend(backend)
         service = GenerationService(gated, ImageCache(folder or tmp_path / "cache"), "tiny", max_queue=max_queue,
-                                    max_batch=max_batch, preview_every=1, gather=gather)
+                                    max_batch=max_batch, preview_every=1, **options)
         service.start()
         services.append(service)
         return service, gated
@@ -152,7 +153,7 @@ def test_the_queue_is_bounded(service_factory):
     with pytest.raises(QueueFull) as info:
         service.submit(BASE.replace(seed=6), PLAYER)
     assert info.value.retry_after >= 1
-    assert service.stats()["queue"] == {"player": 2, "admin": 0, "prefetch": 0}
+    assert service.stats()["queue"] == {"player": 2, "admin": 0, "prefetch": 0, "api": 0}
     gated.gate.set()
 
 
@@ -303,3 +304,76 @@ def test_a_full_batch_starts_without_waiting_for_the_gather_window(service_facto
     for job in jobs:
         assert wait_done(service, job, timeout=120).state == DONE
     assert [len(call) for call in gated.calls] == [2]
+
+
+def wait_running(service, job, step=2):
+    snap = service.snapshot(job.key)
+    while not (snap.state == "running" and snap.step >= step):
+        snap = service.follow(job.key, snap.version, 30) or pytest.fail("the job never ran")
+    return snap
+
+
+def test_a_waiting_player_preempts_a_batch_of_api_work_which_is_painted_later(service_factory):
+    service, gated = service_factory()
+    api = service.submit(BASE.replace(prompt="an API call", steps=40), API, "api/alice/1", "api/alice/")
+    wait_running(service, api)
+    player = service.submit(BASE.replace(prompt="the player waits"), PLAYER)
+    assert wait_done(service, player).state == DONE
+    assert service.snapshot(api.key).state in ("queued", "running")  # not lost: back in line
+    assert wait_done(service, api).state == DONE
+    assert [call[0] for call in gated.calls] == ["an API call", "the player waits", "an API call"]
+    assert service.stats()["counters"]["preempted"] == 1
+
+
+def test_api_work_waits_behind_players_admins_and_paint_ahead_and_never_preempts(service_factory):
+    service, gated = service_factory()
+    ahead = service.submit(BASE.replace(prompt="painted ahead", steps=20), PREFETCH)
+    wait_running(service, ahead, 1)
+    api = service.submit(BASE.replace(prompt="an API call", width=72), API, "api/alice/1", "api/alice/")
+    gated.gate.clear()  # hold the painter before its next batch, so the queue's order decides
+    gated.entered.clear()
+    assert wait_done(service, ahead).state == DONE and service.stats()["counters"]["preempted"] == 0
+    assert gated.entered.wait(30)
+    admin = service.submit(BASE.replace(prompt="admin", width=80), ADMIN)
+    player = service.submit(BASE.replace(prompt="player", width=88), PLAYER)
+    gated.gate.set()
+    for job in (api, admin, player):
+        wait_done(service, job)
+    assert [call[0] for call in gated.calls] == ["painted ahead", "an API call", "player", "admin", "an API call"]
+
+
+def test_api_jobs_never_take_the_players_place_in_the_queue_and_are_capped_per_client(service_factory):
+    service, gated = service_factory(max_queue=3, max_per_api_client=2)
+    hold_painter(service, gated)
+    service.submit(BASE.replace(seed=2), API, "api/alice/1", "api/alice/")
+    service.submit(BASE.replace(seed=3), API, "api/alice/1", "api/alice/")
+    with pytest.raises(QueueFull) as mine:
+        service.submit(BASE.replace(seed=4), API, "api/alice/2", "api/alice/")
+    assert mine.value.mine
+    service.submit(BASE.replace(seed=5), API, "api/bob/1", "api/bob/")
+    with pytest.raises(QueueFull) as full:  # the API's part of the queue is full
+        service.submit(BASE.replace(seed=6), API, "api/carol/1", "api/carol/")
+    assert not full.value.mine
+    for seed in (7, 8, 9):  # players still have all of theirs
+        service.submit(BASE.replace(seed=seed), PLAYER)
+    assert service.stats()["queue"] == {"player": 3, "admin": 0, "prefetch": 0, "api": 3}
+    gated.gate.set()
+
+
+def test_interrupt_and_skip_stop_only_the_callers_own_jobs(service_factory):
+    service, gated = service_factory(max_batch=4)
+    alice = service.submit(BASE.replace(prompt="alice", steps=150), API, "api/alice/1", "api/alice/")
+    wait_running(service, alice)
+    alice_waiting = service.submit(BASE.replace(prompt="alice later", width=72), API, "api/alice/2", "api/alice/")
+    bob_waiting = service.submit(BASE.replace(prompt="bob", width=72), API, "api/bob/1", "api/bob/")
+    assert service.interrupt("api/bob/", queued=False) == 0  # bob has nothing running
+    assert service.interrupt("api/ali/", queued=True) == 0  # callers are told apart by their whole name
+    assert service.current("api/bob/") is None and service.current("api/alice/")[0].key == alice.key
+    assert service.interrupt("api/alice/", queued=True) == 2
+    assert wait_done(service, alice).state == "cancelled" and service.snapshot(alice.key).error == "interrupted"
+    assert service.snapshot(alice_waiting.key).state == "cancelled"
+    assert wait_done(service, bob_waiting).state == DONE
+    skipped = service.submit(BASE.replace(prompt="skip me", steps=150), API, "api/bob/2", "api/bob/")
+    wait_running(service, skipped)
+    assert service.interrupt("api/bob/", "skipped") == 1
+    assert wait_done(service, skipped).error == "skipped"

@@ -2,15 +2,19 @@
 
 Clients written for A1111 (webuiapi, Krita and Photoshop plug-ins, bots) work unchanged: the same routes, request
 fields, defaults, response shapes and error bodies (../shared/reference/sdapi-contract.md).  Pictures go through
-the same queue, coalescing and cache as the game, at admin priority (players of the game come first).  Fields we
-cannot honour (hires fix, face restoration, scripts) are accepted and reported in ``info``.
+the same queue, coalescing and cache as the game, at the lowest priority (players of the game never wait for an
+API call: they preempt it), with a cap per client and per call.  Fields we cannot honour (hires fix, face
+restoration, scripts) are accepted and reported in ``info``.  A server reachable from outside serves the API only
+with credentials; interrupt, skip and progress concern the caller's own pictures only.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import json
+import logging
 import os
 import platform
 import random
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint
 from flask import Flask
@@ -28,6 +33,7 @@ from flask import jsonify
 from flask import request
 from flask.typing import ResponseReturnValue
 
+from inference.backend import without_paths
 from inference.request import AUTOMATIC_SCHEDULE
 from inference.request import MAX_SEED
 from inference.request import SAMPLER_ALIASES
@@ -36,7 +42,11 @@ from inference.request import SCHEDULES
 from inference.request import GenerationRequest
 from inference.request import RequestError
 from inference.request import effective_schedule
-from inference.service import ADMIN
+from inference.sdapi_models import BodyError
+from inference.sdapi_models import megapixel_steps
+from inference.sdapi_models import parse_json_object
+from inference.sdapi_models import parse_txt2img
+from inference.service import API
 from inference.service import DONE
 from inference.service import GenerationService
 from inference.service import QueueFull
@@ -44,35 +54,20 @@ from web import services
 
 bp = Blueprint("sdapi", __name__, url_prefix="/sdapi/v1")
 VERSION = "lanternslide"
-API_OWNER = "api:"
+log = logging.getLogger(__name__)
 
-# txt2img request fields: name -> (type, API default), as A1111 v1.10 (StableDiffusionTxt2ImgProcessingAPI).
-FIELDS: dict[str, tuple[str, Any]] = {
-    "prompt": ("str", ""), "negative_prompt": ("str", ""), "styles": ("list", None), "seed": ("int", -1),
-    "subseed": ("int", -1), "subseed_strength": ("float", 0), "seed_resize_from_h": ("int", -1),
-    "seed_resize_from_w": ("int", -1), "sampler_name": ("str", None), "sampler_index": ("str", "Euler"),
-    "scheduler": ("str", None), "batch_size": ("int", 1), "n_iter": ("int", 1), "steps": ("int", 50),
-    "cfg_scale": ("float", 7.0), "width": ("int", 512), "height": ("int", 512), "restore_faces": ("bool", None),
-    "tiling": ("bool", None), "do_not_save_samples": ("bool", False), "do_not_save_grid": ("bool", False),
-    "eta": ("float", None), "denoising_strength": ("float", None), "s_min_uncond": ("float", None),
-    "s_churn": ("float", None), "s_tmax": ("float", None), "s_tmin": ("float", None), "s_noise": ("float", None),
-    "override_settings": ("dict", None), "override_settings_restore_afterwards": ("bool", True),
-    "refiner_checkpoint": ("str", None), "refiner_switch_at": ("float", None), "disable_extra_networks": ("bool", False),
-    "firstpass_image": ("str", None), "comments": ("dict", None), "enable_hr": ("bool", False),
-    "firstphase_width": ("int", 0), "firstphase_height": ("int", 0), "hr_scale": ("float", 2.0),
-    "hr_upscaler": ("str", None), "hr_second_pass_steps": ("int", 0), "hr_resize_x": ("int", 0),
-    "hr_resize_y": ("int", 0), "hr_checkpoint_name": ("str", None), "hr_sampler_name": ("str", None),
-    "hr_scheduler": ("str", None), "hr_prompt": ("str", ""), "hr_negative_prompt": ("str", ""),
-    "script_name": ("str", None), "script_args": ("list", []), "send_images": ("bool", True),
-    "save_images": ("bool", False), "alwayson_scripts": ("dict", {}), "force_task_id": ("str", None),
-    "infotext": ("str", None),
-}
 MAX_IMAGES = 16  # batch_size * n_iter per request
-_TYPE_ERRORS = {"int": ("value is not a valid integer", "type_error.integer"),
-                "float": ("value is not a valid float", "type_error.float"),
-                "bool": ("value could not be parsed to a boolean", "type_error.bool"),
-                "str": ("str type expected", "type_error.str"), "list": ("value is not a valid list", "type_error.list"),
-                "dict": ("value is not a valid dict", "type_error.dict")}
+MAX_MEGAPIXEL_STEPS = 1200  # default cap on steps x pixels x pictures per call: 8 pictures x 150 steps at 1024x1024
+CLIENT_LIMIT = 16  # default cap on the pictures one API client may have waiting: one full call of MAX_IMAGES
+# What /cmd-flags shows: settings that tell a client how this server paints, and nothing else (no credentials, no
+# addresses of other servers, no folders).  "model" is shown by its name only.
+PUBLIC_FLAGS = frozenset({
+    "host", "port", "backend", "remote_workers", "device", "dtype", "model_config", "optimize", "deepcache",
+    "max_size", "offline", "image_format", "threads", "queue_limit", "batch_size", "cache_max_mb", "prefetch_depth",
+    "prefetch_count", "prefetch_cancel", "preview_every", "share", "behind_proxy", "rate_limit",
+    "player_queue_limit", "generation_timeout", "log_level", "sdapi_client_limit", "sdapi_max_megapixel_steps",
+    "client_limit", "max_megapixel_steps",
+})
 
 
 @dataclass
@@ -83,6 +78,9 @@ class ApiState:
     options: dict[str, Any] = field(default_factory=dict)
     auth: dict[str, str] = field(default_factory=dict)
     flags: dict[str, Any] = field(default_factory=dict)
+    off: str = ""  # why the API is off (reachable from outside without credentials); "" = on
+    max_megapixel_steps: float = MAX_MEGAPIXEL_STEPS
+    client_limit: int = CLIENT_LIMIT
 
 
 class ApiError(Exception):
@@ -94,19 +92,66 @@ class ApiError(Exception):
 
 
 def init_app(app: Flask, flags: dict[str, Any] | None = None, limit: Any = None) -> None:
-    """Mount /sdapi/v1 over the app's generation service; ``SDAPI_AUTH`` is "user:pass[,user2:pass2]" (empty =
-    open); ``limit`` is an optional rate-limit decorator applied to the whole blueprint."""
-    title = model_title(app.config["MODEL"], app.extensions["images"].model)
+    """Mount /sdapi/v1 over the app's generation service, with the settings' credentials (``SDAPI_AUTH``, "user:pass
+    [,user2:pass2]"; empty = open) and caps; ``limit`` is an optional rate-limit decorator applied to the whole
+    blueprint.  When the server can be reached from outside (see `exposure`), the API is off unless credentials are
+    set, and says so."""
+    config = app.config
+    title = model_title(config["MODEL"], app.extensions["images"].model)
+    credentials = parse_auth(config["SDAPI_AUTH"])
+    exposed = exposure(config["HOST"], config.get("SHARE", False), config["BEHIND_PROXY"])
+    off = ""
+    if exposed and not credentials:
+        off = (f"The A1111 API (/sdapi/v1) is off: this server can be reached from outside ({exposed}) and no API "
+               "credentials are set. To turn it on, start the server with --sdapi-auth user:password "
+               "(or LANTERNSLIDE_SDAPI_AUTH) and send them with HTTP Basic auth.")
+    app.extensions["sdapi"] = ApiState(title, default_options(title), credentials, dict(flags or {}), off,
+                                       config["SDAPI_MAX_MEGAPIXEL_STEPS"], config["SDAPI_CLIENT_LIMIT"])
+    if limit is not None:
+        limit(bp)
+    app.register_blueprint(bp)
+
+
+def parse_auth(auth: str) -> dict[str, str]:
+    """``"user:pass[,user2:pass2]"`` as {user: password}; a password may contain ":"."""
     credentials = {}
-    for pair in filter(None, (app.config["SDAPI_AUTH"] or "").split(",")):
+    for pair in filter(None, (auth or "").split(",")):
         user, sep, password = pair.partition(":")
         if not sep or not user:
             raise ValueError("--sdapi-auth: expected user:password[,user2:password2]")
         credentials[user] = password
-    app.extensions["sdapi"] = ApiState(title, default_options(title), credentials, dict(flags or {}))
-    if limit is not None:
-        limit(bp)
-    app.register_blueprint(bp)
+    return credentials
+
+
+def exposure(host: str, share: bool = False, behind_proxy: bool = False) -> str:
+    """How a server with these settings can be reached from other machines ("" = from this machine only)."""
+    reasons = ["--share"] if share else []
+    if behind_proxy:
+        reasons.append("--behind-proxy")
+    if host.strip("[]") != "localhost":
+        try:
+            loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            reasons.append(f"--host {host}")
+    return ", ".join(reasons)
+
+
+def api_status(app: Flask) -> str:
+    """One line for the start-up log: whether /sdapi/v1 is on, and for whom."""
+    api = app.extensions["sdapi"]
+    if api.off:
+        return api.off
+    if api.auth:
+        return f"The A1111 API is on at /sdapi/v1 for {len(api.auth)} API user(s) with HTTP Basic auth."
+    return "The A1111 API is on at /sdapi/v1 without credentials, for this machine only."
+
+
+def model_name(model: str) -> str:
+    """The model as strangers may see it: a file's or folder's name, or the hub id; never a path on this server."""
+    looks_like_path = os.path.isabs(model) or model.startswith((".", "~")) or os.path.exists(model)
+    return (os.path.basename(model.rstrip("/\\")) or model) if looks_like_path else model
 
 
 def model_title(model: str, identity: str = "") -> str:
@@ -141,6 +186,8 @@ def service() -> GenerationService:
 
 @bp.before_request
 def check_auth() -> ResponseReturnValue | None:
+    if state().off:
+        raise ApiError(403, state().off)
     users = state().auth
     if not users:
         return None
@@ -158,85 +205,36 @@ def api_error(exc: ApiError) -> ResponseReturnValue:
     if exc.status == 422:
         body: dict[str, Any] = {"detail": exc.detail}
     else:
-        body = {"error": "HTTPException" if exc.status < 500 else "RuntimeError", "detail": exc.detail, "body": "",
-                "errors": exc.errors}
+        detail = without_paths(exc.detail) if isinstance(exc.detail, str) else exc.detail
+        body = {"error": "HTTPException" if exc.status < 500 else "RuntimeError", "detail": detail, "body": "",
+                "errors": without_paths(exc.errors)}
     return jsonify(body), exc.status, exc.headers
+
+
+def caller() -> str:
+    """Who is asking, as the owner prefix of their jobs: the API user when credentials are on, else the client's
+    address.  Quoted, so one caller's prefix is never the start of another's."""
+    identity = request.authorization.username if state().auth and request.authorization else request.remote_addr
+    return f"api/{quote(identity or '?', safe='')}/"
 
 
 # -- txt2img ---------------------------------------------------------------------------------------------------
 
 
 def read_body() -> dict[str, Any]:
-    """The JSON object of the request, or a 422 in FastAPI's words."""
-    mimetype = request.mimetype
-    if mimetype and mimetype != "application/json":
-        raise ApiError(422, [{"loc": ["body"], "msg": f"expected application/json, got {mimetype}",
-                              "type": "value_error.contenttype"}])
-    raw = request.get_data(cache=False)
-    if not raw.strip():
-        raise ApiError(422, [{"loc": ["body"], "msg": "field required", "type": "value_error.missing"}])
+    """The JSON object of the request, or a 422 in FastAPI's words (wrong type, empty, invalid or too deep)."""
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(422, [{"loc": ["body", 0], "msg": f"Expecting value: {exc}", "type": "value_error.jsondecode"}]) from None
-    if not isinstance(body, dict):
-        raise ApiError(422, [{"loc": ["body"], "msg": "value is not a valid dict", "type": "type_error.dict"}])
-    return body
-
-
-def coerce(kind: str, value: Any) -> Any:
-    """Coerce one value the way pydantic v1 does for A1111's models; raise ValueError when it cannot."""
-    if value is None:
-        return None
-    if kind == "int":
-        if isinstance(value, bool):
-            return int(value)
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-            return int(value)
-        raise ValueError
-    if kind == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            return float(value)
-        raise ValueError
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
-            return value.lower() in ("true", "yes", "on", "1")
-        raise ValueError
-    if kind == "str":
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        if hasattr(value, "value"):
-            return str(value.value)
-        raise ValueError
-    if kind == "list" and isinstance(value, list) or kind == "dict" and isinstance(value, dict):
-        return value
-    raise ValueError
+        return parse_json_object(request.get_data(cache=False), request.mimetype)
+    except BodyError as exc:
+        raise ApiError(422, exc.detail) from None
 
 
 def parse_fields(body: dict[str, Any]) -> dict[str, Any]:
     """Every txt2img field with A1111's defaults filled in; unknown keys ignored; wrong types -> 422."""
-    params, errors = {}, []
-    for name, (kind, default) in FIELDS.items():
-        try:
-            params[name] = coerce(kind, body[name]) if name in body else default
-        except (ValueError, TypeError):
-            msg, kind_error = _TYPE_ERRORS[kind]
-            errors.append({"loc": ["body", name], "msg": msg, "type": kind_error})
-    if errors:
-        raise ApiError(422, errors)
-    return params
+    try:
+        return parse_txt2img(body).model_dump()
+    except BodyError as exc:
+        raise ApiError(422, exc.detail) from None
 
 
 def unsupported(params: dict[str, Any]) -> list[str]:
@@ -287,6 +285,13 @@ def build_requests(params: dict[str, Any]) -> tuple[list[GenerationRequest], lis
             name = "sampler_index"
         raise ApiError(422, [{"loc": ["body", name], "msg": exc.message, "type": "value_error"}]) from None
     first = requests_[0]
+    work = megapixel_steps(first.steps, first.width, first.height, count)
+    if work > state().max_megapixel_steps:
+        raise ApiError(422, [{"loc": ["body"], "msg": (
+            f"this call asks for {count} picture(s) x {first.steps} steps x {first.width}x{first.height} = {work:g} "
+            f"megapixel-steps (1 megapixel = 1024x1024); this server allows at most "
+            f"{state().max_megapixel_steps:g} per call: ask for fewer pictures, fewer steps or a smaller size"),
+            "type": "value_error.work"}])
     return requests_, seeds, first.sampler_name
 
 
@@ -321,26 +326,39 @@ def txt2img() -> ResponseReturnValue:
     body = read_body()
     params = parse_fields(body)
     requests_, seeds, sampler = build_requests(params)
-    owner = f"{API_OWNER}{uuid.uuid4().hex[:8]}"
-    # 2. Queue every picture through the shared service (coalescing and cache included).
-    keys = []
+    client = caller()
+    owner = f"{client}{uuid.uuid4().hex[:8]}"
+    if len(requests_) > state().client_limit:
+        raise ApiError(429, f"This call asks for {len(requests_)} pictures; this server lets one API client have at "
+                       f"most {state().client_limit} waiting (--sdapi-client-limit). Ask for fewer pictures.")
+    # 2. Queue every picture through the shared service (coalescing and cache included), below every player.
+    keys: list[str] = []
     try:
         for req in requests_:
-            snap = service().submit(req, ADMIN, owner)
+            snap = service().submit(req, API, owner, client)
             if snap is not None:  # only paint-ahead is ever turned away without QueueFull
                 keys.append(snap.key)
     except QueueFull as exc:
+        for key in keys:  # all or nothing: a refused call leaves no pictures behind
+            service().withdraw(key, owner)
+        headers = {"Retry-After": str(exc.retry_after)}
+        if exc.mine:
+            raise ApiError(429, f"You have too many pictures waiting: at most {state().client_limit} per API client "
+                           f"(--sdapi-client-limit), and this call asks for {len(requests_)}. Try again when your "
+                           "other calls have finished.", f"retry after {exc.retry_after} s", headers) from None
         raise ApiError(503, "The painter is busy; try again later", f"queue full, retry after {exc.retry_after} s",
-                       {"Retry-After": str(exc.retry_after)}) from None
-    # 3. Wait for them; an interrupt stops ours and drops the rest.
+                       headers) from None
+    # 3. Wait for them; an interrupt stops ours and drops the rest, a skip only the picture being painted.
     snaps, interrupted = [], False
-    for key in keys:
+    for index, key in enumerate(keys):
         if interrupted:
             service().withdraw(key, owner)
         snap = service().wait(key)
         if snap.state == "cancelled":
-            interrupted = True
+            interrupted = interrupted or snap.error != "skipped"
         elif snap.state != DONE:
+            for rest in keys[index + 1:]:
+                service().withdraw(rest, owner)
             raise ApiError(500, "", f"{snap.error} {snap.hint}".strip())
         snaps.append(snap)
     # 4. Answer like A1111: base64 PNGs with infotext, the request echoed, info as a JSON string.
@@ -353,8 +371,9 @@ def txt2img() -> ResponseReturnValue:
     skipped = unsupported(params)
     if skipped:
         extra["Lanternslide: not supported"] = ", ".join(skipped)
-    if interrupted:
-        extra["Lanternslide: interrupted"] = f"{len(done)} of {len(requests_)} pictures painted"
+    if len(done) < len(requests_):
+        extra["Lanternslide: interrupted" if interrupted else "Lanternslide: skipped"] = (
+            f"{len(done)} of {len(requests_)} pictures painted")
     if any(snap.meta.get("info", {}).get("scaled") for _, _, snap in done):
         extra["Lanternslide: scaled"] = done[0][2].meta["info"]["scaled"]
     info = {
@@ -382,7 +401,7 @@ def txt2img() -> ResponseReturnValue:
 @bp.get("/progress")
 def progress() -> ResponseReturnValue:
     skip_image = request.args.get("skip_current_image", "false").lower() == "true"
-    running = service().current()
+    running = service().current(caller())  # the caller's own work: other clients' pictures stay theirs
     idle_state = {"skipped": False, "interrupted": False, "stopping_generation": False, "job": "", "job_count": 0,
                   "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
     if running is None:
@@ -399,13 +418,15 @@ def progress() -> ResponseReturnValue:
 
 @bp.post("/interrupt")
 def interrupt() -> ResponseReturnValue:
-    service().interrupt(API_OWNER)
+    """Stop the caller's own pictures, painting or waiting (never a player's or another client's)."""
+    service().interrupt(caller(), "interrupted", queued=True)
     return jsonify({})
 
 
 @bp.post("/skip")
 def skip() -> ResponseReturnValue:
-    service().interrupt(API_OWNER)
+    """Skip the caller's own picture(s) being painted; the rest of their calls go on."""
+    service().interrupt(caller(), "skipped")
     return jsonify(None)
 
 
@@ -432,8 +453,9 @@ def schedulers() -> ResponseReturnValue:
 def sd_models() -> ResponseReturnValue:
     title = state().model_title
     model = current_app.config.get("MODEL", title)
-    return jsonify([{"title": title, "model_name": title.rsplit(" [", 1)[0], "hash": title.rsplit("[", 1)[-1].rstrip("]"), "sha256": None,
-                     "filename": os.path.abspath(model) if os.path.exists(model) else model, "config": None}])
+    return jsonify([{"title": title, "model_name": title.rsplit(" [", 1)[0], "hash": title.rsplit("[", 1)[-1].rstrip("]"),
+                     "sha256": None,
+                     "filename": model_name(model), "config": None}])  # A1111 shows a path; we never do
 
 
 @bp.get("/options")
@@ -456,11 +478,13 @@ def set_options() -> ResponseReturnValue:
 
 @bp.get("/cmd-flags")
 def cmd_flags() -> ResponseReturnValue:
-    flags = dict(state().flags)
-    for key in list(flags):
-        if "auth" in key.lower() or "token" in key.lower() or "secret" in key.lower():
-            flags[key] = "***" if flags[key] else None
-    return jsonify(flags)
+    """This server's harmless settings (an allow-list: no credentials, other servers' addresses or folders)."""
+    flags = state().flags
+    shown: dict[str, Any] = {key: value for key, value in flags.items() if key in PUBLIC_FLAGS}
+    if "model" in flags:
+        shown["model"] = model_name(str(flags["model"]))
+    shown.update(api=True, nowebui="stories" not in flags)  # the API alone has no game
+    return jsonify(shown)
 
 
 def prompt_styles() -> list[dict[str, str]]:

@@ -93,7 +93,12 @@ SETTINGS = (
     Setting("PREFETCH_COUNT", 0, "paint ahead at most this many choices per slide (0 = all of them)", int, game_only=True),
     Setting("PREFETCH_CANCEL", True, "drop the paint-ahead of the choices a player did not take", boolean, game_only=True),
     Setting("PREVIEW_EVERY", 2, "steps between live previews while a picture is painted (0 = none)", int),
-    Setting("SDAPI_AUTH", "", "require HTTP Basic auth on this server's /sdapi/v1: user:password[,user2:password2]"),
+    Setting("SDAPI_AUTH", "", "require HTTP Basic auth on this server's /sdapi/v1: user:password[,user2:password2]"
+            " (without it, /sdapi/v1 is off whenever the server can be reached from outside)"),
+    Setting("SDAPI_CLIENT_LIMIT", 16, "pictures one /sdapi client (API user, or address without auth) may have "
+            "waiting at once", int),
+    Setting("SDAPI_MAX_MEGAPIXEL_STEPS", 1200, "largest steps x pictures x megapixels (1024x1024 pixels) one /sdapi "
+            "txt2img call may ask for (1200 = 8 pictures of 150 steps at 1024x1024)", int),
     Setting("SHARE", False, "open a public ngrok link to this game (needs an ngrok authtoken)", boolean, game_only=True),
     Setting("NGROK_AUTHTOKEN", "", "ngrok authtoken for --share (NGROK_AUTHTOKEN works too); never logged", game_only=True),
     Setting("BEHIND_PROXY", False, "trust one reverse proxy's X-Forwarded-* headers (on by itself with --share)", boolean),

@@ -39,6 +39,7 @@ from web.admin import back_to_stories
 from web.admin import bp
 from web.admin import flash_page
 
+
 def tuning_request(slug: str, slide_id: str, form: Any) -> tuple[Story, Composition, dict[str, Any]]:
     """The story, the slide's composition with the form's changes applied, and the form values (for the page)."""
     story = services.stories().get(slug)
