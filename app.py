@@ -30,7 +30,6 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError
 from flask_wtf.csrf import CSRFProtect
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from game.engine import Roster
 from game.library import StoryLibrary
@@ -102,6 +101,11 @@ SETTINGS = (
     Setting("IMAGE_FORMAT", "webp", "format of pictures sent to browsers: webp, png or jpeg",
             choices=("webp", "png", "jpeg")),
     Setting("THREADS", 64, "worker threads of the web server (each open picture stream holds one)", int),
+    Setting("MAX_STREAMS", 24, "live picture streams open at once (each holds a server thread; the rest of the threads "
+            "stay for pages); past it, and past --streams-per-client, pictures are checked every few seconds", int),
+    Setting("STREAMS_PER_CLIENT", 4, "live picture streams one client may have open (players on this machine are "
+            "exempt unless behind a proxy)", int),
+    Setting("CONNECTIONS", 1000, "open connections the web server accepts at once (idle ones close after 30 s)", int),
     Setting("QUEUE_LIMIT", 64, "pictures allowed to wait; past it players get a 'busy, retry shortly' answer", int),
     Setting("BATCH_SIZE", 4, "compatible waiting pictures painted together in one batch", int),
     Setting("CACHE_MAX_MB", 2048, "disk space for finished pictures (instance/cache); least recently used go first", int),
@@ -112,7 +116,10 @@ SETTINGS = (
     Setting("SDAPI_AUTH", "", "require HTTP Basic auth on this server's /sdapi/v1: user:password[,user2:password2]"),
     Setting("SHARE", False, "open a public ngrok link to this game (needs an ngrok authtoken)", _flag),
     Setting("NGROK_AUTHTOKEN", "", "ngrok authtoken for --share (NGROK_AUTHTOKEN works too); never logged"),
-    Setting("BEHIND_PROXY", False, "trust one reverse proxy's X-Forwarded-* headers (on by itself with --share)", _flag),
+    Setting("BEHIND_PROXY", False, "trust one reverse proxy's X-Forwarded-For and X-Forwarded-Proto headers (on by "
+            "itself with --share)", _flag),
+    Setting("TRUSTED_PROXY", "127.0.0.1", "with --share or --behind-proxy: the address the proxy connects from (ngrok "
+            "and a proxy on this machine: 127.0.0.1); anyone else's X-Forwarded-* headers are dropped"),
     Setting("RATE_LIMIT", "240 per minute", "requests one client may make to the game and /sdapi (players on this machine are exempt"
             " unless behind a proxy)"),
     Setting("PLAYER_QUEUE_LIMIT", 6, "pictures one client may have waiting at once", int),
@@ -208,7 +215,9 @@ def _init_images(app: Flask) -> None:
                                workers=app.config["REMOTE_WORKERS"] if remote else 1,
                                preview_every=app.config["PREVIEW_EVERY"],
                                max_per_client=app.config["PLAYER_QUEUE_LIMIT"],
-                               timeout=app.config["GENERATION_TIMEOUT"])
+                               timeout=app.config["GENERATION_TIMEOUT"],
+                               max_streams=app.config["MAX_STREAMS"],
+                               max_streams_per_client=app.config["STREAMS_PER_CLIENT"])
     images.start()
     app.extensions["images"] = images
 
@@ -237,10 +246,10 @@ SECURITY_HEADERS = {
 
 
 def _harden(app: Flask) -> Limiter:
-    """Proxy headers (one hop, when sharing), Secure cookies on https, CSRF, per-client limits, security headers."""
+    """Secure cookies on https, CSRF, per-client limits, security headers.  The proxy's headers are the web
+    server's business (`serve_options`): by the time a request gets here, its remote address is the friend's and
+    its scheme the one they used, or the headers were dropped."""
     behind_proxy = app.config["SHARE"] or app.config["BEHIND_PROXY"]
-    if behind_proxy:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
     app.session_interface = _SessionInterface()
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # the admin blueprint checks; players' moves need no token
     CSRFProtect(app)
@@ -347,6 +356,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def serve_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """waitress's settings for these Lanternslide settings: threads, connections, and whose proxy headers to trust.
+
+    Behind a proxy (``--share``, ``--behind-proxy``) waitress takes the client's address from the last hop of
+    X-Forwarded-For and the scheme from X-Forwarded-Proto, but only on connections from ``TRUSTED_PROXY``; it drops
+    every X-Forwarded-*/Forwarded header it does not trust, always, so a stranger cannot pose as another client.
+    """
+    options: dict[str, Any] = {
+        "host": settings["HOST"], "port": settings["PORT"], "threads": settings["THREADS"], "ident": "Lanternslide",
+        # poll() rather than select(), which stops at 1024 descriptors; idle keep-alive connections close sooner
+        "connection_limit": settings["CONNECTIONS"], "asyncore_use_poll": True, "channel_timeout": 30,
+        "clear_untrusted_proxy_headers": True,
+    }
+    if settings["SHARE"] or settings["BEHIND_PROXY"]:
+        options.update(trusted_proxy=settings["TRUSTED_PROXY"], trusted_proxy_count=1,
+                       trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"})
+    return options
+
+
+def check_capacity(settings: dict[str, Any]) -> str:
+    """An error message when the streams would leave no server thread for pages, else ''."""
+    if settings["THREADS"] < 2 or not 0 < settings["MAX_STREAMS"] <= settings["THREADS"] - max(8, settings["THREADS"] // 4):
+        return (f"--max-streams {settings['MAX_STREAMS']} with --threads {settings['THREADS']}: live picture streams "
+                f"each hold a thread, so keep at least a quarter of the threads (8 or more) for pages: "
+                f"--max-streams between 1 and {max(0, settings['THREADS'] - max(8, settings['THREADS'] // 4))}")
+    return ""
+
+
+def _raise_open_files(wanted: int) -> None:
+    """Let this process hold ``wanted`` open files (one per connection), up to what the system allows."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            if target < wanted:
+                log.warning("only %d open files are allowed (ulimit -n); fewer than --connections %d", target, wanted)
+    except (ImportError, ValueError, OSError) as exc:  # not on this system: waitress then stops accepting earlier
+        log.warning("could not raise the open-file limit: %s", exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, build the app and serve it with waitress until interrupted."""
     started = time.perf_counter()
@@ -356,14 +408,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args["LOG_LEVEL"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    problem = check_capacity(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     from waitress import serve
 
     app = create_app(args)
+    options = serve_options(args)
+    _raise_open_files(args["CONNECTIONS"] + 64)
+    if "trusted_proxy" in options:
+        log.info("behind a proxy: a client's address and scheme come from X-Forwarded-For/-Proto, trusted only on "
+                 "connections from %s (--trusted-proxy)", options["trusted_proxy"])
     log.info("Lanternslide is up in %.2f s: open http://%s:%s/ in a browser", time.perf_counter() - started,
              "localhost" if args["HOST"] in ("127.0.0.1", "0.0.0.0") else args["HOST"], args["PORT"])
     tunnel = open_share(app, args["PORT"], args["NGROK_AUTHTOKEN"]) if args["SHARE"] else None
     try:
-        serve(app, host=args["HOST"], port=args["PORT"], threads=args["THREADS"], ident="Lanternslide")
+        serve(app, **options)
     finally:
         if tunnel is not None:
             import ngrok

@@ -44,6 +44,9 @@ from inference.scheduler import Snapshot
 
 bp = Blueprint("play", __name__)
 PLAIN_IMAGE_WAIT = 300  # seconds a client without JavaScript waits for its picture
+STREAM_HEARTBEAT = 5  # seconds between keep-alive comments on a quiet stream (a gone client is noticed on a write)
+STREAM_LIFETIME = 300  # seconds after which a stream hands over to polling (the thread goes back to the pool)
+POLL_EVERY = 3  # seconds between checks of a picture that is not streamed
 
 
 def is_htmx() -> bool:
@@ -114,7 +117,8 @@ def slide_request(story: Story, slide_id: str) -> GenerationRequest:
 
 
 def start_picture(story: Story, slide_id: str) -> dict[str, Any]:
-    """Ask for the slide's picture at player priority: inline it when finished, else a frame that streams it."""
+    """Ask for the slide's picture at player priority: inline it when finished, else a frame that streams it, or
+    that checks it every few seconds when this client or the server has as many streams open as allowed."""
     try:
         job = images().submit(slide_request(story, slide_id), PLAYER, player_id(), client_key())
     except QueueFull as exc:
@@ -122,6 +126,8 @@ def start_picture(story: Story, slide_id: str) -> dict[str, Any]:
     snap = images().snapshot(job)
     if snap.state == DONE:
         return {"picture": "ready", "frame": frame_context(snap)}
+    if snap.state in ("queued", "running") and not images().followers.available(client_key()):
+        return {"picture": "poll", "frame": frame_context(snap, poll=True), "poll_every": POLL_EVERY}
     return {"picture": "stream", "frame": frame_context(snap)}
 
 
@@ -148,8 +154,9 @@ def drop_siblings(story: Story, slide_id: str, chosen: str) -> None:
                 images().cancel(images().key(slide_request(story, choice.to)), player_id())
 
 
-def frame_context(snap: Snapshot) -> dict[str, Any]:
-    """What partials/frame.html needs to draw a picture in any state."""
+def frame_context(snap: Snapshot, poll: bool = False) -> dict[str, Any]:
+    """What partials/frame.html needs to draw a picture in any state; ``poll``: it is checked every few seconds
+    instead of streamed (the frame then says so and asks again by itself)."""
     fmt = current_app.config["IMAGE_FORMAT"]
     status = current_app.extensions["backend"].status()
     if snap.state == QUEUED and status.state == "failed":  # it would fail the moment it is taken: say so now
@@ -165,6 +172,8 @@ def frame_context(snap: Snapshot) -> dict[str, Any]:
         "error": snap.error,
         "hint": snap.hint,
         "waiting_for": snap.waiting_for if snap.state == QUEUED else "",
+        "poll": poll and snap.state in ("queued", "running"),
+        "poll_every": POLL_EVERY,
     }
 
 
@@ -243,22 +252,35 @@ def stream(slug: str, slide_id: str) -> Response:
         return busy(story, slide_id, exc)
     template = current_app.jinja_env.get_template("partials/frame.html")
     context = {"story": story, "slide": story.slides[slide_id]}
+    # Each open stream holds a server thread: only so many per client and in all, so that pages always get one.
+    release = images().followers.take(client_key())
 
     def events() -> Iterator[str]:
         yield "retry: 3000\n\n"
-        version = -1
+        snap = images().snapshot(job)
+        if release is None:  # at the cap: show where the picture stands, then let the frame poll instead
+            yield sse("frame", template.render(frame=frame_context(snap, poll=True), **context))
+            yield sse("done", "")
+            return
+        version, deadline = -1, time.monotonic() + STREAM_LIFETIME
         while True:
-            snap = images().follow(job, version, timeout=15)
-            if snap is None:
-                yield ": still here\n\n"
-                continue
-            version = snap.version
-            yield sse("frame", template.render(frame=frame_context(snap), **context))
-            if snap.state not in ("queued", "running"):
-                yield sse("done", "")
+            if snap.version > version or snap.state not in ("queued", "running"):
+                version = snap.version
+                ended = snap.state not in ("queued", "running")
+                overdue = not ended and time.monotonic() > deadline
+                yield sse("frame", template.render(frame=frame_context(snap, poll=overdue), **context))
+                if ended or overdue:
+                    yield sse("done", "")
+                    return
+            else:
+                yield ": still here\n\n"  # a client that has gone is noticed on this write
+            if images().closed:
                 return
+            snap = images().follow(job, version, timeout=STREAM_HEARTBEAT) or images().snapshot(job)
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
+    if release is not None:
+        response.call_on_close(release)  # when the stream ends, fails, or its client goes away
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response
@@ -302,9 +324,18 @@ def image(slug: str, slide_id: str) -> Response:
         headers = {"Retry-After": "5"} if status.state == "loading" else {}
         return Response(f"{status.message} {status.hint}".strip(), 503, headers, mimetype="text/plain")
     snap = images().snapshot(job)
-    deadline = time.monotonic() + PLAIN_IMAGE_WAIT
-    while snap.state in ("queued", "running") and time.monotonic() < deadline:
-        snap = images().follow(job, snap.version, timeout=5) or images().snapshot(job)
+    if snap.state in ("queued", "running"):
+        # Waiting holds a server thread like a stream does, and counts as one.
+        release = images().followers.take(client_key())
+        if release is None:
+            return Response("Many pictures are being painted right now; reload in a moment to see this one.", 503,
+                            {"Retry-After": str(POLL_EVERY)}, mimetype="text/plain")
+        try:
+            deadline = time.monotonic() + PLAIN_IMAGE_WAIT
+            while snap.state in ("queued", "running") and time.monotonic() < deadline and not images().closed:
+                snap = images().follow(job, snap.version, timeout=5) or images().snapshot(job)
+        finally:
+            release()
     if snap.state in ("queued", "running"):
         return Response("The picture is still being painted; reload in a moment.", 503, {"Retry-After": "5"},
                         mimetype="text/plain")

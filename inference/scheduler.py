@@ -6,6 +6,11 @@ players on one slide cost one generation, and a finished key comes from the disk
 of the same priority run as one batch.  The queue is bounded (`QueueFull` carries a Retry-After); prefetches
 yield their place to players and are dropped when nobody wants them any more.  Every change to a job bumps its
 version and wakes whoever follows it (`follow`), which is what the picture streams are built on.
+
+Nothing here grows without bound: the queue has its cap, finished and failed jobs stay in the table only a short
+while after they end (a reconnecting stream still finds them) and at most a fixed number and size of them, the
+browser encodings are a small least-recently-used memo, and open followers (picture streams, long waits) are
+counted per client and in total (`Followers`).
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ import itertools
 import logging
 import threading
 import time
+from collections import Counter
 from collections import OrderedDict
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
@@ -33,7 +40,11 @@ log = logging.getLogger(__name__)
 PLAYER, ADMIN, PREFETCH = 0, 1, 2
 PRIORITY_NAMES = {PLAYER: "player", ADMIN: "admin", PREFETCH: "prefetch"}
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
-ENCODED_KEEP = 128  # browser encodings kept in memory (~50 KB each as WebP)
+ENCODED_KEEP = 128  # browser encodings kept in memory (~50 KB each as WebP)...
+ENCODED_KEEP_BYTES = 16 * 1024 * 1024  # ...and at most this many bytes of them
+ENDED_KEEP = 64  # finished or failed jobs kept in the table after they end (their pictures are in the disk cache)...
+ENDED_KEEP_BYTES = 32 * 1024 * 1024  # ...holding at most this many bytes of pictures...
+ENDED_KEEP_SECONDS = 60.0  # ...and for at most this long
 
 
 class QueueFull(RuntimeError):
@@ -66,6 +77,7 @@ class Job:
     clients: set[str] = field(default_factory=set)
     created: float = field(default_factory=time.monotonic)
     started: float = 0.0
+    ended: float = 0.0
     from_cache: bool = False
     stop: bool = False
     preempted: bool = False
@@ -89,6 +101,53 @@ class Snapshot:
     waiting_for: str = ""
 
 
+class Followers:
+    """Open followers of jobs (picture streams, a plain client waiting for its picture), each holding one server
+    thread: at most ``total`` at once and ``per_client`` per client (0 = no cap).  The client "" (the person at
+    this computer) is only counted in the total.  Keys are bounded by ``total``: a client with none open is gone."""
+
+    def __init__(self, total: int = 0, per_client: int = 0):
+        self.total = total
+        self.per_client = per_client
+        self._open: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def _room(self, client: str) -> bool:
+        if self.total and sum(self._open.values()) >= self.total:
+            return False
+        return not (client and self.per_client and self._open[client] >= self.per_client)
+
+    def available(self, client: str) -> bool:
+        """Whether ``client`` could open one more follower now."""
+        with self._lock:
+            return self._room(client)
+
+    def take(self, client: str) -> Callable[[], None] | None:
+        """Open a follower for ``client``: a function that closes it (safe to call more than once), or None when
+        the client or the server is at its cap."""
+        with self._lock:
+            if not self._room(client):
+                return None
+            self._open[client] += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            with self._lock:
+                if released:
+                    return
+                released = True
+                self._open[client] -= 1
+                if self._open[client] <= 0:
+                    del self._open[client]
+
+        return release
+
+    def count(self, client: str | None = None) -> int:
+        with self._lock:
+            return sum(self._open.values()) if client is None else self._open.get(client, 0)
+
+
 class GenerationService:
     """Queue, coalesce, batch, cache and stream picture jobs for one backend.
 
@@ -103,11 +162,13 @@ class GenerationService:
         seconds_per_job (`float`, *optional*): first guess of a job's duration, for Retry-After.
         max_per_client (`int`, *optional*): waiting pictures one client may have (0 = no cap; paint-ahead not counted).
         timeout (`float`, *optional*): seconds after which a picture still painting is given up (0 = never).
+        max_streams, max_streams_per_client (`int`, *optional*): open followers (picture streams) in total and
+            per client (0 = no cap); see `Followers`.
     """
 
     def __init__(self, backend: Backend, cache: ImageCache, model: str, max_queue: int = 64, max_batch: int = 4,
                  workers: int = 1, preview_every: int = 2, seconds_per_job: float = 5.0, max_per_client: int = 0,
-                 timeout: float = 0):
+                 timeout: float = 0, max_streams: int = 0, max_streams_per_client: int = 0):
         self.backend = backend
         self.cache = cache
         self.model = model
@@ -125,7 +186,9 @@ class GenerationService:
         self._seconds_per_job = seconds_per_job
         self._running_batches: list[list[str]] = []
         self._encoded: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._encoded_bytes = 0
         self._encoded_lock = threading.Lock()
+        self.followers = Followers(max_streams, max_streams_per_client)
         self.counters = {"submitted": 0, "coalesced": 0, "cache_hits": 0, "generated": 0, "failed": 0,
                          "cancelled": 0, "rejected": 0, "batches": 0, "prefetched": 0, "prefetch_used": 0,
                          "preempted": 0}
@@ -134,6 +197,10 @@ class GenerationService:
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         with self._cond:
@@ -174,8 +241,9 @@ class GenerationService:
             if cached is not None:
                 self.counters["cache_hits"] += 1
                 job = Job(key, request, priority, next(self._seq), DONE, png=cached.png, meta=cached.meta,
-                          from_cache=True, interest={who} if who else set())
+                          from_cache=True, interest={who} if who else set(), ended=time.monotonic())
                 self._jobs[key] = job
+                self._forget_ended()
                 return job
             if key in self._jobs and self._jobs[key].state in (QUEUED, RUNNING):  # raced with another submitter
                 self.counters["coalesced"] += 1
@@ -270,9 +338,11 @@ class GenerationService:
                 return self._encoded[(key, fmt)]
         data = png_to(png, fmt)
         with self._encoded_lock:
-            self._encoded[(key, fmt)] = data
-            while len(self._encoded) > ENCODED_KEEP:
-                self._encoded.popitem(last=False)
+            if (key, fmt) not in self._encoded:
+                self._encoded[(key, fmt)] = data
+                self._encoded_bytes += len(data)
+            while self._encoded and (len(self._encoded) > ENCODED_KEEP or self._encoded_bytes > ENCODED_KEEP_BYTES):
+                self._encoded_bytes -= len(self._encoded.popitem(last=False)[1])
         return data
 
     def lookup(self, key: str) -> Snapshot | None:
@@ -407,25 +477,34 @@ class GenerationService:
                     "width": result.image.width, "height": result.image.height}
             self.cache.put(job.key, png, meta)
             with self._cond:
-                job.png, job.meta, job.state, job.preview = png, meta, DONE, None
+                job.png, job.meta, job.state, job.preview, job.ended = png, meta, DONE, None, time.monotonic()
                 self._changed(job)
         with self._cond:
             self.counters["generated"] += len(batch)
             self.counters["batches"] += 1
             self._durations.append(seconds)
-            self._forget_finished()
+            self._forget_ended()
 
     def _fail(self, batch: list[Job], message: str, hint: str) -> None:
         with self._cond:
             for job in batch:
-                job.state, job.error, job.hint = FAILED, message, hint
+                job.state, job.error, job.hint, job.preview, job.ended = FAILED, message, hint, None, time.monotonic()
                 self.counters["failed"] += 1
                 self._changed(job)
+            self._forget_ended()
 
-    def _forget_finished(self, keep: int = 256) -> None:
-        finished = [k for k, j in self._jobs.items() if j.state == DONE]
-        for key in finished[: max(0, len(finished) - keep)]:
-            del self._jobs[key]
+    def _forget_ended(self) -> None:
+        """Drop finished and failed jobs from the table once they are older than ``ENDED_KEEP_SECONDS``, or past
+        the newest ``ENDED_KEEP`` of them or ``ENDED_KEEP_BYTES`` of their pictures.  Whoever still follows one
+        keeps its own reference; a finished picture is in the disk cache, a failed one is painted afresh when
+        asked again."""
+        now = time.monotonic()
+        held = 0
+        newest_first = sorted((j for j in self._jobs.values() if j.state in (DONE, FAILED)), key=lambda j: -j.ended)
+        for kept, job in enumerate(newest_first, 1):
+            held += len(job.png or b"")
+            if kept > ENDED_KEEP or held > ENDED_KEEP_BYTES or now - job.ended > ENDED_KEEP_SECONDS:
+                del self._jobs[job.key]
 
     # -- telling how it goes ---------------------------------------------------------------------------------
 
@@ -462,8 +541,15 @@ class GenerationService:
             durations = sorted(self._durations)
             counters = dict(self.counters)
             running = [list(batch) for batch in self._running_batches]
+            jobs = len(self._jobs)
+        with self._encoded_lock:
+            encoded = {"entries": len(self._encoded), "bytes": self._encoded_bytes}
         lookups = counters["cache_hits"] + counters["generated"] + counters["failed"]
         return {
+            "jobs": jobs,
+            "encoded": encoded,
+            "streams": {"open": self.followers.count(), "max": self.followers.total,
+                        "per_client": self.followers.per_client},
             "queue": depth,
             "queued": sum(depth.values()),
             "max_queue": self.max_queue,
