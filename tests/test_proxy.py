@@ -262,3 +262,10 @@ def test_hundreds_of_open_streams_leave_the_pages_answering(proxied):
     finally:
         response.close()
         conn.close()
+
+
+def test_streams_that_would_leave_no_threads_for_pages_are_refused_at_start():
+    result = subprocess.run([sys.executable, "app.py", "--threads", "64", "--max-streams", "60"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "--max-streams 60 with --threads 64" in result.stderr and "between 1 and 48" in result.stderr
