@@ -98,6 +98,7 @@ def paced_player(server: Server, slug: str, address: str, seconds: float, latenc
 
 
 def flood(server: Server, slug: str, seconds: float, streams: int, calls: int, out: dict) -> None:
+    # ``slug``: a story of the stranger's own, whose pictures are not painted yet (their streams stay open)
     """One stranger: ``streams`` picture streams held open and ``calls`` API calls, all within ``seconds``."""
     deadline = time.perf_counter() + seconds
     held: list[tuple[http.client.HTTPConnection, http.client.HTTPResponse]] = []
@@ -148,6 +149,8 @@ def flood(server: Server, slug: str, seconds: float, streams: int, calls: int, o
                 got[f"stream {response.status}"] += 1
             elif "checked every" in head or "instead of live" in head:
                 got["stream polled"] += 1
+            elif 'class="final"' in head:
+                got["stream picture at once"] += 1
             else:
                 got["stream live"] += 1
             held.append((conn, response))
@@ -179,7 +182,8 @@ def attack(args: argparse.Namespace, workdir: Path) -> None:
             players = [threading.Thread(target=paced_player,
                                         args=(server, slug, f"198.51.100.{10 + i}", args.seconds, latencies, errors))
                        for i in range(4)]
-            stranger = threading.Thread(target=flood, args=(server, slug, args.seconds, args.streams, args.calls, out))
+            theirs = server.story_copy("lighthouse", "attack-streams", 9200)
+            stranger = threading.Thread(target=flood, args=(server, theirs, args.seconds, args.streams, args.calls, out))
             if phase == "attack":
                 stranger.start()
                 time.sleep(min(2.0, args.seconds / 5))  # let the flood build up first
