@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None, api_alone: bool = False) -> int:
         print(f"error: {exc}", file=sys.stderr)  # logging is not set up before the log level is known
         return 2
     logging.basicConfig(level=args["LOG_LEVEL"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    problem = check_capacity(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     from waitress import serve
 
     from web.sdapi import api_status
@@ -91,13 +95,18 @@ def main(argv: list[str] | None = None, api_alone: bool = False) -> int:
         log.error("%s", exc)
         return 2
     (log.warning if app.extensions["sdapi"].off else log.info)("%s", api_status(app))
+    options = serve_options(args)
+    raise_open_files(args["CONNECTIONS"] + 64)
+    if "trusted_proxy" in options:
+        log.info("behind a proxy: a client's address and scheme come from X-Forwarded-For/-Proto, trusted only on "
+                 "connections from %s (--trusted-proxy)", options["trusted_proxy"])
     host = "localhost" if args["HOST"] in ("127.0.0.1", "0.0.0.0") else args["HOST"]
     where = f"http://{host}:{args['PORT']}" + ("/sdapi/v1" if api_alone else "/")
     log.info("Lanternslide%s is up in %.2f s: %s", " (API alone)" if api_alone else "", time.perf_counter() - started,
              where)
     tunnel = open_share(app, args["PORT"], args["NGROK_AUTHTOKEN"]) if args.get("SHARE") else None
     try:
-        serve(app, host=args["HOST"], port=args["PORT"], threads=args["THREADS"], ident="Lanternslide")
+        serve(app, **options)
     finally:
         if tunnel is not None:
             close_share(tunnel)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,16 +288,24 @@ class Sighting:
 
 
 class Roster:
-    """Who is playing: each anonymous player's latest slide, for the admin page."""
+    """Who is playing: each anonymous player's latest slide, for the admin page.  At most ``limit`` players are
+    remembered (a stranger without cookies is a new player on every request): the least recently seen go first."""
 
-    def __init__(self, clock: Any = time.time):
+    def __init__(self, clock: Any = time.time, limit: int = 1000):
         self._clock = clock
-        self._seen: dict[str, Sighting] = {}
+        self.limit = limit
+        self._seen: OrderedDict[str, Sighting] = OrderedDict()
         self._lock = threading.Lock()
 
     def record(self, player: str, story: str, slide: str) -> None:
         with self._lock:
             self._seen[player] = Sighting(player, story, slide, self._clock())
+            self._seen.move_to_end(player)
+            while len(self._seen) > self.limit:
+                self._seen.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def active(self, within: float = 900) -> list[Sighting]:
         """Players seen in the last ``within`` seconds, most recent first (older ones are forgotten)."""

@@ -17,16 +17,24 @@ class BrowserEncodings:
     """A bounded memo of encoded pictures by (key, format).
 
     Args:
-        keep (`int`, *optional*, defaults to 128): encodings kept in memory (~50 KB each as WebP).
+        keep (`int`, *optional*, defaults to 128): encodings kept in memory (~50 KB each as WebP)...
+        keep_bytes (`int`, *optional*, defaults to 16 MB): ...holding at most this many bytes.
     """
 
-    def __init__(self, keep: int = 128):
+    def __init__(self, keep: int = 128, keep_bytes: int = 16 * 1024 * 1024):
         self.keep = keep
+        self.keep_bytes = keep_bytes
+        self.bytes = 0
         self._memo: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._memo)
+
+    def stats(self) -> dict[str, int]:
+        """How many encodings are kept, and their bytes."""
+        with self._lock:
+            return {"entries": len(self._memo), "bytes": self.bytes}
 
     def get(self, key: str, png: bytes, fmt: str) -> bytes:
         """The picture ``png`` (cached under ``key``) in ``fmt``, encoded at most once while it stays in the memo."""
@@ -38,9 +46,11 @@ class BrowserEncodings:
                 return self._memo[(key, fmt)]
         data = png_to(png, fmt)
         with self._lock:
-            self._memo[(key, fmt)] = data
-            while len(self._memo) > self.keep:
-                self._memo.popitem(last=False)
+            if (key, fmt) not in self._memo:
+                self._memo[(key, fmt)] = data
+                self.bytes += len(data)
+            while self._memo and (len(self._memo) > self.keep or self.bytes > self.keep_bytes):
+                self.bytes -= len(self._memo.popitem(last=False)[1])
         return data
 
 

@@ -8,6 +8,11 @@ yield their place to players and are dropped when nobody wants them any more.  /
 bounded part of the queue, never take a player's place, and a batch of them yields to a waiting player or admin the
 way paint-ahead does.  Every change to a job bumps its version and wakes whoever follows it (`follow`), which is
 what the picture streams are built on.
+
+Nothing here grows without bound: the queue has its cap, finished and failed jobs stay in the table only a short
+while after they end (a reconnecting stream still finds them) and at most a fixed number and size of them, the
+browser encodings are a small least-recently-used memo, and open followers (picture streams, long waits) are
+counted per client and in total (`Followers`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import itertools
 import logging
 import threading
 import time
+from collections import Counter
 from collections import deque
+from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
@@ -38,6 +45,9 @@ PLAYER, ADMIN, PREFETCH, API = 0, 1, 2, 3
 PRIORITY_NAMES = {PLAYER: "player", ADMIN: "admin", PREFETCH: "prefetch", API: "api"}
 PREEMPTIBLE = (PREFETCH, API)  # a running batch of only these gives way to a player or admin who waits
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+ENDED_KEEP = 64  # finished or failed jobs kept in the table after they end (their pictures are in the disk cache)...
+ENDED_KEEP_BYTES = 32 * 1024 * 1024  # ...holding at most this many bytes of pictures...
+ENDED_KEEP_SECONDS = 60.0  # ...and for at most this long
 
 
 class QueueFull(RuntimeError):
@@ -70,6 +80,7 @@ class Job:
     clients: set[str] = field(default_factory=set)
     created: float = field(default_factory=time.monotonic)
     started: float = 0.0
+    ended: float = 0.0
     from_cache: bool = False
     stop: str = ""  # why it is being stopped: "interrupted" or "skipped" (an /sdapi client's own job)
     preempted: bool = False
@@ -93,6 +104,53 @@ class Snapshot:
     waiting_for: str = ""
 
 
+class Followers:
+    """Open followers of jobs (picture streams, a plain client waiting for its picture), each holding one server
+    thread: at most ``total`` at once and ``per_client`` per client (0 = no cap).  The client "" (the person at
+    this computer) is only counted in the total.  Keys are bounded by ``total``: a client with none open is gone."""
+
+    def __init__(self, total: int = 0, per_client: int = 0):
+        self.total = total
+        self.per_client = per_client
+        self._open: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def _room(self, client: str) -> bool:
+        if self.total and sum(self._open.values()) >= self.total:
+            return False
+        return not (client and self.per_client and self._open[client] >= self.per_client)
+
+    def available(self, client: str) -> bool:
+        """Whether ``client`` could open one more follower now."""
+        with self._lock:
+            return self._room(client)
+
+    def take(self, client: str) -> Callable[[], None] | None:
+        """Open a follower for ``client``: a function that closes it (safe to call more than once), or None when
+        the client or the server is at its cap."""
+        with self._lock:
+            if not self._room(client):
+                return None
+            self._open[client] += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            with self._lock:
+                if released:
+                    return
+                released = True
+                self._open[client] -= 1
+                if self._open[client] <= 0:
+                    del self._open[client]
+
+        return release
+
+    def count(self, client: str | None = None) -> int:
+        with self._lock:
+            return sum(self._open.values()) if client is None else self._open.get(client, 0)
+
+
 class GenerationService:
     """Queue, coalesce, batch, cache and stream picture jobs for one backend.
 
@@ -110,11 +168,14 @@ class GenerationService:
         timeout (`float`, *optional*): seconds after which a picture still painting is given up (0 = never).
         gather (`float`, *optional*, defaults to 0.02): seconds a batch that is not full may wait, counted from its
             oldest job's submission, for compatible jobs asked for at the same moment (0 = start at once).
+        max_streams, max_streams_per_client (`int`, *optional*): open followers (picture streams) in total and
+            per client (0 = no cap); see `Followers`.
     """
 
     def __init__(self, backend: Backend, cache: ImageCache, model: str, max_queue: int = 64, max_batch: int = 4,
                  workers: int = 1, preview_every: int = 2, seconds_per_job: float = 5.0, max_per_client: int = 0,
-                 timeout: float = 0, gather: float = 0.02, max_per_api_client: int = 0):
+                 timeout: float = 0, gather: float = 0.02, max_per_api_client: int = 0, max_streams: int = 0,
+                 max_streams_per_client: int = 0):
         self.backend = backend
         self.cache = cache
         self.model = model
@@ -134,6 +195,7 @@ class GenerationService:
         self._durations: deque[float] = deque(maxlen=200)
         self._seconds_per_job = seconds_per_job
         self._running_batches: list[list[str]] = []
+        self.followers = Followers(max_streams, max_streams_per_client)
         self.counters = {"submitted": 0, "coalesced": 0, "cache_hits": 0, "generated": 0, "failed": 0,
                          "cancelled": 0, "rejected": 0, "batches": 0, "prefetched": 0, "prefetch_used": 0,
                          "preempted": 0}
@@ -142,6 +204,10 @@ class GenerationService:
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         with self._cond:
@@ -192,8 +258,9 @@ class GenerationService:
             if cached is not None:
                 self.counters["cache_hits"] += 1
                 job = Job(key, request, priority, next(self._seq), DONE, png=cached.png, meta=cached.meta,
-                          from_cache=True, interest={who} if who else set())
+                          from_cache=True, interest={who} if who else set(), ended=time.monotonic())
                 self._jobs[key] = job
+                self._forget_ended()
                 return job
             if key in self._jobs and self._jobs[key].state in (QUEUED, RUNNING):  # raced with another submitter
                 self.counters["coalesced"] += 1
@@ -466,25 +533,34 @@ class GenerationService:
                     "width": result.image.width, "height": result.image.height}
             self.cache.put(job.key, png, meta)
             with self._cond:
-                job.png, job.meta, job.state, job.preview = png, meta, DONE, None
+                job.png, job.meta, job.state, job.preview, job.ended = png, meta, DONE, None, time.monotonic()
                 self._changed(job)
         with self._cond:
             self.counters["generated"] += len(batch)
             self.counters["batches"] += 1
             self._durations.append(seconds)
-            self._forget_finished()
+            self._forget_ended()
 
     def _fail(self, batch: list[Job], message: str, hint: str) -> None:
         with self._cond:
             for job in batch:
-                job.state, job.error, job.hint = FAILED, message, hint
+                job.state, job.error, job.hint, job.preview, job.ended = FAILED, message, hint, None, time.monotonic()
                 self.counters["failed"] += 1
                 self._changed(job)
+            self._forget_ended()
 
-    def _forget_finished(self, keep: int = 256) -> None:
-        finished = [k for k, j in self._jobs.items() if j.state == DONE]
-        for key in finished[: max(0, len(finished) - keep)]:
-            del self._jobs[key]
+    def _forget_ended(self) -> None:
+        """Drop finished and failed jobs from the table once they are older than ``ENDED_KEEP_SECONDS``, or past
+        the newest ``ENDED_KEEP`` of them or ``ENDED_KEEP_BYTES`` of their pictures.  Whoever still follows one
+        keeps its own reference; a finished picture is in the disk cache, a failed one is painted afresh when
+        asked again."""
+        now = time.monotonic()
+        held = 0
+        newest_first = sorted((j for j in self._jobs.values() if j.state in (DONE, FAILED)), key=lambda j: -j.ended)
+        for kept, job in enumerate(newest_first, 1):
+            held += len(job.png or b"")
+            if kept > ENDED_KEEP or held > ENDED_KEEP_BYTES or now - job.ended > ENDED_KEEP_SECONDS:
+                del self._jobs[job.key]
 
     # -- telling how it goes ---------------------------------------------------------------------------------
 
@@ -524,8 +600,12 @@ class GenerationService:
             durations = sorted(self._durations)
             counters = dict(self.counters)
             running = [list(batch) for batch in self._running_batches]
+            jobs = len(self._jobs)
         lookups = counters["cache_hits"] + counters["generated"] + counters["failed"]
         return {
+            "jobs": jobs,
+            "streams": {"open": self.followers.count(), "max": self.followers.total,
+                        "per_client": self.followers.per_client},
             "queue": depth,
             "queued": sum(depth.values()),
             "max_queue": self.max_queue,
@@ -568,6 +648,7 @@ def build_service(settings: Mapping[str, Any], instance: Path, backend: Backend 
                                 workers=settings["REMOTE_WORKERS"] if remote else 1,
                                 preview_every=settings["PREVIEW_EVERY"], max_per_client=settings["PLAYER_QUEUE_LIMIT"],
                                 timeout=settings["GENERATION_TIMEOUT"],
-                                max_per_api_client=settings["SDAPI_CLIENT_LIMIT"])
+                                max_per_api_client=settings["SDAPI_CLIENT_LIMIT"], max_streams=settings["MAX_STREAMS"],
+                                max_streams_per_client=settings["STREAMS_PER_CLIENT"])
     service.start()
     return service

@@ -6,14 +6,19 @@ Test modules import these from here (never from each other); pytest fixtures liv
 from __future__ import annotations
 
 import base64
+import http.client
 import io
+import json
 import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -233,3 +238,102 @@ slides:
     choices:
       - {text: Up, to: hall}
 """, "s", "lantern")
+
+
+# -- a server painting on a remote A1111 server that never finishes (fault injection) ----------------------------
+
+
+class HangingPainter:
+    """Test double of a remote A1111 server (fault injection): the model list answers, a picture never comes."""
+
+    def __init__(self) -> None:
+        release = self.release = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _json(self, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._json([{"title": "hanging-test-double", "model_name": "hanging"}] if "sd-models" in self.path else {})
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if "txt2img" in self.path:
+                    release.wait(600)
+                self._json({})
+
+        class Quiet(ThreadingHTTPServer):
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # the app hung up on a picture that never came: expected
+
+        self.server = Quiet(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ProxiedServer(ServerProcess):
+    """`python app.py` painting on the hanging painter, with the extra flags given."""
+
+    def __init__(self, workdir: Path, painter: HangingPainter, *flags: str):
+        self.port = free_port()
+        self.log_path = workdir / "server.log"
+        self.stories = workdir / "stories"
+        shutil.copytree(STORIES, self.stories)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "LANTERNSLIDE_ADMIN_PASSWORD": ADMIN_PASSWORD}
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--port", str(self.port), "--backend", "remote", "--api-url",
+             painter.url, "--remote-workers", "1", "--prefetch-depth", "0", "--stories", str(self.stories),
+             "--instance", str(workdir / "instance"), *flags],
+            stdout=self.log_path.open("w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
+            try:
+                if get(self, "/")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError(self.log_path.read_text())
+
+    def story(self, slug: str, count: int) -> None:
+        slides = "".join(f"  s{i}:\n    text: Room {i}.\n    image: room number {i} of {slug}\n" for i in range(count))
+        (self.stories / f"{slug}.yaml").write_text(f"title: {slug}\nstart: s0\nslides:\n{slides}")
+
+    def status(self) -> dict:
+        import requests
+
+        return requests.get(f"http://127.0.0.1:{self.port}/admin/status.json", auth=("admin", ADMIN_PASSWORD),
+                            timeout=60).json()
+
+
+def connect(server: ProxiedServer, path: str, headers: dict[str, str] | None = None,
+            source: str = "127.0.0.1") -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    """Send a GET from ``source`` (a loopback address) and return the connection and the response, unread."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60, source_address=(source, 0))
+    conn.request("GET", path, headers=headers or {})
+    return conn, conn.getresponse()
+
+
+def get(server: ProxiedServer, path: str, headers: dict[str, str] | None = None,
+        source: str = "127.0.0.1") -> tuple[int, http.client.HTTPMessage, str]:
+    conn, response = connect(server, path, headers, source)
+    try:
+        return response.status, response.headers, response.read().decode()
+    finally:
+        response.close()
+        conn.close()

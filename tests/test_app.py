@@ -88,21 +88,24 @@ def test_security_headers_on_every_page(client):
         assert headers["Referrer-Policy"] == "same-origin"
 
 
+# The web server turns a trusted proxy's X-Forwarded-For/-Proto into the remote address and scheme the app sees
+# (tests/test_proxy.py proves it over HTTP against `python app.py`); here the test client hands those in directly.
+
 def test_session_cookie_is_secure_only_over_https_through_the_proxy(make_app):
     client = make_app(BEHIND_PROXY=True).test_client()
-    assert "Secure" in client.get("/play/lighthouse/shore", headers={"X-Forwarded-Proto": "https"}).headers["Set-Cookie"]
+    assert "Secure" in client.get("/play/lighthouse/shore", base_url="https://localhost").headers["Set-Cookie"]
     plain = make_app(BEHIND_PROXY=True).test_client()
     assert "Secure" not in plain.get("/play/lighthouse/shore").headers["Set-Cookie"]
 
 
 def test_friends_are_rate_limited_with_a_friendly_message(make_app):
     client = make_app(BEHIND_PROXY=True, RATE_LIMIT="3 per minute").test_client()
-    friend = {"X-Forwarded-For": "198.51.100.7"}
-    codes = [client.get("/play/lighthouse/shore", headers=friend).status_code for _ in range(4)]
+    friend = {"REMOTE_ADDR": "198.51.100.7"}
+    codes = [client.get("/play/lighthouse/shore", environ_base=friend).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
-    response = client.get("/play/lighthouse/shore", headers={**friend, **HTMX})
+    response = client.get("/play/lighthouse/shore", headers=HTMX, environ_base=friend)
     assert "You are going a little fast" in response.get_data(as_text=True)
-    assert client.get("/play/lighthouse/shore", headers={"X-Forwarded-For": "198.51.100.8"}).status_code == 200
+    assert client.get("/play/lighthouse/shore", environ_base={"REMOTE_ADDR": "198.51.100.8"}).status_code == 200
     assert make_app(RATE_LIMIT="1 per minute").test_client().get("/").status_code == 200  # this computer: exempt
 
 
@@ -112,15 +115,15 @@ def test_each_friend_may_have_only_a_few_pictures_waiting(make_app):
     waiting = DiffusersBackend("/never/started", device="cpu")  # nothing gets painted: pictures stay queued
     app = make_app(BACKEND_INSTANCE=waiting, BEHIND_PROXY=True, PLAYER_QUEUE_LIMIT=2)
     client = app.test_client()
-    friend = {"X-Forwarded-For": "198.51.100.7"}
+    friend = {"REMOTE_ADDR": "198.51.100.7"}
     for slide in ("shore", "wreckage"):
-        assert "sse-connect" in client.get(f"/play/lighthouse/{slide}", headers=friend).get_data(as_text=True)
-    html = client.get("/play/lighthouse/log", headers=friend).get_data(as_text=True)
+        assert "sse-connect" in client.get(f"/play/lighthouse/{slide}", environ_base=friend).get_data(as_text=True)
+    html = client.get("/play/lighthouse/log", environ_base=friend).get_data(as_text=True)
     assert "You have several pictures waiting already" in html
-    response = client.get("/play/lighthouse/log/image", headers={**friend, **HTMX})
+    response = client.get("/play/lighthouse/log/image", headers=HTMX, environ_base=friend)
     assert response.status_code == 503 and int(response.headers["Retry-After"]) >= 1
-    other = {"X-Forwarded-For": "198.51.100.8"}
-    assert "sse-connect" in client.get("/play/lighthouse/log", headers=other).get_data(as_text=True)
+    other = {"REMOTE_ADDR": "198.51.100.8"}
+    assert "sse-connect" in client.get("/play/lighthouse/log", environ_base=other).get_data(as_text=True)
 
 
 def test_hostile_input_is_refused_or_escaped(client, stories_dir):

@@ -48,6 +48,7 @@ def run(monkeypatch, tmp_path):
         assert code == 0
         return served[-1][0]
 
+    main.served = served
     return main
 
 
@@ -87,9 +88,10 @@ def test_a_tunnel_failure_is_explained_without_the_token(run, caplog, capsys):
     assert "share_url" not in app.extensions
 
 
-def test_sharing_trusts_one_proxy_hop(run):
-    app = run("--share", "--ngrok-authtoken", TOKEN, sdk=FakeNgrokSDK())
-    client = app.test_client()
-    response = client.get("/", headers={"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https"})
-    assert response.status_code == 200
-    assert "Secure" in response.headers["Set-Cookie"]
+def test_sharing_makes_the_server_trust_one_proxy_hop_from_this_machine(run):
+    run("--share", "--ngrok-authtoken", TOKEN, sdk=FakeNgrokSDK())
+    options = run.served[-1][1]
+    assert options["trusted_proxy"] == "127.0.0.1"  # where the ngrok agent connects from
+    assert options["trusted_proxy_count"] == 1
+    assert options["trusted_proxy_headers"] == {"x-forwarded-for", "x-forwarded-proto"}
+    assert options["clear_untrusted_proxy_headers"] is True

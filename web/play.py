@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +47,12 @@ from web.security import client_key
 
 bp = Blueprint("play", __name__)
 PLAIN_IMAGE_WAIT = 300  # seconds a client without JavaScript waits for its picture
+STREAM_HEARTBEAT = 5  # seconds between keep-alive comments on a quiet stream (a gone client is noticed on a write)
+STREAM_LIFETIME = 300  # seconds after which a stream hands over to polling (the thread goes back to the pool)
+POLL_EVERY = 3  # seconds between checks of a picture that is not streamed
+STREAM_HEARTBEAT = 5  # seconds between keep-alive comments on a quiet stream (a gone client is noticed on a write)
+STREAM_LIFETIME = 300  # seconds after which a stream hands over to polling (the thread goes back to the pool)
+POLL_EVERY = 3  # seconds between checks of a picture that is not streamed
 
 
 def load_story(slug: str) -> Story:
@@ -94,7 +101,8 @@ def slide_request(story: Story, slide_id: str) -> GenerationRequest:
 
 
 def start_picture(story: Story, slide_id: str) -> dict[str, Any]:
-    """Ask for the slide's picture at player priority: inline it when finished, else a frame that streams it."""
+    """Ask for the slide's picture at player priority: inline it when finished, else a frame that streams it, or
+    that checks it every few seconds when this client or the server has as many streams open as allowed."""
     try:
         snap = services.images().submit(slide_request(story, slide_id), PLAYER, player_id(), client_key())
     except QueueFull as exc:
@@ -103,6 +111,8 @@ def start_picture(story: Story, slide_id: str) -> dict[str, Any]:
         return {"picture": "busy", "retry_after": services.images().retry_after(), "mine": False}
     if snap.state == DONE:
         return {"picture": "ready", "frame": frame_context(snap)}
+    if snap.state in ("queued", "running") and not services.images().followers.available(client_key()):
+        return {"picture": "poll", "frame": frame_context(snap, poll=True), "poll_every": POLL_EVERY}
     return {"picture": "stream", "frame": frame_context(snap)}
 
 
@@ -129,8 +139,9 @@ def drop_siblings(story: Story, slide_id: str, chosen: str) -> None:
                 services.images().cancel(services.images().key(slide_request(story, choice.to)), player_id())
 
 
-def frame_context(snap: Snapshot) -> dict[str, Any]:
-    """What play/_frame.html needs to draw a picture in any state."""
+def frame_context(snap: Snapshot, poll: bool = False) -> dict[str, Any]:
+    """What play/_frame.html needs to draw a picture in any state; ``poll``: it is checked every few seconds
+    instead of streamed (the frame then says so and asks again by itself)."""
     fmt = current_app.config["IMAGE_FORMAT"]
     status = services.backend().status()
     if snap.state == QUEUED and status.state == "failed":  # it would fail the moment it is taken: say so now
@@ -146,6 +157,8 @@ def frame_context(snap: Snapshot) -> dict[str, Any]:
         "error": without_paths(snap.error),  # players see the model's name, never where the server keeps it
         "hint": without_paths(snap.hint),
         "waiting_for": without_paths(snap.waiting_for) if snap.state == QUEUED else "",
+        "poll": poll and snap.state in ("queued", "running"),
+        "poll_every": POLL_EVERY,
     }
 
 
@@ -233,30 +246,43 @@ def stream(slug: str, slide_id: str) -> Response:
     frame_template = current_app.jinja_env.get_template("play/_frame.html")
     progress_template = current_app.jinja_env.get_template("play/_progress.html")
     context = {"story": story, "slide": story.slides[slide_id]}
+    # Each open stream holds a server thread: only so many per client and in all, so that pages always get one.
+    release = services.images().followers.take(client_key())
 
     def events() -> Iterator[str]:
         yield "retry: 3000\n\n"
-        version, shown = -1, None
+        snap = services.images().snapshot(key)
+        if release is None:  # at the cap: show where the picture stands, then let the frame poll instead
+            yield sse("frame", frame_template.render(frame=frame_context(snap, poll=True), **context))
+            yield sse("done", "")
+            return
+        version, shown, deadline = -1, None, time.monotonic() + STREAM_LIFETIME
         while True:
-            snap = services.images().follow(key, version, timeout=15)
-            if snap is None:
-                yield ": still here\n\n"
-                continue
-            version = snap.version
-            # A whole frame only when what it shows changed (state, queue place, a new preview); a step that only
-            # moved the progress bar sends the small progress fragment: the stream stays a few KB per picture.
-            frame = frame_context(snap)  # a picture that would fail the moment it is taken reads as failed now
-            looks = (frame["state"], snap.position, snap.waiting_for, snap.preview, snap.error)
-            if looks != shown:
-                shown = looks
-                yield sse("frame", frame_template.render(frame=frame, **context))
-            elif frame["state"] == "running":
-                yield sse("progress", progress_template.render(frame={"step": snap.step, "total": snap.total}))
-            if frame["state"] not in ("queued", "running"):
-                yield sse("done", "")
+            if snap.version > version or snap.state not in ("queued", "running"):
+                version = snap.version
+                frame = frame_context(snap)  # a picture that would fail the moment it is taken reads as failed now
+                ended = frame["state"] not in ("queued", "running")
+                overdue = not ended and time.monotonic() > deadline
+                # A whole frame only when what it shows changed (state, queue place, a new preview); a step that
+                # only moved the progress bar sends the small progress fragment: a few KB per picture in all.
+                looks = (frame["state"], snap.position, snap.waiting_for, snap.preview, snap.error)
+                if looks != shown or overdue:
+                    shown = looks
+                    yield sse("frame", frame_template.render(frame=frame_context(snap, poll=overdue), **context))
+                elif frame["state"] == "running":
+                    yield sse("progress", progress_template.render(frame={"step": snap.step, "total": snap.total}))
+                if ended or overdue:
+                    yield sse("done", "")
+                    return
+            else:
+                yield ": still here\n\n"  # a client that has gone is noticed on this write
+            if services.images().closed:
                 return
+            snap = services.images().follow(key, version, timeout=STREAM_HEARTBEAT) or services.images().snapshot(key)
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
+    if release is not None:
+        response.call_on_close(release)  # when the stream ends, fails, or its client goes away
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response
@@ -301,7 +327,16 @@ def image(slug: str, slide_id: str) -> Response:
     if not status.ready and snap.state != DONE:
         headers = {"Retry-After": "5"} if status.state == "loading" else {}
         return Response(without_paths(f"{status.message} {status.hint}".strip()), 503, headers, mimetype="text/plain")
-    snap = services.images().wait(snap.key, PLAIN_IMAGE_WAIT)
+    if snap.state in ("queued", "running"):
+        # Waiting holds a server thread like a stream does, and counts as one.
+        release = services.images().followers.take(client_key())
+        if release is None:
+            return Response("Many pictures are being painted right now; reload in a moment to see this one.", 503,
+                            {"Retry-After": str(POLL_EVERY)}, mimetype="text/plain")
+        try:
+            snap = services.images().wait(snap.key, PLAIN_IMAGE_WAIT)
+        finally:
+            release()
     if snap.state in ("queued", "running"):
         return Response("The picture is still being painted; reload in a moment.", 503, {"Retry-After": "5"},
                         mimetype="text/plain")

@@ -15,7 +15,6 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 SECURITY_HEADERS = {
     # Only our own scripts and styles; pictures from us or inline data: URLs; no framing.
@@ -51,9 +50,9 @@ def client_key() -> str:
 
 
 def harden(app: Flask) -> Limiter:
-    """Proxy headers (one hop, when sharing), Secure cookies on https, CSRF, per-client limits, security headers."""
-    if behind_proxy(app):
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    """Secure cookies on https, CSRF, per-client limits, security headers.  The proxy's headers are the web
+    server's business (web/server.py): by the time a request gets here, its remote address is the friend's and its
+    scheme the one they used, or the headers were dropped."""
     app.session_interface = _SessionInterface()
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # the admin blueprint checks; players' moves need no token
     CSRFProtect(app)

@@ -86,6 +86,11 @@ SETTINGS = (
     Setting("IMAGE_FORMAT", "webp", "format of pictures sent to browsers: webp, png or jpeg",
             choices=("webp", "png", "jpeg"), game_only=True),
     Setting("THREADS", 64, "worker threads of the web server (each open picture stream holds one)", int),
+    Setting("MAX_STREAMS", 24, "live picture streams open at once (each holds a server thread; the rest of the threads "
+            "stay for pages); past it, and past --streams-per-client, pictures are checked every few seconds", int),
+    Setting("STREAMS_PER_CLIENT", 4, "live picture streams one client may have open (players on this machine are "
+            "exempt unless behind a proxy)", int),
+    Setting("CONNECTIONS", 1000, "open connections the web server accepts at once (idle ones close after 30 s)", int),
     Setting("QUEUE_LIMIT", 64, "pictures allowed to wait; past it players get a 'busy, retry shortly' answer", int),
     Setting("BATCH_SIZE", 4, "compatible waiting pictures painted together in one batch", int),
     Setting("CACHE_MAX_MB", 2048, "disk space for finished pictures (instance/cache); least recently used go first", int),
@@ -101,7 +106,10 @@ SETTINGS = (
             "txt2img call may ask for (1200 = 8 pictures of 150 steps at 1024x1024)", int),
     Setting("SHARE", False, "open a public ngrok link to this game (needs an ngrok authtoken)", boolean, game_only=True),
     Setting("NGROK_AUTHTOKEN", "", "ngrok authtoken for --share (NGROK_AUTHTOKEN works too); never logged", game_only=True),
-    Setting("BEHIND_PROXY", False, "trust one reverse proxy's X-Forwarded-* headers (on by itself with --share)", boolean),
+    Setting("BEHIND_PROXY", False, "trust one reverse proxy's X-Forwarded-For and X-Forwarded-Proto headers (on by "
+            "itself with --share)", boolean),
+    Setting("TRUSTED_PROXY", "127.0.0.1", "with --share or --behind-proxy: the address the proxy connects from (ngrok "
+            "and a proxy on this machine: 127.0.0.1); anyone else's X-Forwarded-* headers are dropped"),
     Setting("RATE_LIMIT", "240 per minute", "requests one client may make to the game and /sdapi (players on this machine are exempt"
             " unless behind a proxy)"),
     Setting("PLAYER_QUEUE_LIMIT", 6, "pictures one client may have waiting at once", int, game_only=True),

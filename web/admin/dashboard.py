@@ -37,11 +37,16 @@ def dashboard() -> dict[str, Any]:
 
         qr = segno.make(share, error="m").svg_data_uri(scale=4, dark="#1b1306", light="#f1e7d6")
     return {"share_url": share, "share_qr": qr, "players": services.players().active(),
-            "status": services.images().stats(), "now": time.time()}
+            "status": status_figures(), "now": time.time()}
+
+
+def status_figures() -> dict[str, Any]:
+    """The service's figures, and the browser encodings kept in memory."""
+    return {**services.images().stats(), "encoded": services.encodings().stats()}
 
 
 @bp.get("/status.json")
 @admin_required
 def status() -> ResponseReturnValue:
     """Queue depth per priority, running batches, cache hits and misses, generation times, prefetch hit rate."""
-    return jsonify(services.images().stats())
+    return jsonify(status_figures())
