@@ -79,16 +79,19 @@ def main(argv: list[str] | None = None, api_alone: bool = False) -> int:
         print(f"error: {exc}", file=sys.stderr)  # logging is not set up before the log level is known
         return 2
     logging.basicConfig(level=args["LOG_LEVEL"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from waitress import serve
+
+    from web.sdapi import api_status
+    from web.server import check_capacity
+    from web.server import raise_open_files
+    from web.server import serve_options
+    from web.share import close_share
+    from web.share import open_share
+
     problem = check_capacity(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    from waitress import serve
-
-    from web.sdapi import api_status
-    from web.share import close_share
-    from web.share import open_share
-
     try:
         app = create_app({**args, "API_ALONE": api_alone})
     except ValueError as exc:
