@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None, api_alone: bool = False) -> int:
 
     problem = check_capacity(args)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
+        log.error("error: %s", problem)
         return 2
     try:
         app = create_app({**args, "API_ALONE": api_alone})
