@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from typing import Protocol
+from typing import runtime_checkable
 
 from inference.request import MIN_SIZE
 from inference.request import GenerationRequest
@@ -69,6 +70,11 @@ class GenerationCancelled(RuntimeError):
     """Raised from ``on_step`` to stop a generation early; the backend stops at the next step."""
 
 
+class PainterLost(RuntimeError):
+    """The process painting a batch stopped (killed, out of memory, its machine gone) or cannot paint after all:
+    nothing of the batch was kept, and the service puts it back in the queue for another painter."""
+
+
 class Backend(Protocol):
     """An image engine: in-process diffusers, or a remote A1111-compatible server."""
 
@@ -91,6 +97,33 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release the model and any threads."""
+
+
+class Paints(Protocol):
+    """What paints one batch: a backend, or one painter of several reserved for the batch."""
+
+    def generate(
+        self, requests: list[GenerationRequest], on_step: StepCallback | None = None
+    ) -> list[GenerationResult]:
+        """Paint every request, in order."""
+
+
+@runtime_checkable
+class Painters(Protocol):
+    """A backend made of several painter processes (inference/painters.py): the service hands each batch to a free
+    one, and lists them for the admin."""
+
+    def free(self) -> int:
+        """The painters ready and idle now."""
+
+    def reserve(self) -> Paints | None:
+        """Take a ready, idle painter for one batch (its ``generate`` hands it back), or None when there is none."""
+
+    def watch(self, on_count: Callable[[int], None]) -> None:
+        """Call ``on_count(painters)`` now and whenever painters are added."""
+
+    def painters(self) -> list[dict[str, Any]]:
+        """Each painter: node, device, state, current batch, pictures painted, failures, seconds since heartbeat."""
 
 
 @dataclass(frozen=True)

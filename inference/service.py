@@ -34,6 +34,9 @@ from inference.backend import Backend
 from inference.backend import BackendSettings
 from inference.backend import BackendUnavailable
 from inference.backend import GenerationCancelled
+from inference.backend import PainterLost
+from inference.backend import Painters
+from inference.backend import Paints
 from inference.backend import create_backend
 from inference.cache import ImageCache
 from inference.previews import preview_jpeg
@@ -48,6 +51,7 @@ QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed"
 ENDED_KEEP = 64  # finished or failed jobs kept in the table after they end (their pictures are in the disk cache)...
 ENDED_KEEP_BYTES = 32 * 1024 * 1024  # ...holding at most this many bytes of pictures...
 ENDED_KEEP_SECONDS = 60.0  # ...and for at most this long
+MAX_LOSSES = 3  # a picture whose painter process dies this many times under it fails instead of going back again
 
 
 class QueueFull(RuntimeError):
@@ -84,6 +88,7 @@ class Job:
     from_cache: bool = False
     stop: str = ""  # why it is being stopped: "interrupted" or "skipped" (an /sdapi client's own job)
     preempted: bool = False
+    lost: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,12 +203,25 @@ class GenerationService:
         self.followers = Followers(max_streams, max_streams_per_client)
         self.counters = {"submitted": 0, "coalesced": 0, "cache_hits": 0, "generated": 0, "failed": 0,
                          "cancelled": 0, "rejected": 0, "batches": 0, "prefetched": 0, "prefetch_used": 0,
-                         "preempted": 0}
-        self._threads = [threading.Thread(target=self._work, name=f"painter-{i}", daemon=True) for i in range(workers)]
+                         "preempted": 0, "requeued": 0}
+        # Several painter processes (inference/painters.py): a painting thread per painter, each batch to a free one.
+        self._pool = backend if isinstance(backend, Painters) else None
+        self._threads = [] if self._pool else [
+            threading.Thread(target=self._work, name=f"painter-{i}", daemon=True) for i in range(workers)]
 
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
+        if self._pool is not None:
+            self._pool.watch(self.ensure_workers)
+
+    def ensure_workers(self, count: int) -> None:
+        """Have at least ``count`` painting threads (one per painter of a pool, which may grow)."""
+        with self._cond:
+            while len(self._threads) < count:
+                thread = threading.Thread(target=self._work, name=f"painter-{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
 
     @property
     def closed(self) -> bool:
@@ -455,10 +473,19 @@ class GenerationService:
                 return
             self._cond.wait(remaining)
 
+    def _idle(self) -> int:
+        """Painters free for the next batch: a pool's ready and idle painters; else this thread's backend once
+        loaded (each painting thread of a single backend is one painter)."""
+        if self._pool is not None:
+            return self._pool.free()
+        if self.backend.status().state == "loading":
+            return 0
+        return len(self._threads) - len(self._running_batches)
+
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and (not self._queue or self.backend.status().state == "loading"):
+                while not self._closed and (not self._queue or not self._idle()):
                     self._cond.wait(0.5)
                 if self._closed:
                     return
@@ -467,15 +494,20 @@ class GenerationService:
                     return
                 if not self._queue:
                     continue
+                painter: Paints | None = self._pool.reserve() if self._pool is not None else self.backend
+                if painter is None:
+                    continue
                 batch = self._next_batch()
                 self._running_batches.append([j.key for j in batch])
             try:
-                self._paint(batch)
+                self._paint(batch, painter)
             finally:
                 with self._cond:
                     self._running_batches.remove([j.key for j in batch])
+                    if self._pool is not None:
+                        self._cond.notify_all()  # a painter is free: a thread waiting for one may take it
 
-    def _paint(self, batch: list[Job]) -> None:
+    def _paint(self, batch: list[Job], painter: Paints) -> None:
         started = time.monotonic()
 
         def on_step(step: int, total: int, previews: Any) -> None:
@@ -499,7 +531,10 @@ class GenerationService:
                 raise TimeoutError(f"The picture took longer than {self.timeout:g} s and was given up.")
 
         try:
-            results = self.backend.generate([job.request for job in batch], on_step)
+            results = painter.generate([job.request for job in batch], on_step)
+        except PainterLost as exc:
+            self._requeue(batch, str(exc))
+            return
         except BackendUnavailable as exc:
             self._fail(batch, exc.status.message, exc.status.hint)
             return
@@ -507,20 +542,7 @@ class GenerationService:
             self._fail(batch, str(exc), "The painter may be overloaded; try again in a moment.")
             return
         except GenerationCancelled:
-            with self._cond:
-                if all(job.preempted and not job.stop for job in batch) and not self._closed:
-                    for job in batch:  # paint-ahead or API work gave way to a waiting player: back in line as it was
-                        job.state, job.step, job.preview, job.preempted = QUEUED, 0, None, False
-                        self._queue.append(job)
-                        self._changed(job)
-                    self.counters["preempted"] += len(batch)
-                    return
-                for job in batch:
-                    job.state, job.error = CANCELLED, job.stop or "interrupted"
-                    self.counters["cancelled"] += 1
-                    self._changed(job)
-                    if self._jobs.get(job.key) is job:
-                        del self._jobs[job.key]
+            self._stopped(batch)
             return
         except Exception as exc:
             log.exception("painting a batch of %d failed", len(batch))
@@ -540,6 +562,40 @@ class GenerationService:
             self.counters["batches"] += 1
             self._durations.append(seconds)
             self._forget_ended()
+
+    def _stopped(self, batch: list[Job]) -> None:
+        """A batch stopped before its end: preempted paint-ahead goes back to the queue, the rest is cancelled."""
+        with self._cond:
+            if all(job.preempted and not job.stop for job in batch) and not self._closed:
+                for job in batch:  # paint-ahead or API work gave way to a waiting player: back in line as it was
+                    job.state, job.step, job.preview, job.preempted = QUEUED, 0, None, False
+                    self._queue.append(job)
+                    self._changed(job)
+                self.counters["preempted"] += len(batch)
+                return
+            for job in batch:
+                job.state, job.error = CANCELLED, job.stop or "interrupted"
+                self.counters["cancelled"] += 1
+                self._changed(job)
+                if self._jobs.get(job.key) is job:
+                    del self._jobs[job.key]
+
+    def _requeue(self, batch: list[Job], reason: str) -> None:
+        """The painter process died under the batch, which was not painted: back in the queue for another painter
+        (or the restarted one), unless its painter has died under it `MAX_LOSSES` times."""
+        log.warning("%s: %d picture(s) go back to the queue", reason, len(batch))
+        with self._cond:
+            for job in batch:
+                job.lost += 1
+                if job.lost >= MAX_LOSSES or self._closed:
+                    job.state, job.hint = FAILED, "Try again; if it keeps failing, see the painters on the admin page."
+                    job.error = f"The painter stopped {job.lost} time(s) while painting this picture ({reason})."
+                    self.counters["failed"] += 1
+                else:
+                    job.state, job.step, job.preview, job.preempted = QUEUED, 0, None, False
+                    self._queue.append(job)
+                    self.counters["requeued"] += 1
+                self._changed(job)
 
     def _fail(self, batch: list[Job], message: str, hint: str) -> None:
         with self._cond:
@@ -565,14 +621,21 @@ class GenerationService:
     # -- telling how it goes ---------------------------------------------------------------------------------
 
     def _preempt_for(self, job: Job) -> None:
-        """Someone now waits for ``job``: stop a batch that is only paint-ahead or API work of a lower priority
-        (a player or admin preempts both; nothing preempts for an API job); it goes back to the queue."""
+        """Someone now waits for ``job`` and no painter is free: stop one batch that is only paint-ahead or API work
+        of a lower priority (a player or admin preempts both; nothing preempts for an API job), the one least far
+        along; it goes back to the queue."""
+        if self._idle():
+            return
+        candidates = []
         for keys in self._running_batches:
             running = [self._jobs[k] for k in keys if k in self._jobs]
             if running and job not in running and all(j.priority in PREEMPTIBLE and j.priority > job.priority
-                                                      and job.priority not in PREEMPTIBLE for j in running):
-                for other in running:
-                    other.preempted = True
+                                                      and job.priority not in PREEMPTIBLE and not j.preempted
+                                                      for j in running):
+                candidates.append(running)
+        if candidates:
+            for other in min(candidates, key=lambda jobs: jobs[0].step):
+                other.preempted = True
 
     def _make_room(self, priority: int) -> bool:
         """Drop the newest queued prefetch to let a more urgent job in; True if room was made."""
@@ -622,6 +685,7 @@ class GenerationService:
                          if counters["prefetched"] else None},
             "counters": counters,
             "backend": {"state": self.backend.status().state, "message": self.backend.status().message},
+            **({"painters": self._pool.painters()} if self._pool is not None else {}),
         }
 
 
@@ -631,13 +695,21 @@ def build_service(settings: Mapping[str, Any], instance: Path, backend: Backend 
     """The image side, the same for the game and the API alone: backend (started here unless handed in), disk cache
     and service, from the settings table's values (``BACKEND``, ``MODEL``, ``QUEUE_LIMIT``...)."""
     if backend is None:
-        backend = create_backend(BackendSettings(
+        backend_settings = BackendSettings(
             kind=settings["BACKEND"], api_url=settings["API_URL"], api_auth=settings["API_AUTH"],
             model=settings["MODEL"], device=settings["DEVICE"], dtype=settings["DTYPE"],
             model_config=settings["MODEL_CONFIG"],
             max_size=None if settings["MAX_SIZE"] == "auto" else settings["MAX_SIZE"], offline=settings["OFFLINE"],
             cache_dir=settings["HF_CACHE"] or None, optimize=settings["OPTIMIZE"], deepcache=settings["DEEPCACHE"],
-            compile_cache=str(instance / "inductor"), warmup=warmup))
+            compile_cache=str(instance / "inductor"), warmup=warmup)
+        painters, address = settings.get("PAINTERS", "inprocess"), settings.get("RAY", "")
+        if painters != "inprocess" or address:  # painter processes on Ray (Ray is imported only then)
+            from inference.painters import RayPainters
+
+            backend = RayPainters(backend_settings, None if painters == "inprocess" else int(painters), address,
+                                  preview_every=settings["PREVIEW_EVERY"], log_level=settings["LOG_LEVEL"])
+        else:
+            backend = create_backend(backend_settings)
         backend.start()
     cache = ImageCache(instance / "cache", settings["CACHE_MAX_MB"] * 1024 * 1024)
     # The cache key names what changes every picture: the weights' content, config, dtype and size cap.

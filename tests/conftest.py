@@ -95,3 +95,34 @@ def api_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     server = ApiServer(tiny_model, tmp_path_factory.mktemp("api"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole run (starting one takes seconds): every painters test shares it."""
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING", object_store_memory=100 * 1024 * 1024,
+             namespace="lanternslide-tests")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def painters(ray_session, tiny_model: Path):
+    """Two painter processes on that Ray, each owning the tiny model on the CPU with one torch thread (at most 64
+    pixels a side, as the stories' slides are painted in tests)."""
+    import time
+
+    from inference.backend import BackendSettings
+    from inference.painters import RayPainters
+
+    pool = RayPainters(BackendSettings(model=str(tiny_model), device="cpu", max_size=64), count=2, torch_threads=1,
+                       heartbeat=0.5)
+    pool.start()
+    deadline = time.monotonic() + 300  # against a hang only: both load the model in the background
+    while pool.free() < 2:
+        assert time.monotonic() < deadline, pool.painters()
+        time.sleep(0.2)
+    yield pool
+    pool.close()

