@@ -76,7 +76,7 @@ def parse_value(raw: str, unquote: bool = True) -> st.Value:
         return raw == "true"
     for cast in (int, float):
         try:
-            return cast(raw)  # type: ignore[no-any-return]
+            return cast(raw)
         except ValueError:
             pass
     if unquote and len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
@@ -175,7 +175,8 @@ def choice_rows(node: Any) -> list[ChoiceRow]:
         if not isinstance(choice, dict):
             continue
         condition = choice.get("if")
-        effects = choice.get("set") if isinstance(choice.get("set"), dict) else {}
+        effects = choice.get("set")
+        effects = effects if isinstance(effects, dict) else {}
         rows.append(ChoiceRow(str(choice.get("text") or ""), str(choice.get("to") or ""), "",
                               "" if condition is None else value_text(condition),
                               st.DISABLE if choice.get("otherwise") == st.DISABLE else st.HIDE,

@@ -20,6 +20,7 @@ from flask import redirect
 from flask import request
 from flask import stream_with_context
 from flask import url_for
+from flask.typing import ResponseReturnValue
 
 from game import engine
 from game import state as st
@@ -69,6 +70,13 @@ def load_story(slug: str) -> Story:
 def shown_slide(slide: Slide, text: str, image: str | None) -> Slide:
     """The slide as this player reads it: text and picture description rendered with their values."""
     return dataclasses.replace(slide, text=text, image=image)
+
+
+def player_slide(story: Story, slide_id: str) -> Slide:
+    """The slide rendered with this player's values on it (`player_values`): what a picture's alt text says."""
+    slide, values = story.slides[slide_id], player_values(story, slide_id)
+    return shown_slide(slide, st.render(story.sandbox, slide.text, values),
+                       st.render(story.sandbox, slide.image, values) if slide.image else None)
 
 
 def show_slide(story: Story, state: PlayState, code: int = 200, notice: str | None = None,
@@ -137,7 +145,7 @@ def drop_siblings(story: Story, slide_id: str, values: Mapping[str, st.Value], c
     if current_app.config["PREFETCH_CANCEL"]:
         images = services.images()
         keys = {step.index: images.key(picture_request(story, step.to, step.values))
-                for step in engine.leads_to(story, slide_id, values)}
+                for step in engine.leads_to(story, slide_id, dict(values))}
         for key in set(keys.values()) - {keys.get(chosen)}:
             images.cancel(key, player_id())
 
@@ -182,7 +190,7 @@ def index() -> Response:
 
 
 @bp.get("/play/<slug>")
-def resume(slug: str) -> Response:
+def resume(slug: str) -> ResponseReturnValue:
     """Continue a story where this browser left it."""
     story = load_story(slug)
     state = saved_state(story)
@@ -193,7 +201,7 @@ def resume(slug: str) -> Response:
 
 
 @bp.post("/play/<slug>")
-def restart(slug: str) -> Response:
+def restart(slug: str) -> ResponseReturnValue:
     """Start a story (again) from its first slide."""
     story = load_story(slug)
     save_state(engine.start(story))
@@ -216,7 +224,7 @@ def slide(slug: str, slide_id: str) -> Response:
 
 
 @bp.post("/play/<slug>/<slide_id>")
-def choose(slug: str, slide_id: str) -> Response:
+def choose(slug: str, slide_id: str) -> ResponseReturnValue:
     """Take a choice: move on to the slide it leads to.  The form sends the page's step, so the choice is judged
     with the values that page was shown with: sent twice, or again from an older page, its effects apply once."""
     story = load_story(slug)
@@ -305,15 +313,11 @@ def image(slug: str, slide_id: str) -> Response:
     if slide_id not in story.slides:
         abort(404)
     if is_htmx():
-        values = player_values(story, slide_id)
-        picture = start_picture(story, slide_id, values)
+        picture = start_picture(story, slide_id)
         code = 503 if picture["picture"] == "busy" else 200
         headers = {"Retry-After": str(picture["retry_after"])} if code == 503 else None
-        slide_ = story.slides[slide_id]
-        shown = shown_slide(slide_, st.render(story.sandbox, slide_.text, values),
-                            st.render(story.sandbox, slide_.image, values) if slide_.image else None)
-        return render("play/_picture.html", "play/_picture.html", code, headers, story=story, slide=shown,
-                      **picture)
+        return render("play/_picture.html", "play/_picture.html", code, headers, story=story,
+                      slide=player_slide(story, slide_id), **picture)
     fmt = request.args.get("format", current_app.config["IMAGE_FORMAT"])
     if fmt not in ("webp", "png", "jpeg"):
         abort(400)

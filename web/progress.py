@@ -8,6 +8,7 @@ addresses and forms (``?step=N``, a choice form's ``step``) name one visit of a 
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from flask import current_app
 from flask import request
@@ -55,7 +56,7 @@ def slide_url(story: Story, state: PlayState, index: int = -1) -> str:
     """The address of a slide on the player's path.  In a story with variables it names its step, so that a
     reload or a history entry shows that visit, with the values it had, and not a later visit of the same slide."""
     index = index % len(state.path)
-    step = {"step": state.first + index} if story.variables else {}
+    step: dict[str, Any] = {"step": state.first + index} if story.variables else {}
     return url_for("play.slide", slug=story.slug, slide_id=state.path[index], **step)
 
 

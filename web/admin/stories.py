@@ -98,7 +98,7 @@ def import_story() -> ResponseReturnValue:
     stem = re.sub(r"[^a-z0-9_-]+", "-", name.rsplit(".", 1)[0].lower()).strip("-")[:50] or "story"
     try:
         if name.lower().endswith((".yaml", ".yml")):
-            converted = [(text, [])]
+            converted: list[tuple[str, list[str]]] = [(text, [])]
         else:
             converted = [(dump_document(data), warnings) for data, warnings in import_file(text, name)]
         made = []
