@@ -262,7 +262,7 @@ def stream(slug: str, slide_id: str) -> Response:
     key = first.key
     frame_template = current_app.jinja_env.get_template("play/_frame.html")
     progress_template = current_app.jinja_env.get_template("play/_progress.html")
-    context = {"story": story, "slide": story.slides[slide_id]}
+    context = {"story": story, "slide": player_slide(story, slide_id)}  # alt text rendered: no template source
 
     def events() -> Iterator[str]:
         yield "retry: 3000\n\n"
