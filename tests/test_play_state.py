@@ -113,6 +113,7 @@ def test_the_picture_is_painted_for_the_players_values(lantern, app):
     assert "lit by a lantern" in lit.prompt and "lantern" not in dark.prompt and lit.seed != dark.seed
     frame = final_frame(client, "/play/lantern/hall")  # the page's picture stream follows the player's values
     assert f"seed {lit.seed} ·" in frame
+    assert 'alt="a hall lit by a lantern"' in frame  # the description as rendered, never its template source
     assert app.extensions["images"].state_of(picture_key(app, LIT)) == "done"
     # a friend with no progress gets the dark hall's picture from the same address
     assert f"seed {dark.seed} ·" in final_frame(app.test_client(), "/play/lantern/hall")
