@@ -154,3 +154,14 @@ def test_the_session_cookie_stays_bounded_across_long_plays_of_many_stories(stor
     assert text_of(client.get(resume).get_data(as_text=True)) == f"<p>A {7 * 1047 * 1024 + 8 * 1023}</p>"
     assert client.get("/play/long0").headers["Location"] == "/play/long0/a"
     assert text_of(client.get("/play/long0/a").get_data(as_text=True)) == "<p>A 0</p>"
+
+
+def test_odd_steps_and_choices_are_answered_not_crashed_on(lantern, client):
+    client.get("/play/lantern/hall")
+    for choice, step in (("1" * 5000, "0"), ("²", "0"), ("1", "²"), ("1", "-1"), ("1", "9" * 40), ("1", "7")):
+        response = client.post("/play/lantern/hall", data={"choice": choice, "step": step}, headers=HTMX)
+        assert response.status_code in (200, 409), (choice, step)
+    assert client.get("/play/lantern/hall?step=²").status_code == 200
+    assert client.get("/play/lantern/hall?step=99999999999999").status_code == 200
+    # a step that names no page counts as the latest: the lantern was paid for once
+    assert "Coins: 2" in text_of(client.get(client.get("/play/lantern").headers["Location"]).get_data(as_text=True))

@@ -229,7 +229,7 @@ def choose(slug: str, slide_id: str) -> ResponseReturnValue:
     with the values that page was shown with: sent twice, or again from an older page, its effects apply once."""
     story = load_story(slug)
     raw = request.form.get("choice", "")
-    index = int(raw) - 1 if raw.isdigit() and len(raw) <= 2 else -1
+    index = int(raw) - 1 if raw.isascii() and raw.isdigit() and len(raw) <= 2 else -1
     step = step_arg(request.form.get("step"))
     try:
         state = engine.choose(story, saved_state(story), slide_id, index, step=step)

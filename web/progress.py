@@ -49,7 +49,7 @@ def save_state(state: PlayState) -> None:
 
 def step_arg(raw: str | None) -> int | None:
     """A step number sent by a page or link (?step=N, a form's step field); None when absent or not one."""
-    return int(raw) if raw and raw.isdigit() and len(raw) <= 10 else None
+    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) <= 10 else None
 
 
 def slide_url(story: Story, state: PlayState, index: int = -1) -> str:
