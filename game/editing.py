@@ -11,10 +11,12 @@ import io
 import re
 from collections.abc import Iterable
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ruamel.yaml.scalarstring import LiteralScalarString
 
+from game import state as st
 from game.library import SlideNotFound
 from game.story import yaml_parser
 
@@ -24,6 +26,19 @@ STYLE_NUMBERS = (("width", int), ("height", int), ("steps", int), ("cfg_scale", 
 # What the tuning page may change in a slide's picture settings.
 TUNABLE = ("negative_prompt", "width", "height", "steps", "cfg_scale", "sampler_name", "scheduler", "seed", "tiling")
 NEW_CHOICE = "__new__"  # the choice form's "a new slide called..." target
+
+
+@dataclass(frozen=True)
+class ChoiceRow:
+    """One row of the slide form's choices: label, target (or NEW_CHOICE and the new slide's name), condition,
+    what a player sees while it is closed (hide/disable) and effects, one ``name = value`` per line."""
+
+    text: str
+    to: str
+    new: str = ""
+    condition: str = ""
+    otherwise: str = st.HIDE
+    effects: str = ""
 
 
 class EditError(ValueError):
@@ -46,8 +61,73 @@ def _number(field: str, raw: str, cast: Any) -> Any:
         raise EditError(field, f"expected a number, got {raw[:40]!r}") from None
 
 
+def value_text(value: Any) -> str:
+    """A variable's starting value or an effect's value as the forms show it (true/false, a number, or text)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parse_value(raw: str, unquote: bool = True) -> st.Value:
+    """A value typed into a form: true/false, a number, else text (with ``unquote``, quotes around it are taken
+    off; an effect keeps them, since its text is an expression in which quoted text is a value)."""
+    raw = raw.strip()
+    if raw in ("true", "false"):
+        return raw == "true"
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    if unquote and len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+        return raw[1:-1]
+    return raw
+
+
+def _pairs(field: str, text: str) -> list[tuple[str, str]]:
+    """``name = value`` (or ``name: value``) lines; blank lines skipped, each name once."""
+    pairs: list[tuple[str, str]] = []
+    for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), 1):
+        if not line.strip():
+            continue
+        cut = min((i for i in (line.find("="), line.find(":")) if i > 0), default=-1)
+        name, value = (line[:cut].strip(), line[cut + 1:].strip()) if cut > 0 else (line.strip(), "")
+        problem = st.name_error(name) or ("has no value: write name = value" if not value else None)
+        if problem is None and name in dict(pairs):
+            problem = f"'{name}' is given twice"
+        if problem:
+            raise EditError(field, f"line {number} ({line.strip()[:60]!r}): {problem}")
+        pairs.append((name, value))
+    return pairs
+
+
+def state_text(document: Any) -> str:
+    """The story's variables as the settings form shows them, one ``name = starting value`` per line."""
+    return "".join(f"{name} = {value_text(value)}\n" for name, value in (document.get("state") or {}).items())
+
+
+def apply_state(document: Any, text: str) -> None:
+    """The story's variables and starting values from ``name = value`` lines (text in quotes keeps its spaces and
+    stays text even when it looks like a number)."""
+    variables: dict[str, st.Value] = {}
+    for name, raw in _pairs("state", text):
+        value = parse_value(raw)
+        problem = st.value_error(value)
+        if problem:
+            raise EditError("state", f"{name}: {problem}")
+        variables[name] = value
+    if not variables:
+        document.pop("state", None)
+    elif "state" in document:
+        document["state"] = variables
+    else:  # a new state: declared before the slides, where authors look for it
+        keys = list(document)
+        document.insert(keys.index("slides") if "slides" in keys else len(keys), "state", variables)
+
+
 def apply_story_settings(document: Any, form: Mapping[str, str]) -> None:
-    """Title, start slide, the style every slide inherits, and the characters (``name: description`` per line)."""
+    """Title, start slide, the style every slide inherits, the characters (``name: description`` per line) and,
+    when the form has them, the variables (``name = starting value`` per line)."""
     document["title"] = form.get("title", "").strip()
     document["start"] = form.get("start", "")
     style = document.get("style") or {}
@@ -70,6 +150,8 @@ def apply_story_settings(document: Any, form: Mapping[str, str]) -> None:
         if sep and name.strip():
             characters[name.strip()] = description.strip()
     document["characters"] = characters
+    if "state" in form:
+        apply_state(document, form["state"])
 
 
 def _slide_node(document: Any, slug: str, slide_id: str) -> Any:
@@ -86,27 +168,61 @@ def _set_or_drop(node: Any, key: str, value: Any) -> None:
         del node[key]
 
 
+def choice_rows(node: Any) -> list[ChoiceRow]:
+    """A slide's choices as the form shows them (condition, hide/disable and effects included)."""
+    rows = []
+    for choice in node.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        condition = choice.get("if")
+        effects = choice.get("set")
+        effects = effects if isinstance(effects, dict) else {}
+        rows.append(ChoiceRow(str(choice.get("text") or ""), str(choice.get("to") or ""), "",
+                              "" if condition is None else value_text(condition),
+                              st.DISABLE if choice.get("otherwise") == st.DISABLE else st.HIDE,
+                              "".join(f"{k} = {value_text(v)}\n" for k, v in effects.items())))
+    return rows
+
+
+def _choice(row: ChoiceRow, target: str, field: str) -> dict[str, Any]:
+    """A choice's mapping as the story file has it: text, to, and if/otherwise/set only where given."""
+    choice: dict[str, Any] = {"text": row.text.strip(), "to": target}
+    condition = " ".join(row.condition.split())
+    if condition:
+        choice["if"] = condition
+        if row.otherwise == st.DISABLE:
+            choice["otherwise"] = st.DISABLE
+    elif row.otherwise not in (st.HIDE, st.DISABLE):
+        raise EditError(field + "otherwise", f"must be {st.HIDE} or {st.DISABLE}, got {row.otherwise[:20]!r}")
+    effects = {name: parse_value(raw, unquote=False) for name, raw in _pairs(field + "set", row.effects)}
+    if effects:  # true/false and numbers are values; anything else is an expression, as in the YAML
+        choice["set"] = effects
+    return choice
+
+
 def apply_slide_edit(document: Any, slug: str, slide_id: str, text: str, image: str, characters: list[str],
-                     choices: Iterable[tuple[str, str, str]]) -> None:
-    """One slide's text, picture description, characters and choices.  ``choices`` are (label, target, new name)
-    rows: an emptied label removes the choice; target ``__new__`` creates a slide called ``new name`` on the spot."""
+                     choices: Iterable[ChoiceRow]) -> None:
+    """One slide's text, picture description, characters and choices: an emptied label removes a choice; target
+    ``__new__`` creates a slide called ``new`` on the spot.  Conditions and effects are checked with the rest of
+    the story when it is saved."""
     node = _slide_node(document, slug, slide_id)
     slides = document["slides"]
     node["text"] = LiteralScalarString(text.replace("\r\n", "\n").strip() + "\n")
     _set_or_drop(node, "image", image.strip())
     _set_or_drop(node, "characters", characters)
     kept = []
-    for label, target, new in choices:
-        if not label.strip():
+    for number, row in enumerate(choices, 1):
+        if not row.text.strip():
             continue
-        target = new.strip() if target == NEW_CHOICE else target
+        target = row.new.strip() if row.to == NEW_CHOICE else row.to
         if target in (NEW_CHOICE, ""):
             continue
+        choice = _choice(row, target, f"choice {number} ")
         if target not in slides:  # created on the spot: a stub to write later
             if not SLIDE_ID_RE.match(target):
                 raise EditError("choice_new", f"'{target[:64]}' cannot name a slide: use letters, digits, - and _")
-            slides[target] = {"text": LiteralScalarString(f"(to be written: after “{label.strip()}”)\n")}
-        kept.append({"text": label.strip(), "to": target})
+            slides[target] = {"text": LiteralScalarString(f"(to be written: after “{row.text.strip()}”)\n")}
+        kept.append(choice)
     _set_or_drop(node, "choices", kept)
 
 
@@ -128,6 +244,29 @@ def tuning_values(form: Mapping[str, str]) -> dict[str, Any]:
             values[key] = raw
         elif raw.strip():
             values[key] = _number(key, raw, float if key == "cfg_scale" else int)
+    return values
+
+
+def preview_values(declared: Mapping[str, st.Value], form: Mapping[str, str]) -> dict[str, st.Value]:
+    """The variables the tuning page previews a slide with: each ``state.NAME`` field of the form, of its
+    variable's kind (true/false, a number, text cut to its bound); a variable the form leaves out starts as
+    declared."""
+    values = dict(declared)
+    for name, start in declared.items():
+        raw = form.get(f"state.{name}")
+        if raw is None:
+            continue
+        if isinstance(start, bool):
+            if raw not in ("true", "false"):
+                raise EditError(f"state.{name}", f"must be true or false, got {raw[:20]!r}")
+            values[name] = raw == "true"
+        elif isinstance(start, (int, float)):
+            value = parse_value(raw)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or st.value_error(value):
+                raise EditError(f"state.{name}", f"must be a number within +-{st.MAX_NUMBER}, got {raw[:20]!r}")
+            values[name] = value
+        else:
+            values[name] = raw[: st.MAX_STRING]
     return values
 
 

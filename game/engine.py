@@ -21,6 +21,7 @@ from game.story import Story
 
 MAX_PATH = 40  # slides remembered for "back"; keeps the session cookie small
 MAX_PLAY_CHARS = 2500  # one story's progress in the session (JSON); older steps are forgotten to fit
+MAX_STEPS = 10**9  # step numbers count on from the start of a play; a session claiming more is malformed
 
 
 class PlayError(Exception):
@@ -35,7 +36,8 @@ class SlideGone(PlayError):
     """The slide no longer exists in the story (renamed or deleted by its author)."""
 
     def __init__(self, story: Story, slide_id: str):
-        super().__init__(f"The slide '{slide_id}' is no longer part of “{story.title}”; the story may have been edited.")
+        super().__init__(f"The slide '{slide_id}' is no longer part of “{story.title}”; "
+                         "the story may have been edited.")
         self.slide_id = slide_id
 
 
@@ -49,13 +51,15 @@ class PlayState:
     ``marks[i]`` holds the variables (as differences from the starting values) the player had when ``path[i]``
     was shown; an empty ``marks`` (a session from before stories had state) means the starting values throughout.
     Going back to a slide restores the variables it was shown with, so a choice taken again from that page is
-    judged, and its effects applied, from that state: never twice.
+    judged, and its effects applied, from that state: never twice.  ``first`` counts the steps forgotten from the
+    front of the path (MAX_PATH, MAX_PLAY_CHARS), so a step number a page holds names the same step for ever.
     """
 
     story: str
     at: str
     path: tuple[str, ...]
     marks: tuple[Diff, ...] = ()
+    first: int = 0
 
     def __post_init__(self) -> None:
         if not any(self.marks):  # only starting values: the same state as no marks at all
@@ -65,8 +69,11 @@ class PlayState:
         return self.marks[step] if len(self.marks) == len(self.path) else ()
 
     def to_dict(self) -> dict[str, Any]:
-        """Session data: the path, and (only when some variable changed) each distinct state once plus an index per step."""
+        """Session data: the path, and (only when some variable changed) each distinct state once plus an index
+        per step."""
         data: dict[str, Any] = {"at": self.at, "path": list(self.path)}
+        if self.first:
+            data["first"] = self.first
         marks = [self.diff_at(i) for i in range(len(self.path))]
         if any(marks):
             table: list[Diff] = list(dict.fromkeys(marks))
@@ -91,11 +98,24 @@ class PlayState:
             if len(indexes) == len(path) and all(isinstance(i, int) and not isinstance(i, bool)
                                                  and 0 <= i < len(diffs) and diffs[i] is not None for i in indexes):
                 marks = tuple(diffs[i] for i in indexes)  # type: ignore[misc]
-        return cls(slug, at, tuple(path), marks)
+        first = data.get("first", 0)
+        first = first if isinstance(first, int) and not isinstance(first, bool) and 0 <= first <= MAX_STEPS else 0
+        return cls(slug, at, tuple(path), marks, first)
 
     @property
     def can_go_back(self) -> bool:
         return len(self.path) > 1
+
+    @property
+    def step(self) -> int:
+        """The current slide's step number (counted from the first slide of this play, forgotten ones included)."""
+        return self.first + len(self.path) - 1
+
+    def index_of(self, step: int | None) -> int | None:
+        """The place on the path of step number ``step``; None when it is not (or no longer) remembered."""
+        if step is None or not self.first <= step < self.first + len(self.path):
+            return None
+        return step - self.first
 
 
 def _diff(entry: Any) -> Diff | None:
@@ -108,7 +128,8 @@ def _diff(entry: Any) -> Diff | None:
 
 
 def values(story: Story, state: PlayState | None, step: int = -1) -> dict[str, st.Value]:
-    """Every variable of the story as the player had it at ``step`` of the path (the starting values without a state)."""
+    """Every variable of the story as the player had it at ``step`` of the path (the starting values without a
+    state)."""
     return st.normalize(story.variables, dict(state.diff_at(step)) if state is not None else None)
 
 
@@ -120,14 +141,15 @@ def _fit(state: PlayState) -> PlayState:
     """Drop the oldest steps until the session data fits MAX_PLAY_CHARS (the current step is always kept)."""
     while len(state.path) > 1 and len(json.dumps(state.to_dict())) > MAX_PLAY_CHARS:
         marks = state.marks[1:] if len(state.marks) == len(state.path) else ()
-        state = PlayState(state.story, state.at, state.path[1:], marks)
+        state = PlayState(state.story, state.at, state.path[1:], marks, state.first + 1)
     return state
 
 
 def _extend(story: Story, state: PlayState, slide_id: str, values_: dict[str, st.Value]) -> PlayState:
     marks = tuple(state.diff_at(i) for i in range(len(state.path))) + (_mark(story, values_),)
     path = (*state.path, slide_id)
-    return _fit(PlayState(story.slug, slide_id, path[-MAX_PATH:], marks[-MAX_PATH:]))
+    first = state.first + max(0, len(path) - MAX_PATH)
+    return _fit(PlayState(story.slug, slide_id, path[-MAX_PATH:], marks[-MAX_PATH:], min(first, MAX_STEPS)))
 
 
 def start(story: Story) -> PlayState:
@@ -163,7 +185,7 @@ class SlideView:
     image: str | None
     options: tuple[Option, ...]
     values: dict[str, st.Value]
-    step: int  # the slide's place on the path; the page sends it back with a choice
+    step: int  # the slide's step number on the path (`PlayState.step`); the page sends it back with a choice
 
     @property
     def is_ending(self) -> bool:
@@ -186,7 +208,7 @@ def view(story: Story, state: PlayState) -> SlideView:
     now = values(story, state)
     image = st.render(story.sandbox, slide.image, now) if slide.image else None
     return SlideView(slide, st.render(story.sandbox, slide.text, now), image, options(story, slide.id, now), now,
-                     len(state.path) - 1)
+                     state.step)
 
 
 @dataclass(frozen=True)
@@ -218,12 +240,14 @@ def choose(story: Story, state: PlayState | None, from_slide: str, index: int, s
     if not 0 <= index < len(slide.choices):
         if slide.is_ending:
             raise InvalidChoice(f"“{slide.id}” is an ending; there is nothing more to choose here.")
-        raise InvalidChoice(f"That choice is not on this slide any more (it has {len(slide.choices)}); pick one of these.")
+        raise InvalidChoice(f"That choice is not on this slide any more (it has {len(slide.choices)}); "
+                            "pick one of these.")
     choice = slide.choices[index]
     if choice.to not in story.slides:
         raise SlideGone(story, choice.to)
-    if state is not None and step is not None and 0 <= step < len(state.path) and state.path[step] == from_slide:
-        base = PlayState(story.slug, from_slide, state.path[: step + 1], state.marks[: step + 1])
+    at = state.index_of(step) if state is not None else None
+    if state is not None and at is not None and state.path[at] == from_slide:
+        base = PlayState(story.slug, from_slide, state.path[: at + 1], state.marks[: at + 1], state.first)
     else:
         base = visit(story, state, from_slide) if state is not None else start_at(story, from_slide)
     now = values(story, base)
@@ -241,9 +265,10 @@ def visit(story: Story, state: PlayState | None, slide_id: str, step: int | None
     """Move to ``slide_id`` by its address (reload, back/forward, a shared link).
 
     A slide already on the path is a step back to it, with the variables it had; any other slide continues the
-    path from there with the player's current variables.  ``step`` (the place on the path a link names) picks
-    one occurrence of a slide that was visited more than once; without it the latest is meant.  A player with no progress in this story (someone
-    opening a shared link) starts on that slide with the story's starting values; the sender's are not carried.
+    path from there with the player's current variables.  ``step`` (the step number a link names) picks one
+    occurrence of a slide that was visited more than once; without it the latest is meant.  A player with no
+    progress in this story (someone opening a shared link) starts on that slide with the story's starting values;
+    the sender's are not carried.
     """
     if slide_id not in story.slides:
         raise SlideGone(story, slide_id)
@@ -251,10 +276,11 @@ def visit(story: Story, state: PlayState | None, slide_id: str, step: int | None
         return start_at(story, slide_id)
     if slide_id in state.path:
         cut = len(state.path) - state.path[::-1].index(slide_id)
-        if step is not None and 0 <= step < len(state.path) and state.path[step] == slide_id:
-            cut = step + 1  # the page named its own place on the path (a Back link past a repeated slide)
+        at = state.index_of(step)
+        if at is not None and state.path[at] == slide_id:
+            cut = at + 1  # the page named its own place on the path (a Back link past a repeated slide)
         marks = state.marks[:cut] if len(state.marks) == len(state.path) else ()
-        return PlayState(story.slug, slide_id, state.path[:cut], marks)
+        return PlayState(story.slug, slide_id, state.path[:cut], marks, state.first)
     return _extend(story, state, slide_id, values(story, state))
 
 
@@ -265,7 +291,7 @@ def back(story: Story, state: PlayState) -> PlayState:
     if state.path[-2] not in story.slides:
         raise SlideGone(story, state.path[-2])
     marks = state.marks[:-1] if len(state.marks) == len(state.path) else ()
-    return PlayState(story.slug, state.path[-2], state.path[:-1], marks)  # one step, even past a repeated slide
+    return PlayState(story.slug, state.path[-2], state.path[:-1], marks, state.first)  # one step, even past a repeat
 
 
 def resume_point(story: Story, state: PlayState | None) -> str:

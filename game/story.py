@@ -99,7 +99,8 @@ class ImageSpec:
     def merged(self, overrides: ImageSpec) -> ImageSpec:
         """Return these settings with every field that ``overrides`` sets replaced."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update({f.name: getattr(overrides, f.name) for f in fields(self) if getattr(overrides, f.name) is not None})
+        values.update({f.name: getattr(overrides, f.name) for f in fields(self)
+                       if getattr(overrides, f.name) is not None})
         return ImageSpec(**values)
 
 
@@ -371,7 +372,8 @@ class _Validator:
     def story(self) -> Story:
         doc = self.document
         if not isinstance(doc, dict):
-            raise StoryError(self.source, [Problem(self.source, "a story must be a YAML mapping with title, start and slides")])
+            raise StoryError(self.source, [Problem(self.source,
+                                                   "a story must be a YAML mapping with title, start and slides")])
         self.unknown_keys(doc, STORY_KEYS, None, "")
         self.sandbox = st.Sandbox()
         self.variables = self.state(doc)
@@ -466,7 +468,8 @@ class _Validator:
     def slides(self, doc: dict, known_characters: set[str]) -> dict[str, Slide]:
         node = doc.get("slides")
         if not isinstance(node, dict) or not node:
-            self.problem("missing or empty: a story needs at least one slide", doc, "slides" if "slides" in doc else None,
+            self.problem("missing or empty: a story needs at least one slide", doc,
+                         "slides" if "slides" in doc else None,
                          field="slides")
             return {}
         slides = {}
@@ -620,7 +623,8 @@ class _Validator:
         for name, value in node.items():
             where = f"{field_}set.{name}"
             if name not in self.variables:
-                self.problem(f"sets '{name}', which is not declared under the story's state:{_suggest(name, self.variables)}",
+                self.problem(f"sets '{name}', which is not declared under the story's state:"
+                             f"{_suggest(name, self.variables)}",
                              node, name, slide=sid, field=where)
                 continue
             if isinstance(value, str):
@@ -677,6 +681,10 @@ class GraphEdge:
     source: str
     target: str
     broken: bool = False
+    label: str = ""  # the choice's text
+    condition: str | None = None  # its `if:`, when it has one
+    otherwise: str = st.HIDE  # what a player sees while it is closed
+    effects: str = ""  # its `set:`, as "name = value, ..."
 
 
 def breadth_first(start: str, targets: Callable[[str], Iterable[str]]) -> dict[str, tuple[str | None, int]]:
@@ -699,9 +707,12 @@ def story_graph(document: Any) -> tuple[list[GraphNode], list[GraphEdge]]:
     if not isinstance(slides, dict):
         return [], []
     targets: dict[str, list[str]] = {}
+    found: list[tuple[str, dict]] = []
     for sid, body in slides.items():
         choices = body.get("choices") if isinstance(body, dict) else None
-        targets[str(sid)] = [str(c.get("to")) for c in choices or [] if isinstance(c, dict) and c.get("to")]
+        choices = [c for c in choices if isinstance(c, dict) and c.get("to")] if isinstance(choices, list) else []
+        targets[str(sid)] = [str(c.get("to")) for c in choices]
+        found += [(str(sid), c) for c in choices]
     start = str(document.get("start", ""))
     depth = {sid: d for sid, (_, d) in breadth_first(start, lambda sid: targets.get(sid, [])).items()
              } if start in targets else {}
@@ -714,5 +725,22 @@ def story_graph(document: Any) -> tuple[list[GraphNode], list[GraphEdge]]:
         rows[column] = row + 1
         nodes.append(GraphNode(sid, 90 + 170 * column, 40 + 60 * row, sid == start,
                                sid in targets and not targets[sid], sid not in depth, sid not in targets))
-    edges = [GraphEdge(s, t, t not in targets) for s, ts in targets.items() for t in ts]
+    edges = [GraphEdge(s, str(c["to"]), str(c["to"]) not in targets, _cut(str(c.get("text") or ""), 80),
+                       _cut(shown_condition(c.get("if")), 120) if c.get("if") not in (None, "") else None,
+                       st.DISABLE if c.get("otherwise") == st.DISABLE else st.HIDE,
+                       _cut(shown_effects(c.get("set")), 120))
+             for s, c in found]
     return nodes, edges
+
+
+def shown_condition(condition: Any) -> str:
+    """A choice's ``if:`` as the editor shows it."""
+    return st.literal(condition) if isinstance(condition, bool) else str(condition)
+
+
+def shown_effects(effects: Any) -> str:
+    """A choice's ``set:`` as the editor shows it: ``name = value, ...``."""
+    if not isinstance(effects, dict):
+        return ""
+    return ", ".join(f"{k} = {st.literal(v) if isinstance(v, bool) else v}" for k, v in itertools.islice(
+        effects.items(), 8))

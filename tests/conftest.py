@@ -10,6 +10,8 @@ import pytest
 from tests.support import STORIES
 from tests.support import ApiServer
 from tests.support import LiveServer
+from tests.support import csrf_token
+from tests.support import sign_in
 from tests.tiny_pipeline import build_tiny_pipeline
 
 
@@ -80,6 +82,16 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def author(make_app):
+    """A test client signed in to the admin pages (password "open sesame"), with its CSRF token at ``.token``."""
+    app = make_app(ADMIN_PASSWORD="open sesame")
+    client = app.test_client()
+    sign_in(client)
+    client.token = csrf_token(client, "/admin/stories")
+    return client
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ Test modules import these from here (never from each other); pytest fixtures liv
 from __future__ import annotations
 
 import base64
+import html
 import http.client
 import io
 import json
@@ -144,6 +145,22 @@ class ApiServer(ServerProcess):
         raise TimeoutError(self.log_path.read_text())
 
 
+def csrf_token(client, path="/admin/login"):
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
+
+
+def sign_in(client, password="open sesame"):
+    return client.post("/admin/login", data={"password": password, "csrf_token": csrf_token(client)})
+
+
+def editor_state(client, slug):
+    """The YAML editor of a story: its text (unescaped), its revision, and the whole page."""
+    page = client.get(f"/admin/stories/{slug}").get_data(as_text=True)
+    revision = re.search(r'name="revision" value="([0-9a-f]+)"', page).group(1)
+    text = re.search(r"<textarea name=\"text\"[^>]*>(.*?)</textarea>", page, re.S).group(1)
+    return html.unescape(text), revision, page
+
+
 def events(client, url):
     """Read a picture stream to its end; return [(event, data)]."""
     body = client.get(url).get_data(as_text=True)
@@ -220,8 +237,8 @@ Cold air. <<if $x>>A rat.<</if>>
 The sun is out. (link: "Again")[(goto: "Top of the stairs")]
 """
 
-# A small story with state: a lantern to take, coins to spend.
-LANTERN = load_story("""\
+# A small story with state: a lantern to take, coins to spend (its file's text, and the story).
+LANTERN_YAML = """\
 title: Lantern
 start: hall
 state: {lantern: false, coins: 3}
@@ -237,7 +254,8 @@ slides:
     text: The cellar.
     choices:
       - {text: Up, to: hall}
-""", "s", "lantern")
+"""
+LANTERN = load_story(LANTERN_YAML, "s", "lantern")
 
 
 # -- a server painting on a remote A1111 server that never finishes (fault injection) ----------------------------

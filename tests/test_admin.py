@@ -7,20 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import csrf_token
+from tests.support import editor_state
+from tests.support import sign_in
 from web.admin import auth as admin
 
 
 @pytest.fixture
 def fast_failures(monkeypatch):
     monkeypatch.setattr(admin, "FAILED_LOGIN_DELAY", 0)
-
-
-def csrf_token(client, path="/admin/login"):
-    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
-
-
-def sign_in(client, password="open sesame"):
-    return client.post("/admin/login", data={"password": password, "csrf_token": csrf_token(client)})
 
 
 def test_a_generated_password_is_printed_once_and_only_its_hash_kept(make_app, tmp_path, caplog):
@@ -114,24 +109,6 @@ def test_players_never_see_admin_links(client):
 
 
 # -- stories ---------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def author(make_app):
-    app = make_app(ADMIN_PASSWORD="open sesame")
-    client = app.test_client()
-    sign_in(client)
-    client.token = csrf_token(client, "/admin/stories")
-    return client
-
-
-def editor_state(client, slug):
-    html = client.get(f"/admin/stories/{slug}").get_data(as_text=True)
-    revision = re.search(r'name="revision" value="([0-9a-f]+)"', html).group(1)
-    text = re.search(r"<textarea name=\"text\"[^>]*>(.*?)</textarea>", html, re.S).group(1)
-    import html as htmllib
-
-    return htmllib.unescape(text), revision, html
 
 
 def test_stories_are_listed_with_broken_ones_and_their_errors(author, stories_dir):
@@ -347,6 +324,11 @@ def test_story_settings_form_writes_title_style_and_characters_keeping_comments(
     assert story.characters["cat"] == "a black cat with one white paw"
 
 
+def no_conditions(rows):
+    """The slide form's condition, while-closed and effects columns, left as they come: always open, no effects."""
+    return {"choice_if": [""] * rows, "choice_otherwise": ["hide"] * rows, "choice_set": [""] * rows}
+
+
 def test_add_slides_and_choices_with_targets_picked_or_created_on_the_spot(author):
     author.post("/admin/stories", data={"title": "Forms", "slug": "forms", "csrf_token": author.token})
     _, revision, _ = editor_state(author, "forms")
@@ -358,7 +340,7 @@ def test_add_slides_and_choices_with_targets_picked_or_created_on_the_spot(autho
     response = author.post("/admin/stories/forms/slides/well/edit", data={
         "csrf_token": author.token, "revision": revision, "text": "A dry well.", "image": "an old stone well",
         "choice_text": ["Climb down", "Walk away", ""], "choice_to": ["__new__", "next", ""],
-        "choice_new": ["bottom", "", ""]})
+        "choice_new": ["bottom", "", ""], **no_conditions(3)})
     assert response.status_code == 303
     text, revision, html = editor_state(author, "forms")
     assert "well:\n    text: |\n      A dry well.\n    image: an old stone well" in text
@@ -369,12 +351,14 @@ def test_add_slides_and_choices_with_targets_picked_or_created_on_the_spot(autho
     assert "<option>well</option>" in form
     author.post("/admin/stories/forms/slides/beginning/edit", data={
         "csrf_token": author.token, "revision": revision, "text": "The story begins here.",
-        "choice_text": ["Go on", "To the well"], "choice_to": ["next", "well"], "choice_new": ["", ""]})
+        "choice_text": ["Go on", "To the well"], "choice_to": ["next", "well"], "choice_new": ["", ""],
+        **no_conditions(2)})
     assert "To the well" in author.get("/play/forms/beginning").get_data(as_text=True)
     # emptying a choice's text removes it; a stale form is refused
     author.post("/admin/stories/forms/slides/beginning/edit", data={
         "csrf_token": author.token, "revision": editor_state(author, "forms")[1], "text": "The story begins here.",
-        "choice_text": ["", "To the well"], "choice_to": ["next", "well"], "choice_new": ["", ""]})
+        "choice_text": ["", "To the well"], "choice_to": ["next", "well"], "choice_new": ["", ""],
+        **no_conditions(2)})
     assert "Go on" not in author.get("/play/forms/beginning").get_data(as_text=True)
     stale = author.post("/admin/stories/forms/slides/well/edit", data={
         "csrf_token": author.token, "revision": revision, "text": "x", "choice_text": [], "choice_to": [], "choice_new": []})
@@ -386,7 +370,7 @@ def test_a_slide_form_that_breaks_the_story_is_refused(author):
     revision = re.search(r'name="revision" value="([0-9a-f]+)"', form).group(1)
     response = author.post("/admin/stories/lighthouse/slides/shore/edit", data={
         "csrf_token": author.token, "revision": revision, "text": "", "choice_text": ["Go"], "choice_to": ["stairs"],
-        "choice_new": [""]})
+        "choice_new": [""], **no_conditions(1)})
     assert response.status_code == 422
     import html
 

@@ -12,7 +12,9 @@ from game.story import load_story
 from tests.support import GOOD
 from tests.support import LANTERN
 
-STORY = load_story(GOOD.replace("  b:\n    text: The end.", "  b:\n    text: Middle.\n    choices:\n      - {text: Loop, to: a}\n      - {text: End, to: c}\n  c:\n    text: The end."), "s", "t")
+STORY = load_story(GOOD.replace("  b:\n    text: The end.", "  b:\n    text: Middle.\n    choices:\n"
+                               "      - {text: Loop, to: a}\n      - {text: End, to: c}\n  c:\n    text: The end."),
+                   "s", "t")
 
 
 def test_start_choose_and_back():
@@ -128,7 +130,8 @@ def test_leads_to_gives_the_state_each_open_choice_leads_to():
 def test_state_survives_the_session_and_stays_bounded():
     state = engine.choose(LANTERN, engine.start(LANTERN), "hall", 0)
     data = state.to_dict()
-    assert data == {"at": "hall", "path": ["hall", "hall"], "vars": [{}, {"coins": 2, "lantern": True}], "marks": [0, 1]}
+    assert data == {"at": "hall", "path": ["hall", "hall"], "vars": [{}, {"coins": 2, "lantern": True}],
+                    "marks": [0, 1]}
     assert PlayState.from_dict("lantern", data) == state
     # tampered or stale values are checked: unknown kinds and bad indexes fall back to the starting values
     assert PlayState.from_dict("lantern", {**data, "marks": [0, 7]}).marks == ()
@@ -152,3 +155,18 @@ def test_a_link_with_a_step_picks_one_visit_of_a_repeated_slide():
     assert engine.values(LANTERN, engine.visit(LANTERN, state, "hall"))["coins"] == 2
     first = engine.visit(LANTERN, state, "hall", step=0)
     assert (first.path, engine.values(LANTERN, first)["coins"]) == (("hall",), 3)
+
+
+def test_a_page_sent_twice_after_old_steps_were_forgotten_still_counts_once():
+    story = load_story("title: T\nstart: a\nstate: {n: 0}\nslides:\n  a:\n    text: 'n={{ n }}'\n    choices:\n"
+                       "      - {text: inc, to: a, set: {n: n + 1}}\n", "s", "t")
+    state = engine.start(story)
+    for _ in range(engine.MAX_PATH + 5):  # the path is full: each step forgets the oldest one
+        state = engine.choose(story, state, "a", 0, step=engine.view(story, state).step)
+    page = engine.view(story, state)
+    assert (page.text, page.step, len(state.path)) == ("n=45", 45, engine.MAX_PATH)
+    once = engine.choose(story, state, "a", 0, step=page.step)
+    twice = engine.choose(story, once, "a", 0, step=page.step)  # the same form posted again
+    assert engine.view(story, twice).text == "n=46"
+    assert PlayState.from_dict("t", twice.to_dict()) == twice  # the count of forgotten steps survives the session
+    assert engine.view(story, engine.visit(story, twice, "a", step=page.step)).text == "n=45"

@@ -8,9 +8,9 @@ status; base.html configures htmx to swap those too.
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import time
 from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint
@@ -19,17 +19,19 @@ from flask import abort
 from flask import current_app
 from flask import redirect
 from flask import request
-from flask import session
 from flask import stream_with_context
 from flask import url_for
+from flask.typing import ResponseReturnValue
 
 from game import engine
+from game import state as st
 from game.engine import PlayError
 from game.engine import PlayState
 from game.engine import SlideGone
 from game.library import StoryBroken
 from game.library import StoryNotFound
 from game.prompts import compose
+from game.story import Slide
 from game.story import Story
 from inference.backend import without_paths
 from inference.request import GenerationRequest
@@ -43,6 +45,12 @@ from inference.service import Snapshot
 from web import services
 from web.htmx import is_htmx
 from web.htmx import render
+from web.progress import player_id
+from web.progress import player_values
+from web.progress import save_state
+from web.progress import saved_state
+from web.progress import slide_url
+from web.progress import step_arg
 from web.security import client_key
 
 bp = Blueprint("play", __name__)
@@ -66,45 +74,49 @@ def load_story(slug: str) -> Story:
                      problems=exc.entry.errors))
 
 
-def saved_state(story: Story) -> PlayState | None:
-    return PlayState.from_dict(story.slug, session.get("plays", {}).get(story.slug))
+def shown_slide(slide: Slide, text: str, image: str | None) -> Slide:
+    """The slide as this player reads it: text and picture description rendered with their values."""
+    return dataclasses.replace(slide, text=text, image=image)
 
 
-def save_state(state: PlayState) -> None:
-    plays = dict(session.get("plays", {}))
-    plays[state.story] = state.to_dict()
-    session["plays"] = plays
-    session.permanent = True
+def player_slide(story: Story, slide_id: str) -> Slide:
+    """The slide rendered with this player's values on it (`player_values`): what a picture's alt text says."""
+    slide, values = story.slides[slide_id], player_values(story, slide_id)
+    return shown_slide(slide, st.render(story.sandbox, slide.text, values),
+                       st.render(story.sandbox, slide.image, values) if slide.image else None)
 
 
 def show_slide(story: Story, state: PlayState, code: int = 200, notice: str | None = None,
                push: bool = False) -> Response:
-    slide = engine.current(story, state)
-    url = url_for("play.slide", slug=story.slug, slide_id=slide.id)
-    headers = {"HX-Push-Url": url} if push else None
-    picture = start_picture(story, slide.id)
-    prefetch(story, slide.id)
+    view = engine.view(story, state)
+    slide = view.slide
+    headers = {"HX-Push-Url": slide_url(story, state)} if push else None
+    picture = start_picture(story, slide.id, view.values)
+    prefetch(story, slide.id, view.values)
     services.players().record(player_id(), story.slug, slide.id)
-    return render("play/slide.html", "play/_slide.html", code, headers, story=story, slide=slide,
-                  state=state, notice=notice, **picture)
+    back = slide_url(story, state, -2) if state.can_go_back else None
+    return render("play/slide.html", "play/_slide.html", code, headers, story=story,
+                  slide=shown_slide(slide, view.text, view.image), view=view, back_url=back, notice=notice,
+                  stuck=not view.options and not view.is_ending, **picture)
 
 
-def player_id() -> str:
-    """An anonymous id for this browser, kept in its session."""
-    if "player" not in session:
-        session["player"] = secrets.token_hex(6)
-    return session["player"]
+def picture_request(story: Story, slide_id: str, values: Mapping[str, st.Value]) -> GenerationRequest:
+    """The picture of a slide for a player with these variables (its description rendered with them)."""
+    return compose(story, slide_id, services.backend().count_tokens, values=values).request
 
 
 def slide_request(story: Story, slide_id: str) -> GenerationRequest:
-    return compose(story, slide_id, services.backend().count_tokens).request
+    """The picture of a slide as this player sees it (see `player_values`)."""
+    return picture_request(story, slide_id, player_values(story, slide_id))
 
 
-def start_picture(story: Story, slide_id: str) -> dict[str, Any]:
+def start_picture(story: Story, slide_id: str, values: Mapping[str, st.Value] | None = None) -> dict[str, Any]:
     """Ask for the slide's picture at player priority: inline it when finished, else a frame that streams it, or
-    that checks it every few seconds when this client or the server has as many streams open as allowed."""
+    that checks it every few seconds when this client or the server has as many streams open as allowed.
+    ``values``: the variables it is painted for (the player's own on that slide when None)."""
+    request_ = slide_request(story, slide_id) if values is None else picture_request(story, slide_id, values)
     try:
-        snap = services.images().submit(slide_request(story, slide_id), PLAYER, player_id(), client_key())
+        snap = services.images().submit(request_, PLAYER, player_id(), client_key())
     except QueueFull as exc:
         return {"picture": "busy", "retry_after": exc.retry_after, "mine": exc.mine}
     if snap is None:  # only paint-ahead is turned away without QueueFull
@@ -116,27 +128,36 @@ def start_picture(story: Story, slide_id: str) -> dict[str, Any]:
     return {"picture": "stream", "frame": frame_context(snap)}
 
 
-def prefetch(story: Story, slide_id: str) -> None:
-    """Queue the pictures of the slides this one leads to, while the player reads."""
+def prefetch(story: Story, slide_id: str, values: Mapping[str, st.Value]) -> None:
+    """Queue the pictures of the slides this one leads to, while the player reads: each open choice's target as
+    it will look with the variables that choice leaves (its effects applied), PREFETCH_DEPTH choices deep."""
     depth, count = current_app.config["PREFETCH_DEPTH"], current_app.config["PREFETCH_COUNT"]
-    level, seen = [slide_id], {slide_id}
+    images = services.images()
+    level = [(slide_id, dict(values))]
+    seen = {images.key(picture_request(story, slide_id, values))}
     for _ in range(depth):
-        targets = []
-        for current in level:
-            choices = story.slides[current].choices[: count or None]
-            targets += [c.to for c in choices if c.to not in seen]
-            seen.update(c.to for c in choices)
-        for target in targets:
-            services.images().submit(slide_request(story, target), PREFETCH, player_id())
-        level = targets
+        requests, next_level = [], []
+        for current, now in level:
+            for step in engine.leads_to(story, current, now)[: count or None]:
+                ahead = picture_request(story, step.to, step.values)
+                if images.key(ahead) not in seen:
+                    seen.add(images.key(ahead))
+                    requests.append(ahead)
+                    next_level.append((step.to, step.values))
+        for ahead in requests:
+            images.submit(ahead, PREFETCH, player_id())
+        level = next_level
 
 
-def drop_siblings(story: Story, slide_id: str, chosen: str) -> None:
-    """Withdraw this player's paint-ahead of the choices not taken (others may still want them)."""
+def drop_siblings(story: Story, slide_id: str, values: Mapping[str, st.Value], chosen: int) -> None:
+    """Withdraw this player's paint-ahead of the choices not taken (others may still want them); ``values`` are
+    the variables the choice was made with, ``chosen`` its index."""
     if current_app.config["PREFETCH_CANCEL"]:
-        for choice in story.slides[slide_id].choices:
-            if choice.to != chosen:
-                services.images().cancel(services.images().key(slide_request(story, choice.to)), player_id())
+        images = services.images()
+        keys = {step.index: images.key(picture_request(story, step.to, step.values))
+                for step in engine.leads_to(story, slide_id, dict(values))}
+        for key in set(keys.values()) - {keys.get(chosen)}:
+            images.cancel(key, player_id())
 
 
 def frame_context(snap: Snapshot, poll: bool = False) -> dict[str, Any]:
@@ -163,7 +184,7 @@ def frame_context(snap: Snapshot, poll: bool = False) -> dict[str, Any]:
 
 
 def slide_gone(story: Story, exc: SlideGone) -> Response:
-    resume = engine.resume_point(story, saved_state(story))
+    resume = engine.resume_point(story, saved_state(story))  # a slide id: its latest visit, with its values
     return render("error.html", "_notice.html", 404, title="This slide has moved", message=str(exc),
                   links=[(url_for("play.slide", slug=story.slug, slide_id=resume), "Continue the story"),
                          (url_for("play.index"), "All stories")])
@@ -175,20 +196,25 @@ def index() -> Response:
     entries = services.stories().entries()
     if current_app.config["PREFETCH_DEPTH"]:
         for entry in entries:  # while the player picks a story, paint each story's first picture
-            if entry.story is not None:
-                services.images().submit(slide_request(entry.story, entry.story.start), PREFETCH, player_id())
+            if entry.story is not None:  # as a new player sees it: the starting values
+                start = picture_request(entry.story, entry.story.start, engine.values(entry.story, None))
+                services.images().submit(start, PREFETCH, player_id())
     return render("play/index.html", "play/index.html", entries=entries)
 
 
 @bp.get("/play/<slug>")
-def resume(slug: str) -> Response:
+def resume(slug: str) -> ResponseReturnValue:
     """Continue a story where this browser left it."""
     story = load_story(slug)
-    return redirect(url_for("play.slide", slug=slug, slide_id=engine.resume_point(story, saved_state(story))))
+    state = saved_state(story)
+    resume_at = engine.resume_point(story, state)
+    if state is not None and resume_at == state.at:
+        return redirect(slide_url(story, state))
+    return redirect(url_for("play.slide", slug=slug, slide_id=resume_at))
 
 
 @bp.post("/play/<slug>")
-def restart(slug: str) -> Response:
+def restart(slug: str) -> ResponseReturnValue:
     """Start a story (again) from its first slide."""
     story = load_story(slug)
     save_state(engine.start(story))
@@ -199,10 +225,11 @@ def restart(slug: str) -> Response:
 
 @bp.get("/play/<slug>/<slide_id>")
 def slide(slug: str, slide_id: str) -> Response:
-    """A slide: its text, its picture (inline when painted, else a streaming frame) and its choices."""
+    """A slide: its text, its picture (inline when painted, else a streaming frame) and its choices.  ``?step=N``
+    names one visit of a slide the player has been on more than once (back links, history entries)."""
     story = load_story(slug)
     try:
-        state = engine.visit(story, saved_state(story), slide_id)
+        state = engine.visit(story, saved_state(story), slide_id, step=step_arg(request.args.get("step")))
     except SlideGone as exc:
         return slide_gone(story, exc)
     save_state(state)
@@ -210,24 +237,27 @@ def slide(slug: str, slide_id: str) -> Response:
 
 
 @bp.post("/play/<slug>/<slide_id>")
-def choose(slug: str, slide_id: str) -> Response:
-    """Take a choice: move on to the slide it leads to."""
+def choose(slug: str, slide_id: str) -> ResponseReturnValue:
+    """Take a choice: move on to the slide it leads to.  The form sends the page's step, so the choice is judged
+    with the values that page was shown with: sent twice, or again from an older page, its effects apply once."""
     story = load_story(slug)
+    raw = request.form.get("choice", "")
+    index = int(raw) - 1 if raw.isascii() and raw.isdigit() and len(raw) <= 2 else -1
+    step = step_arg(request.form.get("step"))
     try:
-        index = int(request.form.get("choice", "")) - 1
-    except ValueError:
-        index = -1
-    try:
-        state = engine.choose(story, saved_state(story), slide_id, index)
+        state = engine.choose(story, saved_state(story), slide_id, index, step=step)
     except SlideGone as exc:
         return slide_gone(story, exc)
     except PlayError as exc:
-        return show_slide(story, engine.visit(story, saved_state(story), slide_id), 409, notice=str(exc))
+        here = engine.visit(story, saved_state(story), slide_id, step=step)  # the page the player is on, as it was
+        save_state(here)
+        return show_slide(story, here, 409, notice=str(exc))
     save_state(state)
-    drop_siblings(story, slide_id, state.at)
+    before = engine.values(story, state, -2) if len(state.path) > 1 else engine.values(story, None)
+    drop_siblings(story, slide_id, before, index)
     if is_htmx():
         return show_slide(story, state, push=True)
-    return redirect(url_for("play.slide", slug=slug, slide_id=state.at), 303)
+    return redirect(slide_url(story, state), 303)
 
 
 @bp.get("/play/<slug>/<slide_id>/stream")
@@ -245,7 +275,7 @@ def stream(slug: str, slide_id: str) -> Response:
     key = first.key
     frame_template = current_app.jinja_env.get_template("play/_frame.html")
     progress_template = current_app.jinja_env.get_template("play/_progress.html")
-    context = {"story": story, "slide": story.slides[slide_id]}
+    context = {"story": story, "slide": player_slide(story, slide_id)}  # alt text rendered: no template source
     # Each open stream holds a server thread: only so many per client and in all, so that pages always get one.
     release = services.images().followers.take(client_key())
 
@@ -313,7 +343,7 @@ def image(slug: str, slide_id: str) -> Response:
         code = 503 if picture["picture"] == "busy" else 200
         headers = {"Retry-After": str(picture["retry_after"])} if code == 503 else None
         return render("play/_picture.html", "play/_picture.html", code, headers, story=story,
-                      slide=story.slides[slide_id], **picture)
+                      slide=player_slide(story, slide_id), **picture)
     fmt = request.args.get("format", current_app.config["IMAGE_FORMAT"])
     if fmt not in ("webp", "png", "jpeg"):
         abort(400)

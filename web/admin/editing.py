@@ -11,11 +11,14 @@ from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
+from game.editing import ChoiceRow
 from game.editing import EditError
 from game.editing import add_slide as add_slide_to
 from game.editing import apply_slide_edit
 from game.editing import apply_story_settings
+from game.editing import choice_rows
 from game.editing import load_document
+from game.editing import state_text
 from game.library import InvalidStory
 from game.library import SlideNotFound
 from game.library import StaleRevision
@@ -48,7 +51,7 @@ def save_document(slug: str, document: Any, revision: str, again: str) -> Respon
 @bp.route("/stories/<slug>/settings", methods=["GET", "POST"])
 @admin_required
 def story_settings(slug: str) -> ResponseReturnValue:
-    """Title, start, the picture style every slide inherits, and the characters."""
+    """Title, start, the picture style every slide inherits, the characters and the variables."""
     document, revision = open_document(slug)
     again = url_for("admin.story_settings", slug=slug)
     if request.method == "POST":
@@ -60,13 +63,14 @@ def story_settings(slug: str) -> ResponseReturnValue:
         return problem or redirect(url_for("admin.edit_story", slug=slug), 303)
     return render_template("admin/settings.html", slug=slug, document=document, style=document.get("style") or {},
                            revision=revision, slides=list(document.get("slides") or {}), samplers=list(SAMPLERS),
-                           schedules=list(SCHEDULES))
+                           schedules=list(SCHEDULES), state=state_text(document))
 
 
 @bp.route("/stories/<slug>/slides/<slide_id>/edit", methods=["GET", "POST"])
 @admin_required
 def edit_slide(slug: str, slide_id: str) -> ResponseReturnValue:
-    """One slide: text, picture description, characters, and choices (to existing slides or new ones)."""
+    """One slide: text, picture description, characters, and choices (to existing slides or new ones), each
+    with its condition, whether it hides or shows greyed out while closed, and its effects."""
     document, revision = open_document(slug)
     slides = document.get("slides") or {}
     if slide_id not in slides:
@@ -75,9 +79,12 @@ def edit_slide(slug: str, slide_id: str) -> ResponseReturnValue:
     if request.method == "POST":
         form = request.form
         try:
+            columns = [form.getlist(f"choice_{name}") for name in ("text", "to", "new", "if", "otherwise", "set")]
+            if len({len(column) for column in columns}) > 1:  # a form from another version of this page
+                raise EditError("choices", "the form's choice rows do not line up; open the slide again")
+            rows = [ChoiceRow(*row) for row in zip(*columns, strict=True)]
             apply_slide_edit(document, slug, slide_id, form.get("text", ""), form.get("image", ""),
-                             form.getlist("characters"),
-                             zip(form.getlist("choice_text"), form.getlist("choice_to"), form.getlist("choice_new")))
+                             form.getlist("characters"), rows)
         except EditError as exc:
             return flash_page("Not saved", str(exc), 422, [(again, "Back to the form")])
         problem = save_document(slug, document, form.get("revision", ""), again)
@@ -85,7 +92,8 @@ def edit_slide(slug: str, slide_id: str) -> ResponseReturnValue:
     node = slides[slide_id]
     return render_template("admin/slide.html", slug=slug, slide_id=slide_id, node=node, revision=revision,
                            slides=list(slides), characters=list(document.get("characters") or {}),
-                           choices=list(node.get("choices") or []) + [{"text": "", "to": ""}] * 2)
+                           choices=choice_rows(node) + [ChoiceRow("", "")] * 2,
+                           variables=list(document.get("state") or {}))
 
 
 @bp.post("/stories/<slug>/slides")

@@ -23,6 +23,7 @@ from game.story import dump_document
 from game.story import story_graph
 from game.story import yaml_parser
 from game.twine import TwineError
+from game.twine import export_report
 from game.twine import export_twee
 from game.twine import import_file
 from web import services
@@ -84,7 +85,8 @@ def create_story() -> ResponseReturnValue:
 @bp.post("/stories/import")
 @admin_required
 def import_story() -> ResponseReturnValue:
-    """Upload a story: our YAML, or Twine (Twee 3 or Twine 2 HTML), each story saved under a fresh slug."""
+    """Upload a story: our YAML, or Twine (Twee 3 or Twine 2 HTML), each story saved under a fresh slug; the report
+    lists, per story, what the import could not keep and what the story's own checks warn about."""
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         return flash_page("Nothing uploaded", "Choose a .yaml, .twee, .tw or .html file.", 422, back_to_stories())
@@ -99,15 +101,14 @@ def import_story() -> ResponseReturnValue:
             converted: list[tuple[str, list[str]]] = [(text, [])]
         else:
             converted = [(dump_document(data), warnings) for data, warnings in import_file(text, name)]
-        made, notes = [], []
+        made = []
         for index, (yaml_text, warnings) in enumerate(converted):
             slug = free_slug(stem if index == 0 else f"{stem}-{index + 1}")
-            services.stories().create(slug, yaml_text)
-            made.append(slug)
-            notes += warnings
+            entry = services.stories().create(slug, yaml_text)
+            made.append((entry, warnings))
     except (TwineError, InvalidStory, StoryExists) as exc:
         return flash_page("Not imported", f"{name}: {exc}", 422, back_to_stories())
-    return render_template("admin/imported.html", made=made, notes=notes, name=name)
+    return render_template("admin/imported.html", made=made, name=name)
 
 
 def free_slug(base: str) -> str:
@@ -122,7 +123,18 @@ def free_slug(base: str) -> str:
 def edit_story(slug: str) -> ResponseReturnValue:
     """The YAML editor, with the story's problems and its graph."""
     text, revision = services.stories().text(slug)
-    return render_template("admin/edit.html", slug=slug, text=text, revision=revision, **check_context(slug, text))
+    return render_template("admin/edit.html", slug=slug, text=text, revision=revision, **edit_context(slug, text))
+
+
+def export_notes(story: Any) -> list[str] | None:
+    """What a Twine export of the story could not write in its story format (None for a story with errors)."""
+    return export_report(story)[1] if story is not None else None
+
+
+def edit_context(slug: str, text: str) -> dict[str, Any]:
+    """Everything the editor page shows: the checks and graph, and what a Twine export would leave out."""
+    context = check_context(slug, text)
+    return {**context, "export_notes": export_notes(context["story"])}
 
 
 def check_context(slug: str, text: str) -> dict[str, Any]:
@@ -163,9 +175,9 @@ def save_story(slug: str) -> ResponseReturnValue:
         return render_template("admin/conflict.html", slug=slug, yours=text, theirs=exc.text, current=exc.current), 409
     except InvalidStory:
         return render_template("admin/edit.html", slug=slug, text=text, revision=base, unsaved=True,
-                               **check_context(slug, text)), 422
+                               **edit_context(slug, text)), 422
     return render_template("admin/edit.html", slug=slug, text=text, revision=entry.revision, saved=True,
-                           **check_context(slug, text))
+                           **edit_context(slug, text))
 
 
 @bp.post("/stories/<slug>/delete")

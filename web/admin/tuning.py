@@ -18,12 +18,14 @@ from game.editing import TUNABLE
 from game.editing import EditError
 from game.editing import keep_picture
 from game.editing import load_document
+from game.editing import preview_values
 from game.editing import tuning_values
 from game.library import InvalidStory
 from game.library import SlideNotFound
 from game.library import StaleRevision
 from game.prompts import Composition
 from game.prompts import compose
+from game.prompts import depends_on_state
 from game.story import ImageSpec
 from game.story import Story
 from game.story import dump_document
@@ -41,28 +43,30 @@ from web.admin import flash_page
 
 
 def tuning_request(slug: str, slide_id: str, form: Any) -> tuple[Story, Composition, dict[str, Any]]:
-    """The story, the slide's composition with the form's changes applied, and the form values (for the page)."""
+    """The story, the slide's composition with the form's changes applied (its picture settings, and the
+    variables to preview it with: ``values["state"]``), and the form values (for the page)."""
     story = services.stories().get(slug)
     if slide_id not in story.slides:
         raise SlideNotFound(slug, slide_id)
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"state": dict(story.variables)}
     if form:
-        values = tuning_values(form)
+        values = {**tuning_values(form), "state": preview_values(story.variables, form)}
         slide = story.slides[slide_id]
         overrides = ImageSpec(**{k: v for k, v in values.items() if k in TUNABLE})
         slide = dataclasses.replace(slide, image=values["image"], style=slide.style.merged(overrides))
         story = dataclasses.replace(story, slides={**story.slides, slide_id: slide})
-    return story, compose(story, slide_id, services.backend().count_tokens), values
+    return story, compose(story, slide_id, services.backend().count_tokens, values=values["state"]), values
 
 
 @bp.route("/stories/<slug>/slides/<slide_id>", methods=["GET", "POST"])
 @admin_required
 def tune(slug: str, slide_id: str) -> ResponseReturnValue:
-    """The slide's prompt as composed (with the 75-token budget and what was dropped), its settings, and previews."""
+    """The slide's prompt as composed (with the 75-token budget and what was dropped), its settings, the values
+    of the story's variables it is previewed with, and previews ("Show the prompt" composes without painting)."""
     error, cards = None, []
     try:
-        story, composition, _ = tuning_request(slug, slide_id, request.form if request.method == "POST" else None)
-        if request.method == "POST":
+        story, composition, values = tuning_request(slug, slide_id, request.form if request.method == "POST" else None)
+        if request.method == "POST" and request.form.get("action") != "compose":
             count = max(1, min(8, int(request.form.get("count", "4") or 4)))
             base = composition.request
             first = base.seed if base.seed != -1 else secrets.randbelow(2**32 - 8)
@@ -71,12 +75,14 @@ def tune(slug: str, slide_id: str) -> ResponseReturnValue:
                 if snap is not None:
                     cards.append(snap.key)
     except (EditError, ValueError, RequestError, QueueFull) as exc:
-        story, composition, _ = tuning_request(slug, slide_id, None)
+        story, composition, values = tuning_request(slug, slide_id, None)
         error = str(exc)
     _, revision = services.stories().text(slug)
     return render_template("admin/tune.html", slug=slug, story=story, slide=story.slides[slide_id],
                            composition=composition, request_=composition.request, cards=cards, error=error,
-                           revision=revision, samplers=list(SAMPLERS), schedules=list(SCHEDULES)), 422 if error else 200
+                           revision=revision, samplers=list(SAMPLERS), schedules=list(SCHEDULES),
+                           preview_state=values["state"], varies=depends_on_state(story, slide_id)), \
+        422 if error else 200
 
 
 @bp.get("/jobs/<key>")
