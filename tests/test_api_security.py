@@ -152,10 +152,14 @@ def test_any_way_in_from_outside_turns_the_api_off(make_app, config, named):
         assert requests.get(url + "/sdapi/v1/progress", auth=("alice", "pw"), timeout=10).status_code == 200
 
 
-def test_the_api_alone_refuses_to_listen_for_other_machines_without_credentials(tmp_path, capsys):
+def test_the_api_alone_refuses_to_listen_for_other_machines_without_credentials(tmp_path, capsys, monkeypatch):
     from inference.__main__ import main
 
-    assert main(["serve", "--host", "0.0.0.0", "--instance", str(tmp_path)]) == 2
+    served_apps = []
+    monkeypatch.setattr("waitress.serve", lambda app, **kw: served_apps.append(app))  # never listen for real here
+    assert main(["serve", "--host", "0.0.0.0", "--instance", str(tmp_path), "--offline",
+                 "--model", str(tmp_path / "no-model")]) == 2
+    assert served_apps == []
     error = capsys.readouterr().err
     assert "--host 0.0.0.0 lets other machines reach the API" in error and "--api-auth user:password" in error
 
