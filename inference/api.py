@@ -14,7 +14,6 @@ import base64
 import io
 import ipaddress
 import json
-import logging
 import os
 import platform
 import random
@@ -54,7 +53,6 @@ from inference.sdapi_models import parse_txt2img
 
 bp = Blueprint("sdapi", __name__, url_prefix="/sdapi/v1")
 VERSION = "lanternslide"
-log = logging.getLogger(__name__)
 
 MAX_IMAGES = 16  # batch_size * n_iter per request
 MAX_MEGAPIXEL_STEPS = 1200  # default cap on steps x pixels x pictures per call: 8 pictures x 150 steps at 1024x1024
@@ -521,9 +519,9 @@ def set_options() -> ResponseReturnValue:
     options = state().options
     for key, value in body.items():
         if key not in options:
-            raise ApiError(500, "", f"unknown option {key!r}", {})
+            raise ApiError(500, "", f"unknown option {key[:100]!r}", {})
         if key == "sd_model_checkpoint" and value != state().model_title:
-            raise ApiError(500, "", f"model {value!r} not found; this server has {state().model_title!r}")
+            raise ApiError(500, "", f"model {str(value)[:200]!r} not found; this server has {state().model_title!r}")
     options.update(body)
     return jsonify(None)
 
