@@ -177,7 +177,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                  limit=limiter.limit(app.config["RATE_LIMIT"]),
                  exposed=api.exposure(app.config["HOST"], app.config["SHARE"], app.config["BEHIND_PROXY"]),
                  max_megapixel_steps=app.config["SDAPI_MAX_MEGAPIXEL_STEPS"],
-                 client_limit=app.config["SDAPI_CLIENT_LIMIT"])
+                 client_limit=app.config["SDAPI_CLIENT_LIMIT"],
+                 max_calls=max(2, app.config["THREADS"] // 4))  # API calls hold threads: most stay for players
     admin.init_app(app, limiter)
     app.cli.add_command(bake_command)
     app.add_template_filter(lambda seconds: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)), "timestamp")

@@ -19,6 +19,7 @@ import platform
 import random
 import re
 import secrets
+import threading
 import uuid
 from dataclasses import dataclass
 from dataclasses import field
@@ -80,6 +81,9 @@ class ApiState:
     off: str = ""  # why the API is off (reachable from outside without credentials); "" = on
     max_megapixel_steps: float = MAX_MEGAPIXEL_STEPS
     client_limit: int = CLIENT_LIMIT
+    max_calls: int = 0  # txt2img calls waiting at once (each holds a server thread); 0 = no cap
+    calls: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class ApiError(Exception):
@@ -92,10 +96,11 @@ class ApiError(Exception):
 
 def init_app(app: Flask, service: GenerationService, model: str, auth: str = "", flags: dict[str, Any] | None = None,
              limit: Any = None, exposed: str = "", max_megapixel_steps: float = MAX_MEGAPIXEL_STEPS,
-             client_limit: int = CLIENT_LIMIT) -> None:
+             client_limit: int = CLIENT_LIMIT, max_calls: int = 0) -> None:
     """Mount /sdapi/v1 on ``app`` over ``service``; ``auth`` is "user:pass[,user2:pass2]" (empty = open);
     ``limit`` is an optional rate-limit decorator applied to the whole blueprint.  ``exposed`` says how the server
-    can be reached from outside (see `exposure`): then the API is off unless ``auth`` is set, and says so."""
+    can be reached from outside (see `exposure`): then the API is off unless ``auth`` is set, and says so.
+    ``max_calls`` bounds the txt2img calls in flight, each of which holds a server thread while it waits."""
     title = model_title(model)
     credentials = parse_auth(auth)
     off = ""
@@ -104,7 +109,7 @@ def init_app(app: Flask, service: GenerationService, model: str, auth: str = "",
                "credentials are set. To turn it on, start the server with --sdapi-auth user:password "
                "(or LANTERNSLIDE_SDAPI_AUTH) and send them with HTTP Basic auth.")
     app.extensions["sdapi"] = ApiState(title, default_options(title), credentials, dict(flags or {}), off,
-                                       max_megapixel_steps, client_limit)
+                                       max_megapixel_steps, client_limit, max_calls)
     app.extensions.setdefault("images", service)
     if limit is not None:
         limit(bp)
@@ -178,7 +183,8 @@ def create_server(settings: dict[str, Any]) -> Flask:
     app.extensions["backend"] = backend
     app.extensions["images"] = images
     init_app(app, images, settings["model"], settings["api_auth"], flags=settings,
-             max_megapixel_steps=settings["max_megapixel_steps"], client_limit=settings["client_limit"])
+             max_megapixel_steps=settings["max_megapixel_steps"], client_limit=settings["client_limit"],
+             max_calls=max(1, settings["threads"] - 4))  # the API alone: keep a few threads for /progress
     for code in (404, 405, 413):
         app.register_error_handler(code, lambda error: json_error_for(request.path, error.code)
                                    or (jsonify({"detail": "Not Found"}), 404))
@@ -375,6 +381,22 @@ def txt2img() -> ResponseReturnValue:
     body = read_body()
     params = parse_fields(body)
     requests_, seeds, sampler = build_requests(params)
+    api = state()
+    with api.lock:
+        if api.max_calls and api.calls >= api.max_calls:
+            raise ApiError(503, "The painter is busy with other API calls; try again later",
+                           f"{api.calls} calls are waiting, at most {api.max_calls} at once", {"Retry-After": "5"})
+        api.calls += 1
+    try:
+        return paint(params, requests_, seeds, sampler)
+    finally:
+        with api.lock:
+            api.calls -= 1
+
+
+def paint(params: dict[str, Any], requests_: list[GenerationRequest], seeds: list[int],
+          sampler: str) -> ResponseReturnValue:
+    """Paint a checked txt2img call for the caller and answer it like A1111."""
     client = caller()
     owner = f"{client}{uuid.uuid4().hex[:8]}"
     if len(requests_) > state().client_limit:

@@ -249,6 +249,24 @@ def test_api_work_is_capped_per_call_and_per_client_with_clear_answers(make_app)
     assert app.extensions["images"].stats()["queued"] == 0
 
 
+def test_api_calls_in_flight_are_bounded_so_threads_stay_for_pages(make_app):
+    app = make_app(THREADS=8)  # at most 8 // 4 = 2 API calls wait at once
+    images = app.extensions["images"]
+    with served(app) as url:
+        first, _ = in_background(post_txt2img, url, None, prompt="first", steps=60)
+        wait_painting(url, None)
+        second, _ = in_background(post_txt2img, url, None, prompt="second", steps=60)
+        while images.stats()["queue"]["api"] < 1:
+            time.sleep(0.02)
+        third = post_txt2img(url, None, prompt="third", steps=2)
+        assert third.status_code == 503 and third.headers["Retry-After"]
+        assert "2 calls are waiting, at most 2 at once" in third.json()["errors"]
+        assert requests.get(url + "/", timeout=10).status_code == 200
+        requests.post(url + "/sdapi/v1/interrupt", timeout=10)
+        first.join(120)
+        second.join(120)
+
+
 # -- item 9: no server paths in API answers ------------------------------------------------------------------------
 
 
