@@ -152,11 +152,14 @@ def test_any_way_in_from_outside_turns_the_api_off(make_app, config, named):
         assert requests.get(url + "/sdapi/v1/progress", auth=("alice", "pw"), timeout=10).status_code == 200
 
 
-def test_the_api_alone_refuses_to_listen_for_other_machines_without_credentials(tmp_path, capsys, caplog):
+def test_the_api_alone_refuses_to_listen_for_other_machines_without_credentials(tmp_path, capsys, caplog, monkeypatch):
     from inference.__main__ import main
 
+    served_apps = []
+    monkeypatch.setattr("waitress.serve", lambda app, **kw: served_apps.append(app))  # never listen for real here
     assert main(["serve", "--host", "0.0.0.0", "--backend", "remote", "--api-url", "http://127.0.0.1:9",
                  "--instance", str(tmp_path)]) == 2
+    assert served_apps == []
     error = capsys.readouterr().err + caplog.text
     assert "--host 0.0.0.0 lets other machines reach the API" in error and "--sdapi-auth user:password" in error
 
@@ -244,6 +247,24 @@ def test_api_work_is_capped_per_call_and_per_client_with_clear_answers(make_app)
         assert "at most 2 waiting (--sdapi-client-limit)" in many.json()["detail"]
         assert post_txt2img(url, None, batch_size=2, steps=2).status_code == 200
     assert app.extensions["images"].stats()["queued"] == 0
+
+
+def test_api_calls_in_flight_are_bounded_so_threads_stay_for_pages(make_app):
+    app = make_app(THREADS=8)  # at most 8 // 4 = 2 API calls wait at once
+    images = app.extensions["images"]
+    with served(app) as url:
+        first, _ = in_background(post_txt2img, url, None, prompt="first", steps=60)
+        wait_painting(url, None)
+        second, _ = in_background(post_txt2img, url, None, prompt="second", steps=60)
+        while images.stats()["queue"]["api"] < 1:
+            time.sleep(0.02)
+        third = post_txt2img(url, None, prompt="third", steps=2)
+        assert third.status_code == 503 and third.headers["Retry-After"]
+        assert "2 calls are waiting, at most 2 at once" in third.json()["errors"]
+        assert requests.get(url + "/", timeout=10).status_code == 200
+        requests.post(url + "/sdapi/v1/interrupt", timeout=10)
+        first.join(120)
+        second.join(120)
 
 
 # -- item 9: no server paths in API answers ------------------------------------------------------------------------

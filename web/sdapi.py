@@ -14,11 +14,11 @@ import base64
 import io
 import ipaddress
 import json
-import logging
 import os
 import platform
 import random
 import secrets
+import threading
 import uuid
 from dataclasses import dataclass
 from dataclasses import field
@@ -54,7 +54,6 @@ from web import services
 
 bp = Blueprint("sdapi", __name__, url_prefix="/sdapi/v1")
 VERSION = "lanternslide"
-log = logging.getLogger(__name__)
 
 MAX_IMAGES = 16  # batch_size * n_iter per request
 MAX_MEGAPIXEL_STEPS = 1200  # default cap on steps x pixels x pictures per call: 8 pictures x 150 steps at 1024x1024
@@ -81,6 +80,9 @@ class ApiState:
     off: str = ""  # why the API is off (reachable from outside without credentials); "" = on
     max_megapixel_steps: float = MAX_MEGAPIXEL_STEPS
     client_limit: int = CLIENT_LIMIT
+    max_calls: int = 0  # txt2img calls waiting at once (each holds a server thread); 0 = no cap
+    calls: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class ApiError(Exception):
@@ -106,10 +108,18 @@ def init_app(app: Flask, flags: dict[str, Any] | None = None, limit: Any = None)
                "credentials are set. To turn it on, start the server with --sdapi-auth user:password "
                "(or LANTERNSLIDE_SDAPI_AUTH) and send them with HTTP Basic auth.")
     app.extensions["sdapi"] = ApiState(title, default_options(title), credentials, dict(flags or {}), off,
-                                       config["SDAPI_MAX_MEGAPIXEL_STEPS"], config["SDAPI_CLIENT_LIMIT"])
+                                       config["SDAPI_MAX_MEGAPIXEL_STEPS"], config["SDAPI_CLIENT_LIMIT"],
+                                       max_calls(config))
     if limit is not None:
         limit(bp)
     app.register_blueprint(bp)
+
+
+def max_calls(config: Any) -> int:
+    """txt2img calls allowed in flight: each holds a server thread while it waits, so in the game most threads stay
+    for players (a quarter for the API), and the API alone keeps 4 for its other routes."""
+    threads = config["THREADS"]
+    return max(2, threads - 4) if config.get("API_ALONE") else max(2, threads // 4)
 
 
 def parse_auth(auth: str) -> dict[str, str]:
@@ -326,6 +336,22 @@ def txt2img() -> ResponseReturnValue:
     body = read_body()
     params = parse_fields(body)
     requests_, seeds, sampler = build_requests(params)
+    api = state()
+    with api.lock:
+        if api.max_calls and api.calls >= api.max_calls:
+            raise ApiError(503, "The painter is busy with other API calls; try again later",
+                           f"{api.calls} calls are waiting, at most {api.max_calls} at once", {"Retry-After": "5"})
+        api.calls += 1
+    try:
+        return paint(params, requests_, seeds, sampler)
+    finally:
+        with api.lock:
+            api.calls -= 1
+
+
+def paint(params: dict[str, Any], requests_: list[GenerationRequest], seeds: list[int],
+          sampler: str) -> ResponseReturnValue:
+    """Paint a checked txt2img call for the caller and answer it like A1111."""
     client = caller()
     owner = f"{client}{uuid.uuid4().hex[:8]}"
     if len(requests_) > state().client_limit:
@@ -469,9 +495,9 @@ def set_options() -> ResponseReturnValue:
     options = state().options
     for key, value in body.items():
         if key not in options:
-            raise ApiError(500, "", f"unknown option {key!r}", {})
+            raise ApiError(500, "", f"unknown option {key[:100]!r}", {})
         if key == "sd_model_checkpoint" and value != state().model_title:
-            raise ApiError(500, "", f"model {value!r} not found; this server has {state().model_title!r}")
+            raise ApiError(500, "", f"model {str(value)[:200]!r} not found; this server has {state().model_title!r}")
     options.update(body)
     return jsonify(None)
 
