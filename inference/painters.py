@@ -125,7 +125,8 @@ class RayPainters:
         address (`str`, *optional*): a Ray cluster to join (``HOST:6379``, ``ray://HOST:10001`` or ``auto``);
             empty = start Ray on this machine.
         preview_every (`int`, *optional*, defaults to 2): steps between previews, drawn in the painter.
-        torch_threads (`int`, *optional*): CPU threads of each CPU painter (0 = the CPUs shared out among them).
+        torch_threads (`int`, *optional*): CPU threads of each CPU painter (0 = ``OMP_NUM_THREADS`` if set, else the
+            CPUs shared out among the painters).
         heartbeat (`float`, *optional*, defaults to 1.0): seconds between two status calls to each painter.
     """
 
@@ -211,7 +212,8 @@ class RayPainters:
 
     def add_painter(self, settings: BackendSettings | None = None) -> str:
         """Start one more painter (with other backend settings if given); return its name."""
-        threads = self.torch_threads or max(1, (os.cpu_count() or 1) // max(1, self.count or 1))
+        threads = self.torch_threads or int(os.environ.get("OMP_NUM_THREADS", "").strip() or 0) or max(
+            1, (os.cpu_count() or 1) // max(1, self.count or 1))
         resources = {"num_gpus": 1, "num_cpus": 1} if self.gpu else {"num_cpus": threads}
         actor = self._actor.options(max_restarts=-1, max_task_retries=0, **resources).remote(
             settings or self.settings, 0 if self.gpu else threads, self.log_level)

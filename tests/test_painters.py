@@ -169,7 +169,7 @@ def test_previews_stream_from_a_painter_process_to_the_browser_and_the_admin_see
 
 def test_a_painter_killed_mid_batch_loses_nothing_the_picture_arrives_painted_once(painters, service_for, backend):
     service = service_for()
-    request = BASE.replace(prompt="a storm over the sea", steps=30)
+    request = BASE.replace(prompt="a storm over the sea", steps=12)
     key = service.submit(request, PLAYER).key
     victim = wait_for(lambda: busy(painters, 1), "a painter painting the picture")[0]
     wait_for(lambda: service.snapshot(key).step >= 2, "a few steps painted")
