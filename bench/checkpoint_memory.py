@@ -5,7 +5,8 @@ block, VAE 84 M parameters; fp16 = 2.6 GB) and loads it in a fresh process per c
 RSS and its RSS after loading, for Lanternslide's loader (inference/checkpoints.py) and, for comparison, diffusers'
 ``StableDiffusionPipeline.from_single_file`` (the loader used before).
 
-    python -m bench.checkpoint_memory [--file /tmp/sd21-random.safetensors] [--dtypes fp16,fp32] [--loaders ours,diffusers]
+    python -m bench.checkpoint_memory [--file /tmp/sd21-random.safetensors] [--dtypes fp16,fp32]
+                                      [--loaders ours,diffusers]
 
 Prints figures only; asserts nothing.
 """
@@ -81,11 +82,15 @@ def measure(path: Path, dtype_name: str, loader: str) -> None:
             tokenizer=CLIPTokenizer.from_pretrained(str(CONFIGS_DIR / "tokenizer")), safety_checker=None,
             requires_safety_checker=False)
     seconds = time.perf_counter() - started
-    weights = sum(p.numel() * p.element_size() for m in (pipe.unet, pipe.vae, pipe.text_encoder) for p in m.parameters())
+    weights = sum(
+        p.numel() * p.element_size() for m in (pipe.unet, pipe.vae, pipe.text_encoder) for p in m.parameters()
+    )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{loader:9} {path.suffix:12} -> {dtype_name}: weights {weights / 2**20:7.0f} MB | RSS before {before:6.0f} MB,"
-          f" peak {peak:6.0f} MB, after {rss_mb():6.0f} MB | peak - before {peak - before:6.0f} MB | {seconds:5.1f} s",
-          flush=True)
+    print(
+        f"{loader:9} {path.suffix:12} -> {dtype_name}: weights {weights / 2**20:7.0f} MB | RSS before {before:6.0f} MB,"
+        f" peak {peak:6.0f} MB, after {rss_mb():6.0f} MB | peak - before {peak - before:6.0f} MB | {seconds:5.1f} s",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -105,8 +110,11 @@ def main() -> None:
     print(f"{args.file}: {args.file.stat().st_size / 2**20:.0f} MB", flush=True)
     for dtype in args.dtypes.split(","):
         for loader in args.loaders.split(","):
-            subprocess.run([sys.executable, "-m", "bench.checkpoint_memory", "--measure", str(args.file), dtype, loader],
-                           check=False, cwd=ROOT)
+            subprocess.run(
+                [sys.executable, "-m", "bench.checkpoint_memory", "--measure", str(args.file), dtype, loader],
+                check=False,
+                cwd=ROOT,
+            )
 
 
 if __name__ == "__main__":

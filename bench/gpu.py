@@ -73,7 +73,9 @@ class Bench:
         self.device = args.device
         self.cuda = self.device.startswith("cuda")
         self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
-        self.name = torch.cuda.get_device_name(0) if self.cuda else f"CPU ({platform.processor() or platform.machine()})"
+        self.name = (
+            torch.cuda.get_device_name(0) if self.cuda else f"CPU ({platform.processor() or platform.machine()})"
+        )
         self.peak_flops = next((v for k, v in PEAK.items() if k in self.name), None) if self.cuda else None
         self.workdir = Path(tempfile.mkdtemp(prefix="lanternslide-gpu-"))
         self.rows: list[tuple[str, ...]] = []
@@ -331,8 +333,9 @@ class Bench:
                 latents = torch.randn(batch, 4, size // pipe.vae_scale_factor, size // pipe.vae_scale_factor,
                                       device=self.device, dtype=self.dtype)
                 # called as the loop calls it: another signature would make a compiled decoder compile again
-                vae = self.timed(lambda: pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False,
-                                                         generator=[torch.Generator("cpu") for _ in seeds]))
+                vae = self.timed(lambda latents=latents, seeds=seeds: pipe.vae.decode(
+                    latents / pipe.vae.config.scaling_factor, return_dict=False,
+                    generator=[torch.Generator("cpu") for _ in seeds]))
                 if self.cuda:
                     torch.cuda.reset_peak_memory_stats()
                 picture = self.timed(paint)
@@ -424,9 +427,18 @@ class Bench:
             four = self.timed(lambda: paint(4))
             eight = self.timed(lambda: paint(8))
             again = [self.painted_again(service, first_request[0]) for _ in range(1 + max(1, self.args.repeats))]
-            row = (model, level, f"{ready:.1f}", f"{first:.3f}", f"{one:.3f}", f"{four / 4:.3f}",
-                   f"{one / (four / 4):.2f}x", f"{8 / eight:.2f}", f"{again[0]:.1f} / {statistics.median(again[1:]):.1f}",
-                   f"{self.peak_memory():.1f}" if self.cuda else "-")
+            row = (
+                model,
+                level,
+                f"{ready:.1f}",
+                f"{first:.3f}",
+                f"{one:.3f}",
+                f"{four / 4:.3f}",
+                f"{one / (four / 4):.2f}x",
+                f"{8 / eight:.2f}",
+                f"{again[0]:.1f} / {statistics.median(again[1:]):.1f}",
+                f"{self.peak_memory():.1f}" if self.cuda else "-",
+            )
             self.service_rows.append(row)
             print("service: " + " | ".join(row), flush=True)
             self.save()
@@ -461,7 +473,7 @@ def wait_for_picture(service, request) -> None:
 
 def format_row(row: tuple[str, ...]) -> str:
     widths = (9, 28, 5, 5, 8, 8, 6, 7, 8, 8, 8, 8, 10)
-    return " ".join(f"{cell:>{width}}" for cell, width in zip(row, widths))
+    return " ".join(f"{cell:>{width}}" for cell, width in zip(row, widths, strict=False))
 
 
 def markdown(bench: Bench, header: str) -> str:
@@ -485,7 +497,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=0, help="picture side in pixels (default: the model's own)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", default=",".join(GROUPS), help=f"variant groups, comma-separated: {', '.join(GROUPS)}")
+    parser.add_argument(
+        "--only", default=",".join(GROUPS), help=f"variant groups, comma-separated: {', '.join(GROUPS)}"
+    )
     parser.add_argument("--skip-compile", action="store_true", help="leave out every torch.compile variant")
     parser.add_argument("--markdown", help="also write the table as Markdown to this file (after every row)")
     parser.add_argument("--service-levels", default=",".join(SERVICE_LEVELS),
@@ -520,9 +534,11 @@ def main() -> None:
         if model not in SIZES:
             parser.error(f"--models: unknown model {model!r}; valid: {', '.join(SIZES)}")
     bench = Bench(torch, args)
-    header = (f"device: {bench.name}; torch {torch.__version__}, diffusers {diffusers.__version__}, transformers "
-              f"{transformers.__version__}, {args.dtype}; DPM++ 2M Karras, CFG 7.5 (service: 7), median of "
-              f"{args.repeats} runs after 1 warm-up run (excluded); command: python -m bench.gpu {' '.join(sys.argv[1:])}")
+    header = (
+        f"device: {bench.name}; torch {torch.__version__}, diffusers {diffusers.__version__}, transformers "
+        f"{transformers.__version__}, {args.dtype}; DPM++ 2M Karras, CFG 7.5 (service: 7), median of "
+        f"{args.repeats} runs after 1 warm-up run (excluded); command: python -m bench.gpu {' '.join(sys.argv[1:])}"
+    )
     if not cuda and "tiny" in models:
         header += " [tiny random pipeline on a CPU: proves the code path, not speed]"
     bench.header = header

@@ -93,7 +93,7 @@ def paced_player(server: Server, slug: str, address: str, seconds: float, latenc
         time.sleep(max(0.0, 0.25 - (time.perf_counter() - started)))
 
 
-def flood(server: Server, slug: str, seconds: float, streams: int, calls: int, out: dict) -> None:
+def flood(server: Server, slug: str, seconds: float, streams: int, calls: int, out: dict) -> None:  # noqa: C901
     # ``slug``: a story of the stranger's own, whose pictures are not painted yet (their streams stay open)
     """One stranger: ``streams`` picture streams held open and ``calls`` API calls, all within ``seconds``."""
     deadline = time.perf_counter() + seconds
@@ -114,7 +114,9 @@ def flood(server: Server, slug: str, seconds: float, streams: int, calls: int, o
             n += 8
             body = {"prompt": f"flood {n}", "seed": n, "steps": 30, "batch_size": 4, "width": 64, "height": 64}
             try:
-                response = session.post(server.url + "/sdapi/v1/txt2img", json=body, timeout=max(1.0, deadline - time.perf_counter()))
+                response = session.post(
+                    server.url + "/sdapi/v1/txt2img", json=body, timeout=max(1.0, deadline - time.perf_counter())
+                )
                 key = f"api {response.status_code}"
                 if n % 5 == 0:
                     session.post(server.url + "/sdapi/v1/interrupt", timeout=30)
@@ -179,7 +181,9 @@ def attack(args: argparse.Namespace, workdir: Path) -> None:
                                         args=(server, slug, f"198.51.100.{10 + i}", args.seconds, latencies, errors))
                        for i in range(4)]
             theirs = server.story_copy("lighthouse", "attack-streams", 9200)
-            stranger = threading.Thread(target=flood, args=(server, theirs, args.seconds, args.streams, args.calls, out))
+            stranger = threading.Thread(
+                target=flood, args=(server, theirs, args.seconds, args.streams, args.calls, out)
+            )
             if phase == "attack":
                 stranger.start()
                 time.sleep(min(2.0, args.seconds / 5))  # let the flood build up first
@@ -237,9 +241,12 @@ def main() -> None:
             latencies = sorted(x for lat, _, _ in out.values() for x in lat)
             pictures = sum(p for _, p, _ in out.values())
             errors = sum(e for _, _, e in out.values())
-            print(f"{count:>7} {len(latencies):>6} {len(latencies) / args.seconds:>8.1f} "
-                  f"{1000 * statistics.median(latencies):>7.1f} {1000 * latencies[int(0.95 * (len(latencies) - 1))]:>7.1f} "
-                  f"{pictures:>5}/{count:<2} {errors:>6}")
+            print(
+                f"{count:>7} {len(latencies):>6} {len(latencies) / args.seconds:>8.1f} "
+                f"{1000 * statistics.median(latencies):>7.1f} "
+                f"{1000 * latencies[int(0.95 * (len(latencies) - 1))]:>7.1f} "
+                f"{pictures:>5}/{count:<2} {errors:>6}"
+            )
             server.idle()
     finally:
         server.stop()

@@ -179,7 +179,9 @@ def burst(server: Server, slug: str, count: int) -> float:
 def machine(args: argparse.Namespace) -> str:
     import torch
 
-    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or platform.machine()
+    device = (
+        torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or platform.machine()
+    )
     return (f"{platform.node()}: {os.cpu_count()} CPU cores, {device}, Python {platform.python_version()}, "
             f"torch {torch.__version__}, model {args.model_label}")
 
@@ -208,7 +210,9 @@ def main() -> None:
         try:
             if args.reading is None:
                 slug = server.story_copy(args.story, "calibrate", 999)
-                t, _ = picture(requests.Session(), server, slug, "shore" if args.story == "lighthouse" else "platform", "")
+                t, _ = picture(
+                    requests.Session(), server, slug, "shore" if args.story == "lighthouse" else "platform", ""
+                )
                 args.reading = round(1.5 * t, 3)
                 print(f"calibration: T = {t:.3f} s, reading time = 1.5 T = {args.reading:.3f} s")
             for n in counts:
@@ -220,14 +224,20 @@ def main() -> None:
     print(f"{'prefetch':>8} {'players':>7} {'slides':>6} {'W p50 s':>8} {'W p95 s':>8} {'mean T s':>8} {'p95 W/T':>7}"
           f" {'start W':>7} {'inline':>6} {'generated':>9}")
     for (prefetch, n), r in sorted(results.items(), key=lambda item: (-item[0][0], item[0][1])):
-        print(f"{'on' if prefetch else 'off':>8} {n:>7} {r['slides']:>6} {r['p50']:>8.3f} {r['p95']:>8.3f} "
-              f"{r['mean_t']:>8.3f} {r['p95'] / r['mean_t']:>7.2f} {r['start_p50']:>7.3f} {r['inline']:>6} {r['generated']:>9}")
+        print(
+            f"{'on' if prefetch else 'off':>8} {n:>7} {r['slides']:>6} {r['p50']:>8.3f} {r['p95']:>8.3f} "
+            f"{r['mean_t']:>8.3f} {r['p95'] / r['mean_t']:>7.2f} {r['start_p50']:>7.3f} {r['inline']:>6} "
+            f"{r['generated']:>9}"
+        )
     print("W = click on a choice to its final picture received (p50/p95 over all choices); start W = opening the"
           " story from the story list (p50); T = generation time the server reports; inline = pictures that came"
           " with the slide itself (no second request); generated = pictures the painter made (incl. prefetch)")
     one_player = results.get((0, 1))
     if one_player:
-        print(f"cold overhead at 1 player without prefetch: W p50 - mean T = {1000 * (one_player['p50'] - one_player['mean_t']):.0f} ms")
+        print(
+            "cold overhead at 1 player without prefetch: W p50 - mean T = "
+            f"{1000 * (one_player['p50'] - one_player['mean_t']):.0f} ms"
+        )
 
     print("\nthroughput, burst of distinct pictures at once (prefetch off):")
     rates = {}

@@ -198,7 +198,9 @@ class Sandbox:
 
     # -- static types -----------------------------------------------------------------------------------------
 
-    def kind_of(self, source: str, types: Mapping[str, str], expression: bool = True) -> tuple[str | None, list[tuple[str, int | None]]]:
+    def kind_of(
+        self, source: str, types: Mapping[str, str], expression: bool = True
+    ) -> tuple[str | None, list[tuple[str, int | None]]]:
         """The kind an expression yields (None when unknown) and the type mistakes visible without running it."""
         tree = self.parse(source, expression)
         problems: list[tuple[str, int | None]] = []
@@ -252,7 +254,7 @@ class Sandbox:
             raise StateError(f"failed: {exc}") from None
 
 
-def _infer(node: nodes.Node, types: Mapping[str, str], problems: list[tuple[str, int | None]]) -> str | None:
+def _infer(node: nodes.Node, types: Mapping[str, str], problems: list[tuple[str, int | None]]) -> str | None:  # noqa: C901 - one case per kind of expression node
     """The kind of an expression node ('true/false', 'number', 'text', 'list' or None); records visible mistakes."""
     line = getattr(node, "lineno", None)
 
@@ -380,7 +382,9 @@ def holds(sandbox: Sandbox, condition: str | None, values: Values) -> bool:
         return False
 
 
-def apply(sandbox: Sandbox, effects: Iterable[Effect], declared: Mapping[str, Value], values: Values) -> dict[str, Value]:
+def apply(
+    sandbox: Sandbox, effects: Iterable[Effect], declared: Mapping[str, Value], values: Values
+) -> dict[str, Value]:
     """The variables after a choice's effects, applied in order (each sees the ones before it).
 
     A value is kept within bounds (numbers clamped, text cut to MAX_STRING); an effect that fails to run leaves
@@ -424,5 +428,7 @@ def may_all_fail(sandbox: Sandbox, conditions: list[str], declared: Mapping[str,
     for combo in itertools.product((False, True), repeat=len(names)):
         values = {**declared, **dict(zip(names, combo, strict=True))}
         if not any(holds(sandbox, c, values) for c in conditions):
-            return ", ".join(f"{n} is {'true' if v else 'false'}" for n, v in zip(names, combo, strict=True)) or "always"
+            return (
+                ", ".join(f"{n} is {'true' if v else 'false'}" for n, v in zip(names, combo, strict=True)) or "always"
+            )
     return None

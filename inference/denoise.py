@@ -223,12 +223,16 @@ class Denoiser:
         for start, embeds in halves:
             unet.context[start:start + count].copy_(embeds)
             if rows_per_half > count:
-                unet.context[start + count:start + rows_per_half].copy_(embeds[-1:].expand(rows_per_half - count, -1, -1))
+                unet.context[start + count : start + rows_per_half].copy_(
+                    embeds[-1:].expand(rows_per_half - count, -1, -1)
+                )
 
         total = len(timesteps)
         progress = Progress(torch, self.cuda, on_step, total, latents) if on_step is not None else None
         for index, t in enumerate(timesteps):
-            model_input = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
+            model_input = (
+                scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
+            )
             for start, _ in halves:
                 unet.sample[start:start + count].copy_(model_input)
             unet.timestep.copy_(t)

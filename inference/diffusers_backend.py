@@ -116,7 +116,9 @@ class DiffusersBackend:
         if deepcache < 0:
             raise ValueError(f"deepcache: expected 0 (off) or a cache interval of 1 or more, got {deepcache}")
         if model_config not in ("auto", *SINGLE_FILE_CONFIGS):
-            raise ValueError(f"model_config: unknown value {model_config!r}; valid: auto, {', '.join(SINGLE_FILE_CONFIGS)}")
+            raise ValueError(
+                f"model_config: unknown value {model_config!r}; valid: auto, {', '.join(SINGLE_FILE_CONFIGS)}"
+            )
         self.model = model
         self.device = device
         self.dtype = dtype
@@ -174,7 +176,11 @@ class DiffusersBackend:
         started = time.perf_counter()
         try:
             self._status = BackendStatus(LOADING, "Starting the image engine (importing PyTorch and diffusers)…")
-            if self.optimize in ("compile", "max") and self.compile_cache and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+            if (
+                self.optimize in ("compile", "max")
+                and self.compile_cache
+                and "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+            ):
                 # set before torch looks: inductor fixes its cache folder the first time it is asked for it, and
                 # a cache in the instance folder lets a restart reuse the compiled kernels
                 os.environ["TORCHINDUCTOR_CACHE_DIR"] = self.compile_cache
@@ -196,8 +202,11 @@ class DiffusersBackend:
             # and counting from web threads while the painter encodes a prompt would change them mid-call.
             self._counter = copy.deepcopy(pipe.tokenizer)
             self._pipe = pipe
-            self._status = BackendStatus(READY, f"Ready: {self.model} on {device} ({str(dtype).split('.')[-1]}, "
-                                         f"optimized: {self.optimization}).{''.join(f' {n[0].upper()}{n[1:]}.' for n in self.notes)}")
+            self._status = BackendStatus(
+                READY,
+                f"Ready: {self.model} on {device} ({str(dtype).split('.')[-1]}, "
+                f"optimized: {self.optimization}).{''.join(f' {n[0].upper()}{n[1:]}.' for n in self.notes)}",
+            )
             log.info("image model ready in %.1f s: %s on %s", time.perf_counter() - started, self.model, device)
         except Exception as exc:  # noqa: BLE001 - any load failure becomes a status the pages can show
             self._status = explain_load_failure(self.model, exc, self.offline)
@@ -258,8 +267,15 @@ class DiffusersBackend:
         shapes = list(dict.fromkeys((w, h, t) for w, h, t, _ in self.warmup_runs((native, native))))
 
         def say(text: str) -> None:
-            self._status = BackendStatus(LOADING, text + (" (compiling: the first start takes a few minutes; later "
-                                                          "starts reuse the compiled code)…" if level == "max" else "…"))
+            self._status = BackendStatus(
+                LOADING,
+                text
+                + (
+                    " (compiling: the first start takes a few minutes; later starts reuse the compiled code)…"
+                    if level == "max"
+                    else "…"
+                ),
+            )
 
         runs = denoiser.warm_up(shapes, lambda tiling: circular_padding(torch, pipe, tiling), say, MAX_BATCH)
         log.info("prepared the fast painter (%d warm-up pictures, %d CUDA graphs) in %.1f s", runs,
@@ -341,7 +357,9 @@ class DiffusersBackend:
         for indices in groups.values():
             for start in range(0, len(indices), MAX_BATCH):
                 chunk = indices[start : start + MAX_BATCH]
-                for index, result in zip(chunk, self._generate_batch([requests[i] for i in chunk], on_step)):
+                for index, result in zip(
+                    chunk, self._generate_batch([requests[i] for i in chunk], on_step), strict=False
+                ):
                     results[index] = result
         return [results[i] for i in range(len(requests))]
 
@@ -392,10 +410,12 @@ class DiffusersBackend:
         if cancelled:
             raise GenerationCancelled("generation cancelled")
         results = []
-        for request, seed, image in zip(batch, seeds, images):
+        for request, seed, image in zip(batch, seeds, images, strict=False):
             info: dict[str, Any] = {"model": self.model, "sampler": f"{first.sampler_name} / {first.scheduler}"}
             if (width, height) != (request.width, request.height):
-                info["scaled"] = f"{request.width}x{request.height} painted at {width}x{height} (max size {self.max_size})"
+                info["scaled"] = (
+                    f"{request.width}x{request.height} painted at {width}x{height} (max size {self.max_size})"
+                )
             if request.restore_faces:
                 info["unsupported"] = ["restore_faces"]
             results.append(GenerationResult(image, seed, request.replace(seed=seed), info, seconds))
@@ -541,5 +561,9 @@ def explain_load_failure(model: str, exc: Exception, offline: bool) -> BackendSt
     if isinstance(exc, FileNotFoundError):
         return BackendStatus(FAILED, f"Cannot load the model: {exc}.", "Check the --model path.")
     if "out of memory" in text.lower():
-        return BackendStatus(FAILED, "The GPU ran out of memory while loading the model.", "Close other GPU programs or use --dtype fp16.")
+        return BackendStatus(
+            FAILED,
+            "The GPU ran out of memory while loading the model.",
+            "Close other GPU programs or use --dtype fp16.",
+        )
     return BackendStatus(FAILED, f"The image model could not be loaded ({text}).", "See the terminal for details.")

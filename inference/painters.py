@@ -55,7 +55,7 @@ def actor_class() -> Any:
     """The painter as a Ray actor class; its status and token counts answer while it paints a batch."""
     import ray
 
-    @ray.remote(concurrency_groups={"paint": 1, "control": 2})  # type: ignore[call-overload]
+    @ray.remote(concurrency_groups={"paint": 1, "control": 2})
     class Painter:
         def __init__(self, settings: BackendSettings, torch_threads: int, log_level: str):
             self.process = PainterProcess(settings, torch_threads, log_level)

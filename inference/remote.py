@@ -89,10 +89,16 @@ class RemoteBackend:
             try:
                 models = self._call("GET", "/sd-models", timeout=(self.timeout[0], 15), retries=0)
                 self._model = models[0]["title"] if models else ""
-                self._status = BackendStatus(READY, f"Ready: painting on {self.base_url} ({self._model or 'model unknown'}).")
+                self._status = BackendStatus(
+                    READY, f"Ready: painting on {self.base_url} ({self._model or 'model unknown'})."
+                )
             except RemoteError as exc:
-                self._status = BackendStatus(FAILED, str(exc), "Check that the server is running and the address and "
-                                             "credentials are right (--api-url, --api-auth); the game retries by itself.")
+                self._status = BackendStatus(
+                    FAILED,
+                    str(exc),
+                    "Check that the server is running and the address and "
+                    "credentials are right (--api-url, --api-auth); the game retries by itself.",
+                )
             self._checked = time.monotonic()
 
     def identity(self, memo_folder: Any = None) -> str:
@@ -139,7 +145,9 @@ class RemoteBackend:
 
     # -- painting --------------------------------------------------------------------------------------------
 
-    def generate(self, requests_: list[GenerationRequest], on_step: StepCallback | None = None) -> list[GenerationResult]:
+    def generate(
+        self, requests_: list[GenerationRequest], on_step: StepCallback | None = None
+    ) -> list[GenerationResult]:
         if self._status.state != READY:
             self._check()
             if self._status.state != READY:
@@ -158,8 +166,16 @@ class RemoteBackend:
         from PIL import Image
 
         width, height = scale_to_fit(request.width, request.height, self.max_size)
-        body = {**request.to_dict(), "width": width, "height": height, "send_images": True, "save_images": False, "batch_size": 1, "n_iter": 1,
-                "override_settings": {"show_progress_every_n_steps": 2}}
+        body = {
+            **request.to_dict(),
+            "width": width,
+            "height": height,
+            "send_images": True,
+            "save_images": False,
+            "batch_size": 1,
+            "n_iter": 1,
+            "override_settings": {"show_progress_every_n_steps": 2},
+        }
         done = threading.Event()
         cancelled = threading.Event()
         watcher = threading.Thread(target=self._watch, args=(on_step, done, cancelled), daemon=True)
@@ -178,7 +194,9 @@ class RemoteBackend:
         try:
             image = Image.open(io.BytesIO(base64.b64decode(images[0]))).convert("RGB")
         except (ValueError, OSError) as exc:
-            raise RemoteError(f"The image server at {self.base_url} returned a picture that cannot be read: {exc}") from None
+            raise RemoteError(
+                f"The image server at {self.base_url} returned a picture that cannot be read: {exc}"
+            ) from None
         info = _info(answer.get("info"))
         seed = int(info.get("seed", request.seed)) if str(info.get("seed", "")).lstrip("-").isdigit() else request.seed
         meta: dict[str, Any] = {"server": self.base_url}

@@ -142,7 +142,9 @@ def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
             msg, v1_type = _V1_WORDS[kind]
         elif kind in ("greater_than_equal", "less_than_equal"):
             bound = error.get("ctx", {}).get("ge" if kind == "greater_than_equal" else "le")
-            msg = f"ensure this value is {'greater' if kind == 'greater_than_equal' else 'less'} than or equal to {bound}"
+            msg = (
+                f"ensure this value is {'greater' if kind == 'greater_than_equal' else 'less'} than or equal to {bound}"
+            )
             msg += " (-1 means a random seed)" if str(error["loc"][-1]).endswith("seed") else ""
             v1_type = f"value_error.number.not_{'ge' if kind == 'greater_than_equal' else 'le'}"
         else:

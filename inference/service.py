@@ -58,7 +58,9 @@ class QueueFull(RuntimeError):
     """Too many pictures are waiting (in all, or for this client); try again after ``retry_after`` seconds."""
 
     def __init__(self, retry_after: int, mine: bool = False):
-        super().__init__(f"{'you have' if mine else 'the painter has'} too many pictures waiting: retry in {retry_after} s")
+        super().__init__(
+            f"{'you have' if mine else 'the painter has'} too many pictures waiting: retry in {retry_after} s"
+        )
         self.retry_after = retry_after
         self.mine = mine
 
@@ -169,7 +171,8 @@ class GenerationService:
         preview_every (`int`, *optional*, defaults to 2): steps between previews (0 = none).
         seconds_per_job (`float`, *optional*): first guess of a job's duration, for Retry-After.
         max_per_client (`int`, *optional*): waiting pictures one client may have (0 = no cap; paint-ahead not counted).
-        max_per_api_client (`int`, *optional*): waiting pictures one /sdapi client may have at API priority (0 = no cap).
+        max_per_api_client (`int`, *optional*): waiting pictures one /sdapi client may have at API priority
+            (0 = no cap).
         timeout (`float`, *optional*): seconds after which a picture still painting is given up (0 = never).
         gather (`float`, *optional*, defaults to 0.02): seconds a batch that is not full may wait, counted from its
             oldest job's submission, for compatible jobs asked for at the same moment (0 = start at once).
@@ -549,7 +552,7 @@ class GenerationService:
             self._fail(batch, f"{type(exc).__name__}: {exc}", "Try again; if it keeps failing, see the server log.")
             return
         seconds = time.monotonic() - started
-        for job, result in zip(batch, results):
+        for job, result in zip(batch, results, strict=False):
             png = result.encode("png")
             meta = {"seed": result.seed, "info": result.info, "seconds": round(seconds, 3),
                     "width": result.image.width, "height": result.image.height}
@@ -651,7 +654,8 @@ class GenerationService:
         return True
 
     def retry_after(self, priority: int = PLAYER) -> int:
-        """Seconds until a place in the queue is likely to free up for a job of ``priority`` (the jobs that go first)."""
+        """Seconds until a place in the queue is likely to free up for a job of ``priority`` (the jobs that go
+        first)."""
         per_batch = sum(self._durations) / len(self._durations) if self._durations else self._seconds_per_job
         ahead = sum(1 for j in self._queue if j.priority <= priority)
         return max(1, round(per_batch * max(1, ahead) / max(1, self.max_batch)))
@@ -667,22 +671,36 @@ class GenerationService:
         lookups = counters["cache_hits"] + counters["generated"] + counters["failed"]
         return {
             "jobs": jobs,
-            "streams": {"open": self.followers.count(), "max": self.followers.total,
-                        "per_client": self.followers.per_client},
+            "streams": {
+                "open": self.followers.count(),
+                "max": self.followers.total,
+                "per_client": self.followers.per_client,
+            },
             "queue": depth,
             "queued": sum(depth.values()),
             "max_queue": self.max_queue,
             "running": running,
-            "cache": {"entries": len(self.cache), "bytes": self.cache.total_bytes, "max_bytes": self.cache.max_bytes,
-                      "hits": counters["cache_hits"], "misses": counters["generated"] + counters["failed"],
-                      "hit_rate": round(counters["cache_hits"] / lookups, 3) if lookups else None},
-            "generation_seconds": {"mean": round(sum(durations) / len(durations), 3) if durations else None,
-                                   # nearest rank: the smallest time at least 95 % of batches took no longer than
-                                   "p95": round(durations[-(-95 * len(durations) // 100) - 1], 3) if durations else None,
-                                   "batches": counters["batches"]},
-            "prefetch": {"queued": counters["prefetched"], "used": counters["prefetch_used"],
-                         "hit_rate": round(counters["prefetch_used"] / counters["prefetched"], 3)
-                         if counters["prefetched"] else None},
+            "cache": {
+                "entries": len(self.cache),
+                "bytes": self.cache.total_bytes,
+                "max_bytes": self.cache.max_bytes,
+                "hits": counters["cache_hits"],
+                "misses": counters["generated"] + counters["failed"],
+                "hit_rate": round(counters["cache_hits"] / lookups, 3) if lookups else None,
+            },
+            "generation_seconds": {
+                "mean": round(sum(durations) / len(durations), 3) if durations else None,
+                # nearest rank: the smallest time at least 95 % of batches took no longer than
+                "p95": round(durations[-(-95 * len(durations) // 100) - 1], 3) if durations else None,
+                "batches": counters["batches"],
+            },
+            "prefetch": {
+                "queued": counters["prefetched"],
+                "used": counters["prefetch_used"],
+                "hit_rate": round(counters["prefetch_used"] / counters["prefetched"], 3)
+                if counters["prefetched"]
+                else None,
+            },
             "counters": counters,
             "backend": {"state": self.backend.status().state, "message": self.backend.status().message},
             **({"painters": self._pool.painters()} if self._pool is not None else {}),

@@ -111,9 +111,25 @@ class ApiServer(ServerProcess):
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "api.log"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "inference", "serve", "--port", str(self.port), "--model", str(tiny_model),
-             "--device", "cpu", "--sdapi-auth", f"{self.user}:{self.password}", "--instance", str(workdir / "instance")],
-            stdout=self.log_path.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [
+                sys.executable,
+                "-m",
+                "inference",
+                "serve",
+                "--port",
+                str(self.port),
+                "--model",
+                str(tiny_model),
+                "--device",
+                "cpu",
+                "--sdapi-auth",
+                f"{self.user}:{self.password}",
+                "--instance",
+                str(workdir / "instance"),
+            ],
+            stdout=self.log_path.open("w"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
             cwd=ROOT,
         )
         deadline = time.perf_counter() + 120
@@ -280,7 +296,9 @@ class HangingPainter:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
-                self._json([{"title": "hanging-test-double", "model_name": "hanging"}] if "sd-models" in self.path else {})
+                self._json(
+                    [{"title": "hanging-test-double", "model_name": "hanging"}] if "sd-models" in self.path else {}
+                )
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))

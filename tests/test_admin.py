@@ -112,7 +112,9 @@ def test_players_never_see_admin_links(client):
 
 
 def test_stories_are_listed_with_broken_ones_and_their_errors(author, stories_dir):
-    (stories_dir / "broken.yaml").write_text("title: B\nstart: a\nslides:\n  a:\n    text: x\n    choices: [{text: go, to: zz}]\n")
+    (stories_dir / "broken.yaml").write_text(
+        "title: B\nstart: a\nslides:\n  a:\n    text: x\n    choices: [{text: go, to: zz}]\n"
+    )
     html = author.get("/admin/stories").get_data(as_text=True)
     assert "The Lighthouse Keeper" in html and "broken:" in html and "goes to &#39;zz&#39;" in html
 
@@ -133,7 +135,9 @@ def test_create_a_story_then_edit_it_with_live_checks_and_a_graph(author):
 def test_save_keeps_comments_reaches_players_and_refuses_a_stale_second_tab(author, stories_dir):
     text, revision, _ = editor_state(author, "lighthouse")
     changed = text.replace("You wake on a cold shore", "You wake on a warm shore")
-    saved = author.post("/admin/stories/lighthouse", data={"text": changed, "revision": revision, "csrf_token": author.token})
+    saved = author.post(
+        "/admin/stories/lighthouse", data={"text": changed, "revision": revision, "csrf_token": author.token}
+    )
     assert saved.status_code == 200 and "Saved." in saved.get_data(as_text=True)
     assert "# The Lighthouse Keeper" in (stories_dir / "lighthouse.yaml").read_text()
     assert "warm shore" in author.get("/play/lighthouse/shore").get_data(as_text=True)
@@ -148,7 +152,9 @@ def test_save_keeps_comments_reaches_players_and_refuses_a_stale_second_tab(auth
 def test_an_invalid_save_is_refused_and_the_text_kept(author):
     text, revision, _ = editor_state(author, "lighthouse")
     bad = text.replace("steps: 20", "steps: 900")
-    response = author.post("/admin/stories/lighthouse", data={"text": bad, "revision": revision, "csrf_token": author.token})
+    response = author.post(
+        "/admin/stories/lighthouse", data={"text": bad, "revision": revision, "csrf_token": author.token}
+    )
     assert response.status_code == 422
     html = response.get_data(as_text=True)
     assert "Not saved: fix the errors below first" in html and "steps: 900" in html
@@ -168,8 +174,10 @@ def test_delete_asks_first_and_can_be_undone(author):
 
 def test_revisions_are_listed_viewable_and_restorable(author):
     text, revision, _ = editor_state(author, "lighthouse")
-    author.post("/admin/stories/lighthouse", data={"text": text.replace("cold shore", "grey shore"), "revision": revision,
-                                                  "csrf_token": author.token})
+    author.post(
+        "/admin/stories/lighthouse",
+        data={"text": text.replace("cold shore", "grey shore"), "revision": revision, "csrf_token": author.token},
+    )
     page = author.get("/admin/stories/lighthouse/revisions").get_data(as_text=True)
     revision_id = re.search(r"show=([0-9]+-[0-9a-f]+)", page).group(1)
     assert "cold shore" in author.get(f"/admin/stories/lighthouse/revisions?show={revision_id}").get_data(as_text=True)
@@ -180,12 +188,17 @@ def test_revisions_are_listed_viewable_and_restorable(author):
 def test_upload_twine_and_yaml_and_download_both_ways(author):
     from tests.support import TWEE
 
-    response = author.post("/admin/stories/import", data={"file": (io.BytesIO(TWEE.encode()), "cellar.twee"),
-                                                         "csrf_token": author.token}, content_type="multipart/form-data")
+    response = author.post(
+        "/admin/stories/import",
+        data={"file": (io.BytesIO(TWEE.encode()), "cellar.twee"), "csrf_token": author.token},
+        content_type="multipart/form-data",
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "/admin/stories/cellar" in html
     assert "link to &#39;Nowhere&#39;, which is not a passage; dropped" in html
-    assert "You stand at the top of the cellar stairs" in author.get("/play/cellar/top_of_the_stairs").get_data(as_text=True)
+    assert "You stand at the top of the cellar stairs" in author.get("/play/cellar/top_of_the_stairs").get_data(
+        as_text=True
+    )
     yaml_text = author.get("/admin/stories/lighthouse/download").get_data(as_text=True)
     assert yaml_text.startswith("# The Lighthouse Keeper")
     twee = author.get("/admin/stories/lighthouse/twee")
@@ -200,14 +213,20 @@ def test_upload_twine_and_yaml_and_download_both_ways(author):
 
 def test_duplicate_and_rename(author):
     _, revision, _ = editor_state(author, "lighthouse")
-    author.post("/admin/stories/lighthouse/copy", data={"new_slug": "beacon", "action": "duplicate", "revision": revision,
-                                                       "csrf_token": author.token})
+    author.post(
+        "/admin/stories/lighthouse/copy",
+        data={"new_slug": "beacon", "action": "duplicate", "revision": revision, "csrf_token": author.token},
+    )
     _, beacon_revision, _ = editor_state(author, "beacon")
-    author.post("/admin/stories/beacon/copy", data={"new_slug": "tower", "action": "rename", "revision": beacon_revision,
-                                                   "csrf_token": author.token})
+    author.post(
+        "/admin/stories/beacon/copy",
+        data={"new_slug": "tower", "action": "rename", "revision": beacon_revision, "csrf_token": author.token},
+    )
     assert author.get("/admin/stories/beacon").status_code == 404
     assert author.get("/admin/stories/tower").status_code == 200
-    bad = author.post("/admin/stories/tower/copy", data={"new_slug": "../x", "action": "duplicate", "csrf_token": author.token})
+    bad = author.post(
+        "/admin/stories/tower/copy", data={"new_slug": "../x", "action": "duplicate", "csrf_token": author.token}
+    )
     assert bad.status_code == 422
 
 
@@ -274,8 +293,10 @@ def test_keeping_a_preview_writes_its_seed_and_settings_to_the_slide(author, sto
 
 
 def test_a_bad_setting_is_named(author):
-    response = author.post("/admin/stories/lighthouse/slides/shore", data={"csrf_token": author.token, "steps": "999",
-                                                                          "sampler_name": "Euler", "scheduler": "automatic"})
+    response = author.post(
+        "/admin/stories/lighthouse/slides/shore",
+        data={"csrf_token": author.token, "steps": "999", "sampler_name": "Euler", "scheduler": "automatic"},
+    )
     assert response.status_code == 422
     assert "steps: must be between 1 and 150, got 999" in response.get_data(as_text=True)
 
@@ -320,7 +341,12 @@ def test_story_settings_form_writes_title_style_and_characters_keeping_comments(
     from game.library import StoryLibrary
 
     story = StoryLibrary(stories_dir).get("lighthouse")
-    assert (story.style.steps, story.style.cfg_scale, story.style.sampler_name, story.style.scheduler) == (25, 6.5, "Euler", None)
+    assert (story.style.steps, story.style.cfg_scale, story.style.sampler_name, story.style.scheduler) == (
+        25,
+        6.5,
+        "Euler",
+        None,
+    )
     assert story.characters["cat"] == "a black cat with one white paw"
 
 
@@ -360,8 +386,17 @@ def test_add_slides_and_choices_with_targets_picked_or_created_on_the_spot(autho
         "choice_text": ["", "To the well"], "choice_to": ["next", "well"], "choice_new": ["", ""],
         **no_conditions(2)})
     assert "Go on" not in author.get("/play/forms/beginning").get_data(as_text=True)
-    stale = author.post("/admin/stories/forms/slides/well/edit", data={
-        "csrf_token": author.token, "revision": revision, "text": "x", "choice_text": [], "choice_to": [], "choice_new": []})
+    stale = author.post(
+        "/admin/stories/forms/slides/well/edit",
+        data={
+            "csrf_token": author.token,
+            "revision": revision,
+            "text": "x",
+            "choice_text": [],
+            "choice_to": [],
+            "choice_new": [],
+        },
+    )
     assert stale.status_code == 409
 
 

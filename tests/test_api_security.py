@@ -217,8 +217,12 @@ def test_a_waiting_player_goes_before_an_api_call_that_is_painting(make_app):
     with served(app) as url:
         thread, outcome = in_background(post_txt2img, url, ("alice", "pa"), prompt="a long API call", steps=40)
         wait_painting(url, ("alice", "pa"))
-        player = images.submit(GenerationRequest(prompt="the player's slide", seed=7, steps=2, width=64, height=64), PLAYER,
-                               "player-1", "10.0.0.7")
+        player = images.submit(
+            GenerationRequest(prompt="the player's slide", seed=7, steps=2, width=64, height=64),
+            PLAYER,
+            "player-1",
+            "10.0.0.7",
+        )
         snap = images.snapshot(player.key)
         while snap.state != DONE:
             snap = images.follow(player.key, snap.version, 60) or images.snapshot(player.key)

@@ -37,7 +37,9 @@ def test_settings_come_from_the_environment_and_bad_values_name_the_variable():
 
 
 def test_help_documents_every_setting_and_its_variable():
-    out = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     for setting in SETTINGS:
         assert setting.flag in out
         assert setting.env in out
@@ -75,7 +77,9 @@ def test_a_bad_environment_value_stops_the_command_line_with_its_name():
 def test_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text()
     for setting in SETTINGS:
-        assert f"`{setting.flag}`" in readme or f"`{setting.flag} /" in readme or f"`{setting.flag}` /" in readme, setting.flag
+        assert f"`{setting.flag}`" in readme or f"`{setting.flag} /" in readme or f"`{setting.flag}` /" in readme, (
+            setting.flag
+        )
         assert setting.env in readme
 
 

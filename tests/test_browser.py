@@ -23,8 +23,15 @@ def browser():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield browser
         browser.close()
@@ -121,8 +128,10 @@ def test_author_creates_a_story_sees_the_graph_update_and_a_stale_tab_is_refused
     text = editor.input_value()
     second = context.new_page()  # a second tab opened on the same revision
     second.goto(live_server.url + "/admin/stories/orchard")
-    added = text.replace("    image: \"a path disappearing into mist\"\n",
-                         "    image: \"a path disappearing into mist\"\n    choices:\n      - text: Climb\n        to: tree\n")
+    added = text.replace(
+        '    image: "a path disappearing into mist"\n',
+        '    image: "a path disappearing into mist"\n    choices:\n      - text: Climb\n        to: tree\n',
+    )
     added += "  tree:\n    text: |\n      From the tree you see the whole orchard.\n    image: \"an apple tree\"\n"
     editor.fill(added)
     page.locator(".graph .node").nth(2).wait_for()  # the graph updated as we typed

@@ -14,8 +14,14 @@ from inference.diffusers_backend import DiffusersBackend
 from inference.request import GenerationRequest
 
 REQUEST = GenerationRequest(prompt="a lighthouse on a cliff at night", seed=7, steps=3, width=64, height=64)
-VARIANTS = [REQUEST, REQUEST.replace(sampler_name="Euler a"), REQUEST.replace(sampler_name="Heun", scheduler="karras"),
-            REQUEST.replace(cfg_scale=1), REQUEST.replace(tiling=True), REQUEST.replace(width=96, negative_prompt="fog")]
+VARIANTS = [
+    REQUEST,
+    REQUEST.replace(sampler_name="Euler a"),
+    REQUEST.replace(sampler_name="Heun", scheduler="karras"),
+    REQUEST.replace(cfg_scale=1),
+    REQUEST.replace(tiling=True),
+    REQUEST.replace(width=96, negative_prompt="fog"),
+]
 
 
 def pixels(result):
@@ -48,10 +54,14 @@ def emulated_capture(fn):
 
 
 def test_the_graphs_level_says_it_has_no_cuda_graphs_on_a_cpu(fast):
-    assert "optimized: graphs (own loop, prompt cache 256, CUDA graphs need a CUDA GPU, not cpu)" in fast.status().message
+    assert (
+        "optimized: graphs (own loop, prompt cache 256, CUDA graphs need a CUDA GPU, not cpu)" in fast.status().message
+    )
 
 
-@pytest.mark.parametrize("request_", VARIANTS, ids=lambda r: f"{r.sampler_name}-cfg{r.cfg_scale}-tile{r.tiling}-{r.width}")
+@pytest.mark.parametrize(
+    "request_", VARIANTS, ids=lambda r: f"{r.sampler_name}-cfg{r.cfg_scale}-tile{r.tiling}-{r.width}"
+)
 def test_own_loop_paints_the_plain_picture(fast, backend, request_):
     assert np.abs(plain(fast, request_) - plain(backend, request_)).max() <= 3
 
@@ -60,7 +70,7 @@ def test_own_loop_batches_match_single_plain_pictures_and_keep_order(fast, backe
     requests = [REQUEST.replace(seed=s, prompt=f"a lighthouse, take {s}") for s in (1, 2, 3)]
     results = fast.generate(requests)
     assert [r.seed for r in results] == [1, 2, 3]
-    for request, result in zip(requests, results):
+    for request, result in zip(requests, results, strict=True):
         assert np.abs(pixels(result) - plain(backend, request)).max() <= 3
 
 
@@ -108,7 +118,7 @@ def test_captured_shapes_replay_fresh_inputs_and_padded_batches_match_the_plain_
         requests = [REQUEST.replace(seed=s, prompt=prompt, sampler_name="DPM++ 2M", scheduler="karras") for s in seeds]
         with torch.inference_mode():
             images = denoiser.paint([prompt] * len(seeds), [""] * len(seeds), list(seeds), 64, 64, 3, 7.0)
-        for request, image in zip(requests, images):
+        for request, image in zip(requests, images, strict=True):
             assert np.abs(np.asarray(image).astype(int) - plain(backend, request)).max() <= 3
     # three pictures padded to the bucket of 4 (8 rows with the CFG pair), one picture in its own: two captures
     assert denoiser.graph_count() == 2
@@ -152,7 +162,7 @@ def test_max_level_compiles_during_warm_up_only_and_paints_the_plain_picture(tin
     graphs = counters["stats"]["unique_graphs"]
     # every batch size (padded to the buckets prepared) and sampler after warm-up: nothing new to compile
     for count, (sampler, schedule) in zip((1, 3, 5, 2), [("DPM++ 2M", "karras"), ("Euler a", "automatic"),
-                                                          ("DPM2", "karras"), ("DDIM", "automatic")]):
+                                                          ("DPM2", "karras"), ("DDIM", "automatic")], strict=True):
         requests = [REQUEST.replace(seed=seed, sampler_name=sampler, scheduler=schedule) for seed in range(count)]
         results = engine.generate(requests)
         assert np.abs(pixels(results[-1]) - plain(backend, requests[-1])).max() <= 3

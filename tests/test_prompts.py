@@ -19,7 +19,11 @@ def test_prompt_has_subject_then_characters_then_style():
     assert prompt.startswith("a narrow cliff path in heavy rain at night")
     assert prompt.index("grey beard") < prompt.index("oil painting")
     assert composition.request.negative_prompt == LIGHTHOUSE.style.negative_prompt
-    assert (composition.request.steps, composition.request.sampler_name, composition.request.scheduler) == (20, "DPM++ 2M", "karras")
+    assert (composition.request.steps, composition.request.sampler_name, composition.request.scheduler) == (
+        20,
+        "DPM++ 2M",
+        "karras",
+    )
 
 
 def test_a_slide_without_image_is_described_from_its_text_plus_the_earlier_setting():
@@ -77,8 +81,15 @@ def test_seeds_are_derived_per_slide_and_stable():
 
 
 def test_an_explicit_slide_seed_is_used_as_is():
-    text = (STORIES / "lighthouse.yaml").read_text().replace(
-        "    choices:\n      - text: Climb the cliff path toward", "    style: {seed: 99}\n    choices:\n      - text: Climb the cliff path toward", 1)
+    text = (
+        (STORIES / "lighthouse.yaml")
+        .read_text()
+        .replace(
+            "    choices:\n      - text: Climb the cliff path toward",
+            "    style: {seed: 99}\n    choices:\n      - text: Climb the cliff path toward",
+            1,
+        )
+    )
     story = load_story(text, "s", "lighthouse")
     assert compose(story, "shore").request.seed == 99
 
@@ -86,17 +97,29 @@ def test_an_explicit_slide_seed_is_used_as_is():
 def test_composition_does_not_depend_on_slides_the_player_never_passes():
     text = (STORIES / "lighthouse.yaml").read_text()
     assert "a flooded engine room" not in text
-    changed = load_story(text.replace("  wreckage:\n", "  zzz_unrelated:\n    text: x\n    image: a flooded engine room\n"
-                                      "  wreckage:\n", 1), "s", "lighthouse")
+    changed = load_story(
+        text.replace(
+            "  wreckage:\n", "  zzz_unrelated:\n    text: x\n    image: a flooded engine room\n  wreckage:\n", 1
+        ),
+        "s",
+        "lighthouse",
+    )
     assert compose(changed, "stairs") == compose(LIGHTHOUSE, "stairs")
     assert compose(changed, "stairs") != compose(TRAIN, next(iter(TRAIN.slides)))
 
 
 def test_picture_shapes_lists_the_sizes_the_stories_paint_most_used_first():
     assert picture_shapes([LIGHTHOUSE, TRAIN]) == [(512, 512, False)]
-    text = (STORIES / "lighthouse.yaml").read_text().replace(
-        "    choices:\n      - text: Climb the cliff path toward",
-        "    style: {width: 768, height: 512, tiling: true}\n    choices:\n      - text: Climb the cliff path toward", 1)
+    text = (
+        (STORIES / "lighthouse.yaml")
+        .read_text()
+        .replace(
+            "    choices:\n      - text: Climb the cliff path toward",
+            "    style: {width: 768, height: 512, tiling: true}\n    choices:\n"
+            "      - text: Climb the cliff path toward",
+            1,
+        )
+    )
     wide = load_story(text, "s", "lighthouse")
     assert picture_shapes([wide, TRAIN]) == [(512, 512, False), (768, 512, True)]
     assert picture_shapes([wide], limit=1) == [(512, 512, False)]
@@ -123,5 +146,7 @@ slides:
     assert lit.request.seed == derive_seed(7, "hall", "a hall, lit by a lantern") != dark.request.seed
     assert compose(story, "hall", values={"lantern": False}) == dark  # same description: same picture, same cache entry
     # a slide painted from its text, with the carried-over setting of the slide before it
-    assert compose(story, "cellar", values={"lantern": True}).request.prompt == "Shadows dance, a hall, lit by a lantern"
+    assert (
+        compose(story, "cellar", values={"lantern": True}).request.prompt == "Shadows dance, a hall, lit by a lantern"
+    )
     assert compose(story, "cellar").request.prompt == "Darkness, a hall"

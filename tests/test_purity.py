@@ -39,6 +39,8 @@ def test_domain_modules_know_no_flask_and_import_heavy_libraries_only_where_used
 
 
 def test_importing_the_app_loads_neither_torch_nor_ray():
-    code = "import sys, app; app.create_app; print(sorted(m for m in ('torch', 'diffusers', 'ray') if m in sys.modules))"
+    code = (
+        "import sys, app; app.create_app; print(sorted(m for m in ('torch', 'diffusers', 'ray') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -55,8 +55,10 @@ def test_effects_apply_in_order_and_numbers_stay_bounded(box):
     after = st.apply(box, [Effect("coins", "coins + 5"), Effect("coins", "coins * 2"), Effect("lamp", "coins > 9")],
                      declared, declared)
     assert after == {"coins": 10, "lamp": True}
-    assert st.apply(box, [Effect("coins", "coins * 1000000000 * 1000")], declared, {"coins": 7, "lamp": False})["coins"] \
+    assert (
+        st.apply(box, [Effect("coins", "coins * 1000000000 * 1000")], declared, {"coins": 7, "lamp": False})["coins"]
         == st.MAX_NUMBER
+    )
     # a failing effect leaves its variable as it was; a failing condition counts as closed
     assert st.apply(box, [Effect("coins", "1 // 0")], declared, declared) == declared
     assert st.holds(box, "1 // 0", declared) is False

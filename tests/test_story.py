@@ -27,23 +27,46 @@ def test_a_good_story_loads():
 @pytest.mark.parametrize(
     ("before", "after", "expected"),
     [
-        ("        to: b", "        to: bb",
-         "stories/t.yaml, line 14, slide 'a', field 'choices[0].to': goes to 'bb', which is not a slide (did you mean 'b'?)"),
+        (
+            "        to: b",
+            "        to: bb",
+            "stories/t.yaml, line 14, slide 'a', field 'choices[0].to': goes to 'bb', which is not a slide "
+            "(did you mean 'b'?)",
+        ),
         ("start: a", "start: z", "stories/t.yaml, line 2, field 'start': no slide called 'z'"),
         ("start: a\n", "", "field 'start': missing"),
-        ("  steps: 20", "  steps: 500", "stories/t.yaml, line 4, field 'style.steps': must be between 1 and 150, got 500"),
+        (
+            "  steps: 20",
+            "  steps: 500",
+            "stories/t.yaml, line 4, field 'style.steps': must be between 1 and 150, got 500",
+        ),
         ("  steps: 20", "  width: 500", "field 'style.width': must be a multiple of 8, got 500"),
         ("  steps: 20", "  height: 32", "field 'style.height': must be between 64 and 2048, got 32"),
         ("  steps: 20", "  cfg_scale: 99", "field 'style.cfg_scale': must be between 0 and 30"),
         ("  steps: 20", "  seed: -5", "field 'style.seed': must be a whole number from 0"),
         ("  steps: 20", "  sampler_name: Eulr", "field 'style.sampler_name': unknown sampler 'Eulr'"),
-        ("  steps: 20", "  sampler_name: DDIM\n  scheduler: karras", "field 'style.scheduler': 'karras' is not available"),
-        ("    image: a shore", "    image: a shore\n    style: {steps: 0}", "slide 'a', field 'style.steps': must be between 1"),
-        ("    characters: [keeper]", "    characters: [ghost]", "slide 'a', field 'characters': unknown character 'ghost'"),
+        (
+            "  steps: 20",
+            "  sampler_name: DDIM\n  scheduler: karras",
+            "field 'style.scheduler': 'karras' is not available",
+        ),
+        (
+            "    image: a shore",
+            "    image: a shore\n    style: {steps: 0}",
+            "slide 'a', field 'style.steps': must be between 1",
+        ),
+        (
+            "    characters: [keeper]",
+            "    characters: [ghost]",
+            "slide 'a', field 'characters': unknown character 'ghost'",
+        ),
         ("    text: The end.", "    text: ''", "slide 'b', field 'text': must be non-empty text"),
         ("  b:\n    text: The end.", "  b: just a string", "slide 'b': must be a mapping with text and choices"),
-        ("  b:\n    text: The end.", "  b:\n    text: The end.\n  a:\n    text: again",
-         "stories/t.yaml, line 17: not valid YAML: duplicate key \"a\": each slide id, and each field of a slide"),
+        (
+            "  b:\n    text: The end.",
+            "  b:\n    text: The end.\n  a:\n    text: again",
+            'stories/t.yaml, line 17: not valid YAML: duplicate key "a": each slide id, and each field of a slide',
+        ),
         ("title: Test", "title: [Test", "not valid YAML"),
         ("      - text: Go on\n        to: b", "      - text: Go on", "field 'choices[0].to': missing"),
     ],
@@ -68,7 +91,9 @@ def test_unreachable_slides_and_unknown_keys_are_warnings():
 
 
 def test_a_non_mapping_document_is_refused():
-    assert problems("- just\n- a list\n") == ["stories/t.yaml: a story must be a YAML mapping with title, start and slides"]
+    assert problems("- just\n- a list\n") == [
+        "stories/t.yaml: a story must be a YAML mapping with title, start and slides"
+    ]
 
 
 def test_round_trip_keeps_comments_and_key_order():
@@ -77,7 +102,9 @@ def test_round_trip_keeps_comments_and_key_order():
 
 
 def test_slide_overrides_merge_over_the_story_style():
-    story = load_story(GOOD.replace("    image: a shore", "    image: a shore\n    style: {steps: 30, seed: 9}"), "s", "t")
+    story = load_story(
+        GOOD.replace("    image: a shore", "    image: a shore\n    style: {steps: 30, seed: 9}"), "s", "t"
+    )
     merged = story.style.merged(story.slides["a"].style)
     assert (merged.steps, merged.seed) == (30, 9)
     assert story.style.merged(story.slides["b"].style).steps == 20
@@ -135,11 +162,22 @@ def test_state_declarations_conditions_and_effects_load():
     ("before", "after", "expected"),
     [
         ("if: lantern\n", "if: lamp\n", "line 20, slide 'hall', field 'choices[1].if': unknown variable 'lamp'"),
-        ("{{ name }}", "{{ nme }}", "line 10, slide 'hall', field 'text': unknown variable 'nme' (did you mean 'name'?)"),
-        ("{% else %}It is dark.", "{% else %}It is dark.{% endif %}{% endif %}",
-         "line 11, slide 'hall', field 'text': does not compile: Encountered unknown tag 'endif'"),
+        (
+            "{{ name }}",
+            "{{ nme }}",
+            "line 10, slide 'hall', field 'text': unknown variable 'nme' (did you mean 'name'?)",
+        ),
+        (
+            "{% else %}It is dark.",
+            "{% else %}It is dark.{% endif %}{% endif %}",
+            "line 11, slide 'hall', field 'text': does not compile: Encountered unknown tag 'endif'",
+        ),
         ("if: not lantern", "if: not lantern)", "field 'choices[0].if': does not compile"),
-        ("coins: coins - 1", "coins: name", "field 'choices[0].set.coins': 'coins' holds number, but this sets it to text"),
+        (
+            "coins: coins - 1",
+            "coins: name",
+            "field 'choices[0].set.coins': 'coins' holds number, but this sets it to text",
+        ),
         ("coins: coins - 1", "coins: coins + name", "field 'choices[0].set.coins': adds a number and text"),
         ("coins: coins - 1", "gold: 1", "field 'choices[0].set.gold': sets 'gold', which is not declared"),
         ("if: lantern\n", "if: coins > name\n", "orders number against text"),
@@ -180,7 +218,9 @@ def test_twine_details_are_kept_on_story_and_slide():
 
 
 def test_anchors_and_merge_keys_within_bounds_still_load():
-    text = GOOD.replace("style:\n  steps: 20\n", "base: &base\n  steps: 20\n  cfg_scale: 6\nstyle:\n  <<: *base\n  seed: 7\n")
+    text = GOOD.replace(
+        "style:\n  steps: 20\n", "base: &base\n  steps: 20\n  cfg_scale: 6\nstyle:\n  <<: *base\n  seed: 7\n"
+    )
     story = load_story(text, "stories/t.yaml", "t")
     assert story.style.steps == 20 and story.style.cfg_scale == 6 and story.style.seed == 7
 

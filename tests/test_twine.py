@@ -304,7 +304,10 @@ slides:
     [(data, _warnings)] = import_file(twee, "esc.twee")
     back = load_story(dump_document(data), "back", "esc")
     assert back.slides["a"].text == "First line.\n:: not a passage header"
-    assert [(c.text, c.to) for c in back.slides["a"].choices] == [("left -> right", "room_1"), ("odd ] label", "room_1")]
+    assert [(c.text, c.to) for c in back.slides["a"].choices] == [
+        ("left -> right", "room_1"),
+        ("odd ] label", "room_1"),
+    ]
     assert back.slides["room_1"].twine["name"] == "room [1]" and back.slides["room_1"].twine["tags"] == ["dark"]
 
 

@@ -38,4 +38,6 @@ def bake_command(story: str) -> None:
     with click.progressbar(keys, label=f"Baking {len(keys)} pictures of {loaded.title}") as bar:
         for key in bar:
             failed += images.wait(key).state != DONE
-    click.echo(f"{len(keys) - failed} of {len(keys)} pictures are in the cache." + (f" {failed} failed." if failed else ""))
+    click.echo(
+        f"{len(keys) - failed} of {len(keys)} pictures are in the cache." + (f" {failed} failed." if failed else "")
+    )

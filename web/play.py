@@ -370,7 +370,7 @@ def image(slug: str, slide_id: str) -> Response:
     if snap.state in ("queued", "running"):
         return Response("The picture is still being painted; reload in a moment.", 503, {"Retry-After": "5"},
                         mimetype="text/plain")
-    if snap.state != DONE:
+    if snap.state != DONE or snap.png is None:
         return Response(without_paths(f"The picture could not be painted: {snap.error} {snap.hint}".strip()), 503,
                         mimetype="text/plain")
     response = Response(services.encodings().get(snap.key, snap.png, fmt), mimetype=f"image/{fmt}")

@@ -276,8 +276,16 @@ def build_requests(params: dict[str, Any]) -> tuple[list[GenerationRequest], lis
     for name in params["styles"] or []:
         style = styles.get(name)
         if style is None:
-            raise ApiError(422, [{"loc": ["body", "styles"], "msg": f"unknown style {name!r}; valid: {', '.join(styles)}",
-                                  "type": "value_error"}])
+            raise ApiError(
+                422,
+                [
+                    {
+                        "loc": ["body", "styles"],
+                        "msg": f"unknown style {name!r}; valid: {', '.join(styles)}",
+                        "type": "value_error",
+                    }
+                ],
+            )
         prompt = ", ".join(p for p in (prompt, style["prompt"]) if p)
         negative = ", ".join(p for p in (negative, style["negative_prompt"]) if p)
     base = params["seed"] if params["seed"] not in (None, -1) else random.randint(0, MAX_SEED)
@@ -312,9 +320,12 @@ def infotext(req: GenerationRequest, seed: int, title: str) -> str:
     if req.negative_prompt:
         lines.append(f"Negative prompt: {req.negative_prompt}")
     name, _, digest = title.rpartition(" [")
-    lines.append(f"Steps: {req.steps}, Sampler: {req.sampler_name}, Schedule type: {schedule}, CFG scale: {req.cfg_scale:g}, "
-                 f"Seed: {seed}, Size: {req.width}x{req.height}, Model hash: {digest.rstrip(']')}, Model: {name}"
-                 + (", Tiling: True" if req.tiling else "") + f", Version: {VERSION}")
+    lines.append(
+        f"Steps: {req.steps}, Sampler: {req.sampler_name}, Schedule type: {schedule}, CFG scale: {req.cfg_scale:g}, "
+        f"Seed: {seed}, Size: {req.width}x{req.height}, Model hash: {digest.rstrip(']')}, Model: {name}"
+        + (", Tiling: True" if req.tiling else "")
+        + f", Version: {VERSION}"
+    )
     return "\n".join(lines)
 
 
@@ -389,9 +400,11 @@ def paint(params: dict[str, Any], requests_: list[GenerationRequest], seeds: lis
         snaps.append(snap)
     # 4. Answer like A1111: base64 PNGs with infotext, the request echoed, info as a JSON string.
     title = state().model_title
-    done = [(req, seed, snap) for req, seed, snap in zip(requests_, seeds, snaps) if snap.state == DONE]
+    done = [(req, seed, snap) for req, seed, snap in zip(requests_, seeds, snaps, strict=False)
+            if snap.state == DONE and snap.png is not None]
     texts = [infotext(req, seed, title) for req, seed, _ in done]
-    images = [png_with_info(snap.png, text) for (_, _, snap), text in zip(done, texts)] if params["send_images"] else []
+    images = [png_with_info(snap.png, text) for (_, _, snap), text in zip(done, texts, strict=True)
+              if snap.png is not None] if params["send_images"] else []
     first = requests_[0]
     extra: dict[str, Any] = {}
     skipped = unsupported(params)
@@ -403,20 +416,41 @@ def paint(params: dict[str, Any], requests_: list[GenerationRequest], seeds: lis
     if any(snap.meta.get("info", {}).get("scaled") for _, _, snap in done):
         extra["Lanternslide: scaled"] = done[0][2].meta["info"]["scaled"]
     info = {
-        "prompt": first.prompt, "all_prompts": [r.prompt for r in requests_], "negative_prompt": first.negative_prompt,
-        "all_negative_prompts": [r.negative_prompt for r in requests_], "seed": seeds[0], "all_seeds": seeds,
-        "subseed": params["subseed"] if params["subseed"] not in (None, -1) else seeds[0], "all_subseeds": seeds,
-        "subseed_strength": params["subseed_strength"] or 0, "width": first.width, "height": first.height,
-        "sampler_name": sampler, "cfg_scale": first.cfg_scale, "steps": first.steps, "batch_size": params["batch_size"],
-        "restore_faces": bool(params["restore_faces"]), "face_restoration_model": None,
-        "sd_model_name": title.rsplit(" [", 1)[0], "sd_model_hash": title.rsplit("[", 1)[-1].rstrip("]"),
-        "sd_vae_name": None, "sd_vae_hash": None, "seed_resize_from_w": params["seed_resize_from_w"],
-        "seed_resize_from_h": params["seed_resize_from_h"], "denoising_strength": params["denoising_strength"],
-        "extra_generation_params": {"Schedule type": SCHEDULES[effective_schedule(first.sampler_name, first.scheduler)][0],
-                                    **extra},
-        "index_of_first_image": 0, "infotexts": texts, "styles": params["styles"] or [],
-        "job_timestamp": datetime.now().strftime("%Y%m%d%H%M%S"), "clip_skip": 1,
-        "is_using_inpainting_conditioning": False, "version": VERSION,
+        "prompt": first.prompt,
+        "all_prompts": [r.prompt for r in requests_],
+        "negative_prompt": first.negative_prompt,
+        "all_negative_prompts": [r.negative_prompt for r in requests_],
+        "seed": seeds[0],
+        "all_seeds": seeds,
+        "subseed": params["subseed"] if params["subseed"] not in (None, -1) else seeds[0],
+        "all_subseeds": seeds,
+        "subseed_strength": params["subseed_strength"] or 0,
+        "width": first.width,
+        "height": first.height,
+        "sampler_name": sampler,
+        "cfg_scale": first.cfg_scale,
+        "steps": first.steps,
+        "batch_size": params["batch_size"],
+        "restore_faces": bool(params["restore_faces"]),
+        "face_restoration_model": None,
+        "sd_model_name": title.rsplit(" [", 1)[0],
+        "sd_model_hash": title.rsplit("[", 1)[-1].rstrip("]"),
+        "sd_vae_name": None,
+        "sd_vae_hash": None,
+        "seed_resize_from_w": params["seed_resize_from_w"],
+        "seed_resize_from_h": params["seed_resize_from_h"],
+        "denoising_strength": params["denoising_strength"],
+        "extra_generation_params": {
+            "Schedule type": SCHEDULES[effective_schedule(first.sampler_name, first.scheduler)][0],
+            **extra,
+        },
+        "index_of_first_image": 0,
+        "infotexts": texts,
+        "styles": params["styles"] or [],
+        "job_timestamp": datetime.now().strftime("%Y%m%d%H%M%S"),
+        "clip_skip": 1,
+        "is_using_inpainting_conditioning": False,
+        "version": VERSION,
     }
     return jsonify({"images": images, "parameters": params, "info": json.dumps(info)})
 
@@ -479,9 +513,18 @@ def schedulers() -> ResponseReturnValue:
 def sd_models() -> ResponseReturnValue:
     title = state().model_title
     model = current_app.config.get("MODEL", title)
-    return jsonify([{"title": title, "model_name": title.rsplit(" [", 1)[0], "hash": title.rsplit("[", 1)[-1].rstrip("]"),
-                     "sha256": None,
-                     "filename": model_name(model), "config": None}])  # A1111 shows a path; we never do
+    return jsonify(
+        [
+            {
+                "title": title,
+                "model_name": title.rsplit(" [", 1)[0],
+                "hash": title.rsplit("[", 1)[-1].rstrip("]"),
+                "sha256": None,
+                "filename": model_name(model),
+                "config": None,
+            }
+        ]
+    )  # A1111 shows a path; we never do
 
 
 @bp.get("/options")

@@ -30,7 +30,9 @@ def serve_options(settings: dict[str, Any]) -> dict[str, Any]:
 
 def check_capacity(settings: dict[str, Any]) -> str:
     """An error message when the streams would leave no server thread for pages, else ''."""
-    if settings["THREADS"] < 2 or not 0 < settings["MAX_STREAMS"] <= settings["THREADS"] - max(8, settings["THREADS"] // 4):
+    if settings["THREADS"] < 2 or not 0 < settings["MAX_STREAMS"] <= settings["THREADS"] - max(
+        8, settings["THREADS"] // 4
+    ):
         return (f"--max-streams {settings['MAX_STREAMS']} with --threads {settings['THREADS']}: live picture streams "
                 f"each hold a thread, so keep at least a quarter of the threads (8 or more) for pages: "
                 f"--max-streams between 1 and {max(0, settings['THREADS'] - max(8, settings['THREADS'] // 4))}")

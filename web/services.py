@@ -29,7 +29,11 @@ def init_services(app: Flask, with_stories: bool = True) -> None:
         library = StoryLibrary(app.config["STORIES"], instance / "revisions")
         app.extensions["stories"] = library
         app.extensions["players"] = Roster()
-        if app.config["OPTIMIZE"] in ("compile", "graphs", "max"):  # the compiled engine prepares the shapes the stories use
+        if app.config["OPTIMIZE"] in (
+            "compile",
+            "graphs",
+            "max",
+        ):  # the compiled engine prepares the shapes the stories use
             warmup = picture_shapes([e.story for e in library.entries() if e.story]) or None
     # A backend handed in through config (tests, embedding) is owned and started by the caller.
     app.extensions["images"] = build_service(app.config, instance, app.config.get("BACKEND_INSTANCE"), warmup)
