@@ -196,6 +196,7 @@ def service() -> GenerationService:
 
 @bp.before_request
 def check_auth() -> ResponseReturnValue | None:
+    """HTTP Basic auth on every route when credentials are set; 403 on every route when the API is off."""
     if state().off:
         raise ApiError(403, state().off)
     users = state().auth
@@ -212,6 +213,7 @@ def check_auth() -> ResponseReturnValue | None:
 
 @bp.errorhandler(ApiError)
 def api_error(exc: ApiError) -> ResponseReturnValue:
+    """An ApiError as A1111's error body."""
     if exc.status == 422:
         body: dict[str, Any] = {"detail": exc.detail}
     else:
@@ -343,6 +345,7 @@ def png_with_info(png: bytes, text: str) -> str:
 
 @bp.post("/txt2img")
 def txt2img() -> ResponseReturnValue:
+    """Paint pictures from a prompt, as A1111 does (body and answer in its words)."""
     # 1. Read and check the body: FastAPI-style 422s name the field.
     body = read_body()
     params = parse_fields(body)
@@ -460,6 +463,7 @@ def paint(params: dict[str, Any], requests_: list[GenerationRequest], seeds: lis
 
 @bp.get("/progress")
 def progress() -> ResponseReturnValue:
+    """How far the caller's picture being painted has come, with a live preview."""
     skip_image = request.args.get("skip_current_image", "false").lower() == "true"
     running = service().current(caller())  # the caller's own work: other clients' pictures stay theirs
     idle_state = {"skipped": False, "interrupted": False, "stopping_generation": False, "job": "", "job_count": 0,
@@ -495,6 +499,7 @@ def skip() -> ResponseReturnValue:
 
 @bp.get("/samplers")
 def samplers() -> ResponseReturnValue:
+    """The samplers this server paints with, under their A1111 names."""
     aliases: dict[str, list[str]] = {}
     for alias, name in SAMPLER_ALIASES.items():
         aliases.setdefault(name, []).append(alias)
@@ -505,12 +510,14 @@ def samplers() -> ResponseReturnValue:
 
 @bp.get("/schedulers")
 def schedulers() -> ResponseReturnValue:
+    """The schedule types (A1111 1.9+)."""
     return jsonify([{"name": name, "label": label, "aliases": None, "default_rho": 7.0 if name == "karras" else -1,
                      "need_inner_model": False} for name, (label, _) in SCHEDULES.items()])
 
 
 @bp.get("/sd-models")
 def sd_models() -> ResponseReturnValue:
+    """The one loaded model, by name (never its path on this server)."""
     title = state().model_title
     model = current_app.config.get("MODEL", title)
     return jsonify(
@@ -529,11 +536,13 @@ def sd_models() -> ResponseReturnValue:
 
 @bp.get("/options")
 def get_options() -> ResponseReturnValue:
+    """The options clients set (A1111 keeps them per server)."""
     return jsonify(state().options)
 
 
 @bp.post("/options")
 def set_options() -> ResponseReturnValue:
+    """Set options; another checkpoint than the loaded one fails, as in A1111."""
     body = read_body()
     options = state().options
     for key, value in body.items():
@@ -569,31 +578,37 @@ def prompt_styles() -> list[dict[str, str]]:
 
 @bp.get("/prompt-styles")
 def get_prompt_styles() -> ResponseReturnValue:
+    """Each story's picture style, offered as a prompt style."""
     return jsonify(prompt_styles())
 
 
 @bp.get("/upscalers")
 def upscalers() -> ResponseReturnValue:
+    """No upscalers here (the contract shape, empty but for "None")."""
     return jsonify([{"name": "None", "model_name": None, "model_path": None, "model_url": None, "scale": 1}])
 
 
 @bp.get("/face-restorers")
 def face_restorers() -> ResponseReturnValue:
+    """No face restorers here."""
     return jsonify([])
 
 
 @bp.get("/embeddings")
 def embeddings() -> ResponseReturnValue:
+    """No textual-inversion embeddings here."""
     return jsonify({"loaded": {}, "skipped": {}})
 
 
 @bp.get("/scripts")
 def scripts() -> ResponseReturnValue:
+    """No scripts here."""
     return jsonify({"txt2img": [], "img2img": []})
 
 
 @bp.get("/memory")
 def memory() -> ResponseReturnValue:
+    """Memory of this process (RAM only)."""
     import resource
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if platform.system() == "Darwin" else 1024)
