@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOMAIN = sorted(p.relative_to(ROOT).as_posix() for p in [*ROOT.glob("game/*.py"), *ROOT.glob("inference/*.py")])
+DOMAIN = sorted(p.relative_to(ROOT).as_posix() for p in [*ROOT.glob("game/**/*.py"), *ROOT.glob("inference/**/*.py")])
 HEAVY = {"torch", "diffusers", "transformers", "ray"}
 TORCH = {"torch", "diffusers", "transformers"}
 LAZY_HEAVY = {"inference/diffusers_backend.py": TORCH, "inference/denoise.py": TORCH, "inference/checkpoints.py": TORCH,
