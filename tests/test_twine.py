@@ -370,3 +370,11 @@ def test_real_public_stories_import_into_valid_stories(name, reachable, conditio
     assert sum(1 for s in story.slides.values() for c in s.choices if c.condition) >= conditional
     for slide in story.slides.values():
         assert slide.text and "<<" not in slide.text and "<script" not in slide.text and "<br" not in slide.text
+
+
+@pytest.mark.parametrize("macro", ["goto", "include"])
+def test_a_sugarcube_goto_or_include_of_a_web_address_is_dropped_with_a_warning(macro):
+    text = f':: StoryData\n{{"format": "SugarCube"}}\n\n:: A\nHello. <<{macro} [[https://example.org]]>>\n'
+    data, _story, warnings = slides_of(text)  # raised IndexError before
+    assert data["slides"]["A"]["text"] == "Hello."
+    assert f"passage 'A': <<{macro} [[https://example.org]]>> leads to a web page, not a passage; dropped" in warnings

@@ -23,7 +23,7 @@ from game.twine.passages import goto
 from game.twine.passages import include
 from game.twine.passages import link_nodes
 from game.twine.passages import printed
-from game.twine.twee import link_target
+from game.twine.twee import parse_links
 
 CONTAINERS = {"if", "link", "button", "nobr", "silently", "script", "switch", "for", "widget", "timed", "repeat",
               "type", "linkappend", "linkprepend", "linkreplace", "append", "prepend", "replace", "capture", "do",
@@ -222,9 +222,12 @@ def _single(name: str, args: str, ctx: Context) -> list[Any]:
     if name in ("print", "=", "-"):
         return printed(args, ctx, f"<<print {args.strip()[:60]}>>")
     if name in ("goto", "include", "display"):
-        target = link_target(args)
-        if target is None:
-            target = strings[0] if strings else None
+        link = re.fullmatch(r"\s*\[\[(.*)\]\]\s*", args, re.DOTALL)
+        found = parse_links(f"[[{link.group(1)}]]") if link else []
+        if link and not found:
+            ctx.warn(f"<<{name} {args.strip()[:60]}>> leads to a web page, not a passage; dropped")
+            return []
+        target = found[0][1] if found else (strings[0] if strings else None)
         return goto(target, ctx) if name == "goto" else include(target, ctx)
     if name in ("back", "return"):
         ctx.warn(f"<<{name}>> is dropped: the play page has its own Back")

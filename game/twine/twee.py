@@ -163,9 +163,3 @@ def parse_links(text: str) -> list[tuple[str, str]]:
         links.append((label.strip(), target.strip()))
     return links
 
-
-def link_target(args: str) -> str | None:
-    """The passage a macro argument written as a ``[[link]]`` names (SugarCube's ``<<goto [[X]]>>``); None when
-    the argument is not a link."""
-    link = re.fullmatch(r"\s*\[\[(.*)\]\]\s*", args, re.DOTALL)
-    return parse_links(f"[[{link.group(1)}]]")[0][1] if link else None
