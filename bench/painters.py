@@ -7,8 +7,8 @@
 
 Every painter gets ``--torch-threads`` CPU threads (default 1, through OMP_NUM_THREADS), in or out of the web process.
 
-    python bench/painters.py [--seconds 15] [--burst 16] [--modes a,b]
-    python bench/painters.py --model PATH --device cuda --max-size 0      # on a GPU box
+    python -m bench.painters [--seconds 15] [--burst 16] [--modes a,b]
+    python -m bench.painters --model PATH --device cuda --max-size 0      # on a GPU box
 
 Prints figures only; asserts nothing.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -26,12 +25,9 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from playthrough import HTMX  # noqa: E402
-from playthrough import Server  # noqa: E402
-from playthrough import machine  # noqa: E402
+from bench.playthrough import HTMX
+from bench.playthrough import Server
+from bench.playthrough import machine
 
 STORY = "lighthouse"
 
