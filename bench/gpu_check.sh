@@ -21,7 +21,7 @@ PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 started=$(date +%s)
 
-if compgen -G ".whl/*.whl" >/dev/null; then
+if [ "$mode" != "--cpu" ] && compgen -G ".whl/*.whl" >/dev/null; then  # the rehearsal uses this machine's packages
   site=${SITE:-/tmp/lanternslide-site}
   echo "--- installing $(ls .whl/*.whl | wc -l) carried wheels into $site"
   if ! $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl; then
