@@ -20,7 +20,6 @@ import logging
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,7 +81,7 @@ class PainterProcess:
         """Where this painter stands: its backend's state and message, pictures painted, its process id."""
         status = self.backend.status()
         return {"state": status.state, "message": status.message, "hint": status.hint, "painted": self.painted,
-                "pid": os.getpid(), "time": time.time()}
+                "pid": os.getpid()}
 
     def count_tokens(self, text: str) -> int | None:
         return self.backend.count_tokens(text)

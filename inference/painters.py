@@ -12,7 +12,6 @@ that join later get theirs.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import socket
@@ -23,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inference.backend import FAILED
 from inference.backend import LOADING
 from inference.backend import READY
 from inference.backend import BackendSettings
@@ -35,20 +33,21 @@ from inference.backend import StepCallback
 from inference.backend import create_backend
 from inference.painter_process import EncodedResult
 from inference.painter_process import PainterProcess
+from inference.painter_state import FALLBACK
+from inference.painter_state import PaintersUnavailable
+from inference.painter_state import Slot
+from inference.painter_state import check_reachable
+from inference.painter_state import listing
+from inference.painter_state import resolved
+from inference.painter_state import summary
 from inference.request import GenerationRequest
 from inference.request import GenerationResult
 
 log = logging.getLogger(__name__)
 
-FALLBACK = "To paint in this process instead, start with --painters inprocess and without --ray."
 INFERENCE_DIR = Path(__file__).resolve().parent
-TOKEN_MEMO = 4096  # prompt parts whose token counts are remembered (pages count tokens on every slide)
+TOKEN_MEMO = 4096  # prompt parts whose token counts are remembered
 OBJECT_STORE_BYTES = 256 * 1024 * 1024  # a local Ray's shared memory: previews and pictures in flight
-RESTARTING = "restarting"
-
-
-class PaintersUnavailable(ValueError):
-    """Ray is missing, could not start, or no cluster answers at the address; says why and how to fall back."""
 
 
 def actor_class() -> Any:
@@ -79,30 +78,6 @@ def actor_class() -> Any:
             yield from self.process.paint(requests, preview_every, ray.get_runtime_context().is_canceled)
 
     return Painter
-
-
-@dataclasses.dataclass
-class Slot:
-    """What the web process knows of one painter (fields change under the pool's lock)."""
-
-    name: str
-    actor: Any
-    node: str = ""
-    device: str = ""
-    pid: int = 0
-    state: str = "starting"
-    message: str = "Starting a painter process (Ray places it on a free GPU or CPU)…"
-    hint: str = ""
-    busy: bool = False
-    batch: list[str] = dataclasses.field(default_factory=list)
-    step: str = ""
-    painted: int = 0
-    failures: int = 0
-    restarts: int = 0
-    heartbeat: float | None = None
-    idle_since: float = 0.0
-    pending: Any = None  # the status call in flight
-    reported: bool = False
 
 
 class Lease:
@@ -166,7 +141,7 @@ class RayPainters:
         if not self.gpu and self.settings.kind == "diffusers":
             log.info("painters: no GPU in %s, so %d painter(s) paint on CPUs",
                      f"the Ray cluster at {self.address}" if self.address else "Ray's view of this machine", target)
-        self.settings = self._resolved(self.settings)
+        self.settings = resolved(self.settings, self.gpu, self.address)
         self._actor = actor_class()
         for _ in range(target):
             self.add_painter()
@@ -195,20 +170,6 @@ class RayPainters:
             where = f"join the Ray cluster at {self.address}" if self.address else "start on this machine"
             raise PaintersUnavailable(f"Ray could not {where}: {type(exc).__name__}: {exc}. {FALLBACK}") from None
         self._own_ray = True
-
-    def _resolved(self, settings: BackendSettings) -> BackendSettings:
-        """Settings every painter shares, decided here once so cache keys made in this process name them: the
-        device Ray gives (``cuda`` inside the painter), and ``--max-size auto`` (drafts on CPUs only)."""
-        from inference.diffusers_backend import CPU_DRAFT_SIZE
-        from inference.diffusers_backend import gpu_likely
-
-        device = "cuda" if self.gpu and settings.device in ("auto", "cuda") or settings.device.startswith("cuda:") \
-            else settings.device
-        max_size = settings.max_size
-        if max_size is None:
-            max_size = 0 if self.gpu or (not self.address and gpu_likely(device)) else CPU_DRAFT_SIZE
-        compile_cache = None if self.address else settings.compile_cache  # a folder of this machine
-        return dataclasses.replace(settings, device=device, max_size=max_size, compile_cache=compile_cache)
 
     def add_painter(self, settings: BackendSettings | None = None) -> str:
         """Start one more painter (with other backend settings if given); return its name."""
@@ -255,22 +216,13 @@ class RayPainters:
 
     def status(self) -> BackendStatus:
         with self._lock:
-            slots = [(s.state, s.message, s.hint) for s in self._slots]
-        ready = [s for s in slots if s[0] == READY]
-        if ready:
-            return BackendStatus(READY, f"{ready[0][1]} Painters ready: {len(ready)} of {len(slots)}.")
-        waiting = [s for s in slots if s[0] != FAILED]
-        if waiting:
-            return BackendStatus(LOADING, waiting[0][1], waiting[0][2])
-        if slots:
-            return BackendStatus(FAILED, slots[0][1], slots[0][2])
-        return BackendStatus(LOADING, "Waiting for a painter: the Ray cluster has no GPU free yet.",
-                             f"Add a GPU machine with `ray start --address=...`. {FALLBACK}")
+            return summary(self._slots)
 
     def identity(self, memo_folder: Any = None) -> str:
         return create_backend(self.settings).identity(memo_folder)
 
     def count_tokens(self, text: str) -> int | None:
+        """Asked of a ready painter once per text, then remembered (pages count tokens on every slide)."""
         import ray
 
         with self._lock:
@@ -278,17 +230,15 @@ class RayPainters:
                 self._tokens.move_to_end(text)
                 return self._tokens[text]
             slot = next((s for s in self._slots if s.state == READY), None)
-        if slot is None:
-            return None
         try:
-            value = ray.get(slot.actor.count_tokens.remote(text), timeout=30)
+            value = None if slot is None else ray.get(slot.actor.count_tokens.remote(text), timeout=30)
         except Exception:  # noqa: BLE001 - a painter gone meanwhile: the prompt is composed without a count
             return None
-        if value is not None:
-            with self._lock:
+        with self._lock:
+            if value is not None:
                 self._tokens[text] = value
-                while len(self._tokens) > TOKEN_MEMO:
-                    self._tokens.popitem(last=False)
+            while len(self._tokens) > TOKEN_MEMO:
+                self._tokens.popitem(last=False)
         return value
 
     def generate(self, requests: list[GenerationRequest],
@@ -321,13 +271,8 @@ class RayPainters:
         on_count(count)
 
     def painters(self) -> list[dict[str, Any]]:
-        now = time.monotonic()
         with self._lock:
-            return [{"name": s.name, "node": s.node, "device": s.device, "pid": s.pid,
-                     "state": "painting" if s.busy else s.state, "message": s.message, "batch": list(s.batch),
-                     "step": s.step, "painted": s.painted, "failures": s.failures, "restarts": s.restarts,
-                     "heartbeat_seconds": None if s.heartbeat is None else round(now - s.heartbeat, 1)}
-                    for s in self._slots]
+            return listing(self._slots)
 
     def paint_on(self, slot: Slot, requests: list[GenerationRequest],
                  on_step: StepCallback | None) -> list[GenerationResult]:
@@ -353,8 +298,8 @@ class RayPainters:
                         raise
             raise PainterLost(f"{slot.name} ended a batch without its pictures")
         except RayError as exc:
-            self._lost(slot, exc)
             with self._lock:
+                slot.lost(exc)
                 slot.failures += 1
             log.warning("%s on %s stopped mid-batch (%s); its pictures go back to the queue", slot.name,
                         slot.node or "its node", type(exc).__name__)
@@ -419,29 +364,13 @@ class RayPainters:
                 self._replace(slot)
                 continue
             except ray.exceptions.RayError as exc:
-                self._lost(slot, exc)
+                with self._lock:
+                    slot.lost(exc)
                 continue
-            self._update(slot, info)
-
-    def _lost(self, slot: Slot, exc: Exception) -> None:
-        with self._lock:
-            slot.state, slot.hint = RESTARTING, ""
-            slot.message = f"{slot.name} stopped ({type(exc).__name__}); Ray is restarting it…"
-
-    def _update(self, slot: Slot, info: dict[str, Any]) -> None:
-        with self._lock:
-            if slot.pid and info["pid"] != slot.pid:
-                slot.restarts += 1
-                slot.reported = False
-            slot.pid, slot.node, slot.device = info["pid"], info["node"], info["device"]
-            slot.state, slot.message, slot.hint = info["state"], info["message"], info["hint"]
-            slot.heartbeat = time.monotonic()
-            report = slot.state == FAILED and not slot.reported
+            with self._lock:
+                report = slot.heard(info)
             if report:
-                slot.reported = True
-                slot.failures += 1
-        if report:
-            log.error("%s on %s cannot paint: %s %s (the other painters carry on)", slot.name, slot.node,
+                log.error("%s on %s cannot paint: %s %s (the other painters carry on)", slot.name, slot.node,
                       slot.message, slot.hint)
 
     def _replace(self, slot: Slot) -> None:
@@ -459,18 +388,3 @@ def _constant(value: Any) -> Callable[[], Any]:
     return lambda: value
 
 
-def check_reachable(address: str) -> None:
-    """Fail at once, saying what to do, when nothing listens at a Ray address (Ray itself retries for minutes)."""
-    if address == "auto":
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise PaintersUnavailable(f"--ray {address!r}: expected HOST:PORT, the address `ray start --head` printed "
-                                  f"(port 6379 by default), or ray://HOST:10001. {FALLBACK}")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as exc:
-        raise PaintersUnavailable(
-            f"No Ray cluster answers at {address} ({exc.strerror or exc}). Start one with `ray start --head` on the "
-            f"head machine and `ray start --address={address}` on each GPU machine, or check the address. "
-            f"{FALLBACK}") from None
