@@ -274,7 +274,6 @@ def stream(slug: str, slide_id: str) -> Response:
         abort(503)
     key = first.key
     frame_template = current_app.jinja_env.get_template("play/_frame.html")
-    progress_template = current_app.jinja_env.get_template("play/_progress.html")
     context = {"story": story, "slide": player_slide(story, slide_id)}  # alt text rendered: no template source
     # Each open stream holds a server thread: only so many per client and in all, so that pages always get one.
     release = services.images().followers.take(client_key())
@@ -293,14 +292,11 @@ def stream(slug: str, slide_id: str) -> Response:
                 frame = frame_context(snap)  # a picture that would fail the moment it is taken reads as failed now
                 ended = frame["state"] not in ("queued", "running")
                 overdue = not ended and time.monotonic() > deadline
-                # A whole frame only when what it shows changed (state, queue place, a new preview); a step that
-                # only moved the progress bar sends the small progress fragment: a few KB per picture in all.
-                looks = (frame["state"], snap.position, snap.waiting_for, snap.preview, snap.error)
-                if looks != shown or overdue:
-                    shown = looks
-                    yield sse("frame", frame_template.render(frame=frame_context(snap, poll=overdue), **context))
-                elif frame["state"] == "running":
-                    yield sse("progress", progress_template.render(frame={"step": snap.step, "total": snap.total}))
+                # A frame only when it differs from the last one sent (a failed model, say, is told once).
+                html = frame_template.render(frame=frame_context(snap, poll=overdue), **context)
+                if html != shown:
+                    shown = html
+                    yield sse("frame", html)
                 if ended or overdue:
                     yield sse("done", "")
                     return
