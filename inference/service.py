@@ -17,11 +17,13 @@ counted per client and in total (`Followers`).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
 import time
 from collections import Counter
+from collections import OrderedDict
 from collections import deque
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -195,6 +197,8 @@ class GenerationService:
         self.timeout = timeout
         self.gather = gather
         self._jobs: dict[str, Job] = {}
+        # why recently dropped failed jobs failed, for followers that look after the job left the table (bounded)
+        self._failures: OrderedDict[str, Snapshot] = OrderedDict()
         self._queue: list[Job] = []
         self._cond = threading.Condition()
         self._seq = itertools.count()
@@ -391,9 +395,10 @@ class GenerationService:
             job = self._jobs.get(key)
             if job is not None:
                 return self._snapshot(job)
+            failed = self._failures.get(key)
         cached = self.cache.get(key)
         if cached is None:
-            return None
+            return failed
         return Snapshot(key, DONE, 0, 0, 0, 0, None, cached.png, cached.meta, "", "")
 
     def snapshot(self, key: str) -> Snapshot:
@@ -619,6 +624,10 @@ class GenerationService:
         for kept, job in enumerate(newest_first, 1):
             held += len(job.png or b"")
             if kept > ENDED_KEEP or held > ENDED_KEEP_BYTES or now - job.ended > ENDED_KEEP_SECONDS:
+                if job.state == FAILED:  # a follower that looks later still learns why (a few KB, bounded)
+                    self._failures[job.key] = dataclasses.replace(self._snapshot(job), png=None, preview=None)
+                    while len(self._failures) > ENDED_KEEP:
+                        self._failures.popitem(last=False)
                 del self._jobs[job.key]
 
     # -- telling how it goes ---------------------------------------------------------------------------------
