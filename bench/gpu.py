@@ -43,6 +43,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from inference.encodings import BrowserEncodings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 GROUPS = ("plain", "channels_last", "deepcache", "compile", "regional", "graphs", "max", "service")
@@ -453,20 +455,20 @@ class Bench:
         """Milliseconds of our own work to hand out a picture that is already painted: find its job (or cached
         file) and encode it for the browser (WebP; encoded once per picture, later views reuse it)."""
         clock = time.perf_counter()
-        job = service.submit(request)
-        snapshot = service.snapshot(job)
-        if snapshot.state != "done" or not snapshot.png:
-            raise RuntimeError(f"an already painted picture came back {snapshot.state}")
-        service.encoded(snapshot.key, snapshot.png, "webp")
+        snapshot = service.submit(request)
+        if snapshot is None or snapshot.state != "done" or not snapshot.png:
+            raise RuntimeError(f"an already painted picture came back {snapshot and snapshot.state}")
+        ENCODINGS.get(snapshot.key, snapshot.png, "webp")
         return 1000 * (time.perf_counter() - clock)
+
+
+ENCODINGS = BrowserEncodings()  # the web process's memo of browser encodings, as the pages use it
 
 
 def wait_for_picture(service, request) -> None:
     """Submit one player's picture and block until it is painted (the way a slide's stream follows it)."""
-    job = service.submit(request)
-    snapshot = service.snapshot(job)
-    while snapshot.state not in ("done", "failed", "cancelled"):
-        snapshot = service.follow(job, snapshot.version, 600) or service.snapshot(job)
+    asked = service.submit(request)
+    snapshot = service.wait(asked.key, 600)
     if snapshot.state != "done":
         raise RuntimeError(f"the service did not paint the picture: {snapshot.state} {snapshot.error}")
 
