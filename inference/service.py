@@ -325,7 +325,7 @@ class GenerationService:
             self._queue.remove(job)
             job.state = CANCELLED
             self.counters["cancelled"] += 1
-            del self._jobs[key]
+            self._remember(self._jobs.pop(key))
             self._changed(job)
             return True
 
@@ -344,7 +344,7 @@ class GenerationService:
                 self._queue.remove(job)
                 job.state, job.error = CANCELLED, reason
                 self.counters["cancelled"] += 1
-                del self._jobs[job.key]
+                self._remember(self._jobs.pop(job.key))
                 self._changed(job)
                 stopped += 1
             return stopped
@@ -360,7 +360,7 @@ class GenerationService:
             if job is not None and job.state == QUEUED and job.interest <= {who}:
                 self._queue.remove(job)
                 job.state, job.error = CANCELLED, "interrupted"
-                del self._jobs[key]
+                self._remember(self._jobs.pop(key))
                 self._changed(job)
 
     def current(self, wanted_by: str = "") -> tuple[Snapshot, float, int] | None:
@@ -586,7 +586,7 @@ class GenerationService:
                 self.counters["cancelled"] += 1
                 self._changed(job)
                 if self._jobs.get(job.key) is job:
-                    del self._jobs[job.key]
+                    self._remember(self._jobs.pop(job.key))
 
     def _requeue(self, batch: list[Job], reason: str) -> None:
         """The painter process died under the batch, which was not painted: back in the queue for another painter
@@ -613,6 +613,14 @@ class GenerationService:
                 self._changed(job)
             self._forget_ended()
 
+    def _remember(self, job: Job) -> None:
+        """Keep how a job that leaves the table ended (failed, cancelled, interrupted, skipped), without its
+        pictures, so a follower that looks later still learns why (a few KB, bounded)."""
+        self._failures[job.key] = dataclasses.replace(self._snapshot(job), png=None, preview=None)
+        self._failures.move_to_end(job.key)
+        while len(self._failures) > ENDED_KEEP:
+            self._failures.popitem(last=False)
+
     def _forget_ended(self) -> None:
         """Drop finished and failed jobs from the table once they are older than ``ENDED_KEEP_SECONDS``, or past
         the newest ``ENDED_KEEP`` of them or ``ENDED_KEEP_BYTES`` of their pictures.  Whoever still follows one
@@ -624,10 +632,8 @@ class GenerationService:
         for kept, job in enumerate(newest_first, 1):
             held += len(job.png or b"")
             if kept > ENDED_KEEP or held > ENDED_KEEP_BYTES or now - job.ended > ENDED_KEEP_SECONDS:
-                if job.state == FAILED:  # a follower that looks later still learns why (a few KB, bounded)
-                    self._failures[job.key] = dataclasses.replace(self._snapshot(job), png=None, preview=None)
-                    while len(self._failures) > ENDED_KEEP:
-                        self._failures.popitem(last=False)
+                if job.state == FAILED:
+                    self._remember(job)
                 del self._jobs[job.key]
 
     # -- telling how it goes ---------------------------------------------------------------------------------
@@ -658,7 +664,8 @@ class GenerationService:
         self._queue.remove(victim)
         victim.state = CANCELLED
         self.counters["cancelled"] += 1
-        self._jobs.pop(victim.key, None)
+        if self._jobs.pop(victim.key, None) is not None:
+            self._remember(victim)
         self._changed(victim)
         return True
 
