@@ -1,6 +1,6 @@
 """The edits an author makes on the admin pages, as pure functions on story documents.
 
-A document is the round-trip YAML tree of a story file (``game.story.yaml_parser``): editing it in place keeps the
+A document is the round-trip YAML tree of a story file (``game.yamlsafe.yaml_parser``): editing it in place keeps the
 author's comments and key order, and ``game.story.dump_document`` writes it back.  The views parse the forms into
 plain values and call these; each refusal is an `EditError` naming the field and the value at fault.
 """
@@ -18,7 +18,7 @@ from ruamel.yaml.scalarstring import LiteralScalarString
 
 from game import state as st
 from game.library import SlideNotFound
-from game.story import yaml_parser
+from game.yamlsafe import yaml_parser
 
 SLIDE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 STYLE_TEXT = ("prompt", "negative_prompt", "sampler_name", "scheduler")

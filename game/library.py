@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from game.story import MAX_STORY_BYTES
 from game.story import Problem
 from game.story import Story
 from game.story import StoryError
 from game.story import load_story
+from game.yamlsafe import MAX_STORY_BYTES
 
 log = logging.getLogger(__name__)
 

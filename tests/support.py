@@ -224,6 +224,33 @@ slides:
 """
 
 # A small Twee 3 story.
+STATEFUL = """\
+title: Lantern
+start: hall
+state:
+  lantern: false
+  coins: 3
+  name: Ann
+slides:
+  hall:
+    text: |
+      You are in the hall, {{ name }}.
+      {% if lantern %}The lantern glows.{% else %}It is dark.{% endif %}
+    image: "a hall, {% if lantern %}lit by a lantern{% else %}in darkness{% endif %}"
+    choices:
+      - text: Take the lantern
+        to: hall
+        if: not lantern
+        set: {lantern: true, coins: coins - 1}
+      - text: Go down
+        to: cellar
+        if: lantern
+        otherwise: disable
+  cellar:
+    text: The cellar.
+"""
+
+
 TWEE = """\
 :: StoryTitle
 The Cellar Door

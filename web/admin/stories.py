@@ -21,11 +21,11 @@ from game.library import StaleRevision
 from game.library import StoryExists
 from game.story import dump_document
 from game.story import story_graph
-from game.story import yaml_parser
 from game.twine import TwineError
 from game.twine import export_report
 from game.twine import export_twee
 from game.twine import import_file
+from game.yamlsafe import yaml_parser
 from web import services
 from web.admin import admin_required
 from web.admin import back_to_stories
