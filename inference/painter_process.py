@@ -29,16 +29,12 @@ from inference.backend import BackendSettings
 from inference.backend import BackendUnavailable
 from inference.backend import GenerationCancelled
 from inference.backend import create_backend
-from inference.previews import preview_jpeg
+from inference.previews import preview_frames
+from inference.previews import wants_preview
 from inference.request import GenerationRequest
 from inference.request import GenerationResult
 
 log = logging.getLogger(__name__)
-
-
-def wants_preview(step: int, total: int, every: int) -> bool:
-    """Whether the service shows a preview at this step (the same rule as the in-process painter's)."""
-    return bool(every) and (step % every == 0 or step == 1) and step < total
 
 
 @dataclass
@@ -93,11 +89,7 @@ class PainterProcess:
         stop = threading.Event()
 
         def on_step(step: int, total: int, previews: Callable[[], Any]) -> None:
-            frames = None
-            if wants_preview(step, total, preview_every):
-                frames = [frame if frame is None or isinstance(frame, bytes)
-                          else preview_jpeg(frame, request.width, request.height)
-                          for request, frame in zip(requests, previews(), strict=False)]
+            frames = preview_frames(requests, previews()) if wants_preview(step, total, preview_every) else None
             events.put(("step", step, total, frames))
             if stop.is_set():
                 raise GenerationCancelled("cancelled")

@@ -8,9 +8,15 @@ a millisecond at 64x64 latents, so a preview every step or two is free next to a
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from inference.request import GenerationRequest
 
 SD2_LATENT_RGB = np.array(
     [
@@ -39,3 +45,16 @@ def preview_jpeg(latents: np.ndarray, width: int, height: int, longest: int = 25
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def wants_preview(step: int, total: int, every: int) -> bool:
+    """Whether a batch shows a preview at this step: every ``every`` steps and the first, never the last (the
+    picture itself comes then); 0 = never.  The one rule for the service's painter and painter processes."""
+    return bool(every) and (step % every == 0 or step == 1) and step < total
+
+
+def preview_frames(requests: Sequence[GenerationRequest], frames: Sequence[Any]) -> list[bytes | None]:
+    """Each picture's preview as JPEG bytes: latents drawn at the request's aspect, a picture a remote server sent
+    (bytes already) passed on as it is, None where there is none."""
+    return [frame if frame is None or isinstance(frame, bytes) else preview_jpeg(frame, request.width, request.height)
+            for request, frame in zip(requests, frames, strict=False)]

@@ -17,18 +17,12 @@ counted per client and in total (`Followers`).
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import threading
 import time
-from collections import Counter
-from collections import OrderedDict
 from collections import deque
-from collections.abc import Callable
 from collections.abc import Mapping
-from dataclasses import dataclass
-from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -41,123 +35,29 @@ from inference.backend import Painters
 from inference.backend import Paints
 from inference.backend import create_backend
 from inference.cache import ImageCache
-from inference.previews import preview_jpeg
+from inference.followers import Followers
+from inference.jobqueue import JobQueue
+from inference.jobs import API
+from inference.jobs import CANCELLED
+from inference.jobs import DONE
+from inference.jobs import FAILED
+from inference.jobs import PLAYER
+from inference.jobs import PREEMPTIBLE
+from inference.jobs import PREFETCH
+from inference.jobs import QUEUED
+from inference.jobs import RUNNING
+from inference.jobs import Ended
+from inference.jobs import Job
+from inference.jobs import QueueFull
+from inference.jobs import Snapshot
+from inference.jobs import expired
+from inference.previews import preview_frames
+from inference.previews import wants_preview
 from inference.request import GenerationRequest
 
 log = logging.getLogger(__name__)
 
-PLAYER, ADMIN, PREFETCH, API = 0, 1, 2, 3
-PRIORITY_NAMES = {PLAYER: "player", ADMIN: "admin", PREFETCH: "prefetch", API: "api"}
-PREEMPTIBLE = (PREFETCH, API)  # a running batch of only these gives way to a player or admin who waits
-QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
-ENDED_KEEP = 64  # finished or failed jobs kept in the table after they end (their pictures are in the disk cache)...
-ENDED_KEEP_BYTES = 32 * 1024 * 1024  # ...holding at most this many bytes of pictures...
-ENDED_KEEP_SECONDS = 60.0  # ...and for at most this long
 MAX_LOSSES = 3  # a picture whose painter process dies this many times under it fails instead of going back again
-
-
-class QueueFull(RuntimeError):
-    """Too many pictures are waiting (in all, or for this client); try again after ``retry_after`` seconds."""
-
-    def __init__(self, retry_after: int, mine: bool = False):
-        super().__init__(
-            f"{'you have' if mine else 'the painter has'} too many pictures waiting: retry in {retry_after} s"
-        )
-        self.retry_after = retry_after
-        self.mine = mine
-
-
-@dataclass
-class Job:
-    """One picture on its way; fields change only under the service's lock."""
-
-    key: str
-    request: GenerationRequest
-    priority: int
-    seq: int
-    state: str = QUEUED
-    step: int = 0
-    total: int = 0
-    preview: bytes | None = None
-    png: bytes | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    hint: str = ""
-    version: int = 0
-    interest: set[str] = field(default_factory=set)
-    clients: set[str] = field(default_factory=set)
-    created: float = field(default_factory=time.monotonic)
-    started: float = 0.0
-    ended: float = 0.0
-    from_cache: bool = False
-    stop: str = ""  # why it is being stopped: "interrupted" or "skipped" (an /sdapi client's own job)
-    preempted: bool = False
-    lost: int = 0
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A consistent copy of a job's state, for a stream to render."""
-
-    key: str
-    state: str
-    version: int
-    position: int
-    step: int
-    total: int
-    preview: bytes | None
-    png: bytes | None
-    meta: dict[str, Any]
-    error: str
-    hint: str
-    waiting_for: str = ""
-
-
-class Followers:
-    """Open followers of jobs (picture streams, a plain client waiting for its picture), each holding one server
-    thread: at most ``total`` at once and ``per_client`` per client (0 = no cap).  The client "" (the person at
-    this computer) is only counted in the total.  Keys are bounded by ``total``: a client with none open is gone."""
-
-    def __init__(self, total: int = 0, per_client: int = 0):
-        self.total = total
-        self.per_client = per_client
-        self._open: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def _room(self, client: str) -> bool:
-        if self.total and sum(self._open.values()) >= self.total:
-            return False
-        return not (client and self.per_client and self._open[client] >= self.per_client)
-
-    def available(self, client: str) -> bool:
-        """Whether ``client`` could open one more follower now."""
-        with self._lock:
-            return self._room(client)
-
-    def take(self, client: str) -> Callable[[], None] | None:
-        """Open a follower for ``client``: a function that closes it (safe to call more than once), or None when
-        the client or the server is at its cap."""
-        with self._lock:
-            if not self._room(client):
-                return None
-            self._open[client] += 1
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            with self._lock:
-                if released:
-                    return
-                released = True
-                self._open[client] -= 1
-                if self._open[client] <= 0:
-                    del self._open[client]
-
-        return release
-
-    def count(self, client: str | None = None) -> int:
-        with self._lock:
-            return sum(self._open.values()) if client is None else self._open.get(client, 0)
 
 
 class GenerationService:
@@ -197,9 +97,8 @@ class GenerationService:
         self.timeout = timeout
         self.gather = gather
         self._jobs: dict[str, Job] = {}
-        # why recently dropped failed jobs failed, for followers that look after the job left the table (bounded)
-        self._failures: OrderedDict[str, Snapshot] = OrderedDict()
-        self._queue: list[Job] = []
+        self._ended = Ended()  # how jobs that left the table ended, for followers that look later (bounded)
+        self._queue = JobQueue()
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._versions = itertools.count(1)
@@ -291,13 +190,10 @@ class GenerationService:
                 self.counters["coalesced"] += 1
                 return self._jobs[key]
             cap = self.max_per_api_client if priority == API else self.max_per_client
-            if client and priority != PREFETCH and cap and sum(
-                    1 for j in self._queue if client in j.clients and j.priority != PREFETCH
-                    and (j.priority == API) == (priority == API)) >= cap:
+            if client and priority != PREFETCH and cap and self._queue.of_client(client, priority) >= cap:
                 self.counters["rejected"] += 1
                 raise QueueFull(self.retry_after(priority), mine=True)
-            same_part = sum(1 for j in self._queue if (j.priority == API) == (priority == API))
-            if same_part >= self.max_queue and (priority == API or not self._make_room(priority)):
+            if self._queue.in_part(priority) >= self.max_queue and (priority == API or not self._make_room(priority)):
                 self.counters["rejected"] += 1
                 if priority == PREFETCH:
                     return None
@@ -307,7 +203,7 @@ class GenerationService:
             if priority == PREFETCH:
                 self.counters["prefetched"] += 1
             self._jobs[key] = job
-            self._queue.append(job)
+            self._queue.add(job)
             if priority != PREFETCH:
                 self._preempt_for(job)
             self._cond.notify_all()
@@ -375,7 +271,7 @@ class GenerationService:
                     job = self._jobs.get(key)
                     if job is not None and job.state == RUNNING and mine(job):
                         running = [self._jobs[k] for b in self._running_batches for k in b if k in self._jobs]
-                        in_flight = sum(1 for j in running + self._queue if mine(j))
+                        in_flight = sum(1 for j in running + list(self._queue) if mine(j))
                         return self._snapshot(job), time.monotonic() - job.started, in_flight
             return None
 
@@ -395,7 +291,7 @@ class GenerationService:
             job = self._jobs.get(key)
             if job is not None:
                 return self._snapshot(job)
-            failed = self._failures.get(key)
+            failed = self._ended.get(key)
         cached = self.cache.get(key)
         if cached is None:
             return failed
@@ -433,10 +329,7 @@ class GenerationService:
         return snap
 
     def _snapshot(self, job: Job) -> Snapshot:
-        position = 0
-        if job.state == QUEUED:
-            ahead = sorted(self._queue, key=self._order)
-            position = ahead.index(job) + 1 if job in ahead else 0
+        position = self._queue.position(job) if job.state == QUEUED else 0
         status = self.backend.status()
         waiting_for = status.message if status.state == "loading" else ""
         return Snapshot(job.key, job.state, job.version, position, job.step, job.total, job.preview, job.png,
@@ -448,20 +341,9 @@ class GenerationService:
 
     # -- the painter -----------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _order(job: Job) -> tuple[int, int]:
-        """Most urgent first; within a priority first come first served, except paint-ahead, which goes newest
-        first: the slides a player is reading now matter more than those they have moved past."""
-        return job.priority, -job.seq if job.priority == PREFETCH else job.seq
-
     def _next_batch(self) -> list[Job]:
-        head = min(self._queue, key=self._order)
-        batch = [head] + [j for j in sorted(self._queue, key=lambda j: j.seq)
-                          if j is not head and j.priority == head.priority
-                          and (head.priority != API or j.clients == head.clients)  # one API client's jobs per batch
-                          and j.request.batch_key() == head.request.batch_key()][: self.max_batch - 1]
+        batch = self._queue.take_batch(self.max_batch)
         for job in batch:
-            self._queue.remove(job)
             job.state, job.started = RUNNING, time.monotonic()
             self._changed(job)
         return batch
@@ -473,11 +355,9 @@ class GenerationService:
         instead of the 3.4x a batch of 4 gives (H100, issue 14).  A job that already waited behind a running batch
         does not wait again."""
         while self.gather and self._queue and not self._closed:
-            head = min(self._queue, key=self._order)
-            mates = sum(1 for j in self._queue
-                        if j.priority == head.priority and j.request.batch_key() == head.request.batch_key())
+            head = self._queue.head()
             remaining = head.created + self.gather - time.monotonic()
-            if mates >= self.max_batch or remaining <= 0:
+            if self._queue.mates(head) >= self.max_batch or remaining <= 0:
                 return
             self._cond.wait(remaining)
 
@@ -519,15 +399,13 @@ class GenerationService:
         started = time.monotonic()
 
         def on_step(step: int, total: int, previews: Any) -> None:
-            wanted = self.preview_every and (step % self.preview_every == 0 or step == 1) and step < total
-            frames = previews() if wanted else None
+            frames = previews() if wants_preview(step, total, self.preview_every) else None
+            pictures = [] if frames is None else preview_frames([job.request for job in batch], frames)
             with self._cond:
                 for index, job in enumerate(batch):
                     job.step, job.total = step, total
-                    if frames is not None and index < len(frames) and frames[index] is not None:
-                        frame = frames[index]  # latents from a local pipeline, or a picture from a remote server
-                        job.preview = frame if isinstance(frame, bytes) else preview_jpeg(
-                            frame, job.request.width, job.request.height)
+                    if index < len(pictures) and pictures[index] is not None:
+                        job.preview = pictures[index]
                     self._changed(job)
                 stop = self._closed or all(job.stop for job in batch)
                 preempt = all(job.preempted and job.priority in PREEMPTIBLE for job in batch)
@@ -577,7 +455,7 @@ class GenerationService:
             if all(job.preempted and not job.stop for job in batch) and not self._closed:
                 for job in batch:  # paint-ahead or API work gave way to a waiting player: back in line as it was
                     job.state, job.step, job.preview, job.preempted = QUEUED, 0, None, False
-                    self._queue.append(job)
+                    self._queue.add(job)
                     self._changed(job)
                 self.counters["preempted"] += len(batch)
                 return
@@ -601,7 +479,7 @@ class GenerationService:
                     self.counters["failed"] += 1
                 else:
                     job.state, job.step, job.preview, job.preempted = QUEUED, 0, None, False
-                    self._queue.append(job)
+                    self._queue.add(job)
                     self.counters["requeued"] += 1
                 self._changed(job)
 
@@ -614,27 +492,15 @@ class GenerationService:
             self._forget_ended()
 
     def _remember(self, job: Job) -> None:
-        """Keep how a job that leaves the table ended (failed, cancelled, interrupted, skipped), without its
-        pictures, so a follower that looks later still learns why (a few KB, bounded)."""
-        self._failures[job.key] = dataclasses.replace(self._snapshot(job), png=None, preview=None)
-        self._failures.move_to_end(job.key)
-        while len(self._failures) > ENDED_KEEP:
-            self._failures.popitem(last=False)
+        """Keep how a job that leaves the table ended, so a follower that looks later still learns why."""
+        self._ended.remember(self._snapshot(job))
 
     def _forget_ended(self) -> None:
-        """Drop finished and failed jobs from the table once they are older than ``ENDED_KEEP_SECONDS``, or past
-        the newest ``ENDED_KEEP`` of them or ``ENDED_KEEP_BYTES`` of their pictures.  Whoever still follows one
-        keeps its own reference; a finished picture is in the disk cache, a failed one is painted afresh when
-        asked again."""
-        now = time.monotonic()
-        held = 0
-        newest_first = sorted((j for j in self._jobs.values() if j.state in (DONE, FAILED)), key=lambda j: -j.ended)
-        for kept, job in enumerate(newest_first, 1):
-            held += len(job.png or b"")
-            if kept > ENDED_KEEP or held > ENDED_KEEP_BYTES or now - job.ended > ENDED_KEEP_SECONDS:
-                if job.state == FAILED:
-                    self._remember(job)
-                del self._jobs[job.key]
+        """Drop the finished and failed jobs `expired` names from the table (remembering how the failed ones ended)."""
+        for job in expired(self._jobs.values()):
+            if job.state == FAILED:
+                self._remember(job)
+            del self._jobs[job.key]
 
     # -- telling how it goes ---------------------------------------------------------------------------------
 
@@ -657,10 +523,9 @@ class GenerationService:
 
     def _make_room(self, priority: int) -> bool:
         """Drop the newest queued prefetch to let a more urgent job in; True if room was made."""
-        prefetches = [j for j in self._queue if j.priority == PREFETCH]
-        if priority == PREFETCH or not prefetches:
+        victim = self._queue.newest_prefetch()
+        if priority == PREFETCH or victim is None:
             return False
-        victim = max(prefetches, key=lambda j: j.seq)
         self._queue.remove(victim)
         victim.state = CANCELLED
         self.counters["cancelled"] += 1
@@ -673,13 +538,13 @@ class GenerationService:
         """Seconds until a place in the queue is likely to free up for a job of ``priority`` (the jobs that go
         first)."""
         per_batch = sum(self._durations) / len(self._durations) if self._durations else self._seconds_per_job
-        ahead = sum(1 for j in self._queue if j.priority <= priority)
+        ahead = self._queue.ahead_of(priority)
         return max(1, round(per_batch * max(1, ahead) / max(1, self.max_batch)))
 
     def stats(self) -> dict[str, Any]:
         """Queue depth per priority, running batches, cache and timing figures."""
         with self._cond:
-            depth = {name: sum(1 for j in self._queue if j.priority == p) for p, name in PRIORITY_NAMES.items()}
+            depth = self._queue.depth()
             durations = sorted(self._durations)
             counters = dict(self.counters)
             running = [list(batch) for batch in self._running_batches]

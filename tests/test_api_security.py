@@ -208,9 +208,9 @@ def test_interrupt_skip_and_progress_concern_only_the_callers_own_pictures(make_
 
 
 def test_a_waiting_player_goes_before_an_api_call_that_is_painting(make_app):
+    from inference.jobs import DONE
+    from inference.jobs import PLAYER
     from inference.request import GenerationRequest
-    from inference.service import DONE
-    from inference.service import PLAYER
 
     app = make_app(SDAPI_AUTH="alice:pa")
     images = app.extensions["images"]

@@ -11,13 +11,12 @@ import requests
 from PIL import Image
 
 from game.engine import Roster
-from inference import service as scheduler
 from inference.cache import ImageCache
 from inference.encodings import BrowserEncodings
+from inference.jobs import ENDED_KEEP
+from inference.jobs import ENDED_KEEP_BYTES
 from inference.remote import RemoteBackend
 from inference.request import GenerationRequest
-from inference.service import ENDED_KEEP
-from inference.service import ENDED_KEEP_BYTES
 from inference.service import GenerationService
 from tests.support import ProxiedServer as Server
 from tests.support import free_port
@@ -71,7 +70,7 @@ def test_served_cached_pictures_do_not_pile_up_in_memory(tmp_path):
 
 
 def test_ended_jobs_are_dropped_after_a_while(tmp_path, monkeypatch):
-    monkeypatch.setattr(scheduler, "ENDED_KEEP_SECONDS", 0.0)
+    monkeypatch.setattr("inference.jobs.ENDED_KEEP_SECONDS", 0.0)
     service = GenerationService(RemoteBackend(nowhere()), ImageCache(tmp_path / "cache", 0), "model")
     service.backend.start()
     service.start()

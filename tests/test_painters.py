@@ -18,12 +18,12 @@ from PIL import Image
 
 from inference.backend import BackendSettings
 from inference.cache import ImageCache
+from inference.jobs import DONE
+from inference.jobs import PLAYER
+from inference.jobs import PREFETCH
 from inference.painters import PaintersUnavailable
 from inference.painters import check_reachable
 from inference.request import GenerationRequest
-from inference.service import DONE
-from inference.service import PLAYER
-from inference.service import PREFETCH
 from inference.service import GenerationService
 from tests.support import ROOT
 from tests.support import data_url_image

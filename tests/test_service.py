@@ -5,15 +5,15 @@ import threading
 import pytest
 
 from inference.cache import ImageCache
+from inference.jobs import ADMIN
+from inference.jobs import API
+from inference.jobs import DONE
+from inference.jobs import FAILED
+from inference.jobs import PLAYER
+from inference.jobs import PREFETCH
+from inference.jobs import QueueFull
 from inference.request import GenerationRequest
-from inference.service import ADMIN
-from inference.service import API
-from inference.service import DONE
-from inference.service import FAILED
-from inference.service import PLAYER
-from inference.service import PREFETCH
 from inference.service import GenerationService
-from inference.service import QueueFull
 
 BASE = GenerationRequest(prompt="a lighthouse", seed=1, steps=2, width=64, height=64)
 

@@ -9,8 +9,8 @@ from flask.cli import with_appcontext
 
 from game.library import LibraryError
 from game.prompts import compose
-from inference.service import ADMIN
-from inference.service import DONE
+from inference.jobs import ADMIN
+from inference.jobs import DONE
 from web import services
 
 

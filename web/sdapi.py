@@ -34,6 +34,9 @@ from flask import request
 from flask.typing import ResponseReturnValue
 
 from inference.backend import without_paths
+from inference.jobs import API
+from inference.jobs import DONE
+from inference.jobs import QueueFull
 from inference.request import AUTOMATIC_SCHEDULE
 from inference.request import MAX_SEED
 from inference.request import SAMPLER_ALIASES
@@ -46,10 +49,7 @@ from inference.sdapi_models import BodyError
 from inference.sdapi_models import megapixel_steps
 from inference.sdapi_models import parse_json_object
 from inference.sdapi_models import parse_txt2img
-from inference.service import API
-from inference.service import DONE
 from inference.service import GenerationService
-from inference.service import QueueFull
 from web import services
 
 bp = Blueprint("sdapi", __name__, url_prefix="/sdapi/v1")

@@ -29,12 +29,12 @@ from game.prompts import depends_on_state
 from game.story import ImageSpec
 from game.story import Story
 from game.story import dump_document
+from inference.jobs import ADMIN
+from inference.jobs import QueueFull
 from inference.request import SAMPLERS
 from inference.request import SCHEDULES
 from inference.request import RequestError
 from inference.request import to_data_url
-from inference.service import ADMIN
-from inference.service import QueueFull
 from web import services
 from web.admin import admin_required
 from web.admin import back_to_stories
