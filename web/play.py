@@ -110,17 +110,23 @@ def slide_request(story: Story, slide_id: str) -> GenerationRequest:
     return picture_request(story, slide_id, player_values(story, slide_id))
 
 
-def start_picture(story: Story, slide_id: str, values: Mapping[str, st.Value] | None = None) -> dict[str, Any]:
-    """Ask for the slide's picture at player priority: inline it when finished, else a frame that streams it, or
-    that checks it every few seconds when this client or the server has as many streams open as allowed.
-    ``values``: the variables it is painted for (the player's own on that slide when None)."""
+def ask_picture(story: Story, slide_id: str, values: Mapping[str, st.Value] | None = None) -> Snapshot:
+    """Ask for the slide's picture for this player, at player priority; raise `QueueFull` when the painter cannot
+    take it now.  ``values``: the variables it is painted for (the player's own on that slide when None)."""
     request_ = slide_request(story, slide_id) if values is None else picture_request(story, slide_id, values)
+    snap = services.images().submit(request_, PLAYER, player_id(), client_key())
+    if snap is None:  # only paint-ahead is turned away without QueueFull: told the same way if it ever happens
+        raise QueueFull(services.images().retry_after())
+    return snap
+
+
+def start_picture(story: Story, slide_id: str, values: Mapping[str, st.Value] | None = None) -> dict[str, Any]:
+    """Ask for the slide's picture (`ask_picture`): inline it when finished, else a frame that streams it, or
+    that checks it every few seconds when this client or the server has as many streams open as allowed."""
     try:
-        snap = services.images().submit(request_, PLAYER, player_id(), client_key())
+        snap = ask_picture(story, slide_id, values)
     except QueueFull as exc:
         return {"picture": "busy", "retry_after": exc.retry_after, "mine": exc.mine}
-    if snap is None:  # only paint-ahead is turned away without QueueFull
-        return {"picture": "busy", "retry_after": services.images().retry_after(), "mine": False}
     if snap.state == DONE:
         return {"picture": "ready", "frame": frame_context(snap)}
     if snap.state in ("queued", "running") and not services.images().followers.available(client_key()):
@@ -267,12 +273,9 @@ def stream(slug: str, slide_id: str) -> Response:
     if slide_id not in story.slides:
         abort(404)
     try:
-        first = services.images().submit(slide_request(story, slide_id), PLAYER, player_id(), client_key())
+        key = ask_picture(story, slide_id).key
     except QueueFull as exc:
         return busy(story, slide_id, exc)
-    if first is None:
-        abort(503)
-    key = first.key
     frame_template = current_app.jinja_env.get_template("play/_frame.html")
     context = {"story": story, "slide": player_slide(story, slide_id)}  # alt text rendered: no template source
     # Each open stream holds a server thread: only so many per client and in all, so that pages always get one.
@@ -321,6 +324,7 @@ def sse(event: str, data: str) -> str:
 
 
 def busy(story: Story, slide_id: str, exc: QueueFull) -> Response:
+    """503 with Retry-After: the picture partial saying so for htmx, a line of text for anyone else."""
     headers = {"Retry-After": str(exc.retry_after)}
     if not is_htmx():
         return Response(f"The painter is busy; try again in {exc.retry_after} s.", 503, headers, mimetype="text/plain")
@@ -344,11 +348,9 @@ def image(slug: str, slide_id: str) -> Response:
     if fmt not in ("webp", "png", "jpeg"):
         abort(400)
     try:
-        snap = services.images().submit(slide_request(story, slide_id), PLAYER, player_id(), client_key())
+        snap = ask_picture(story, slide_id)
     except QueueFull as exc:
         return busy(story, slide_id, exc)
-    if snap is None:
-        abort(503)
     status = services.backend().status()
     if not status.ready and snap.state != DONE:
         headers = {"Retry-After": "5"} if status.state == "loading" else {}
