@@ -435,6 +435,10 @@ class GenerationService:
             self._fail(batch, f"{type(exc).__name__}: {exc}", "Try again; if it keeps failing, see the server log.")
             return
         seconds = time.monotonic() - started
+        with self._cond:  # counted before any job reads as done: whoever sees one done sees its batch in stats()
+            self.counters["generated"] += len(batch)
+            self.counters["batches"] += 1
+            self._durations.append(seconds)
         for job, result in zip(batch, results, strict=False):
             png = result.encode("png")
             meta = {"seed": result.seed, "info": result.info, "seconds": round(seconds, 3),
@@ -444,9 +448,6 @@ class GenerationService:
                 job.png, job.meta, job.state, job.preview, job.ended = png, meta, DONE, None, time.monotonic()
                 self._changed(job)
         with self._cond:
-            self.counters["generated"] += len(batch)
-            self.counters["batches"] += 1
-            self._durations.append(seconds)
             self._forget_ended()
 
     def _stopped(self, batch: list[Job]) -> None:
