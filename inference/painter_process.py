@@ -89,7 +89,7 @@ class PainterProcess:
         stop = threading.Event()
 
         def on_step(step: int, total: int, previews: Callable[[], Any]) -> None:
-            frames = preview_frames(requests, previews()) if wants_preview(step, total, preview_every) else None
+            frames = preview_frames(previews()) if wants_preview(step, total, preview_every) else None
             events.put(("step", step, total, frames))
             if stop.is_set():
                 raise GenerationCancelled("cancelled")

@@ -400,7 +400,7 @@ class GenerationService:
 
         def on_step(step: int, total: int, previews: Any) -> None:
             frames = previews() if wants_preview(step, total, self.preview_every) else None
-            pictures = [] if frames is None else preview_frames([job.request for job in batch], frames)
+            pictures = [] if frames is None else preview_frames(frames)
             with self._cond:
                 for index, job in enumerate(batch):
                     job.step, job.total = step, total

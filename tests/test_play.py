@@ -1,6 +1,8 @@
 """The player's pages through Flask's test client: lists, slides, choices, pictures, errors."""
 
 import io
+import re
+import time
 
 import numpy as np
 from PIL import Image
@@ -249,3 +251,21 @@ def test_a_shared_slide_link_starts_the_receiver_there_with_their_own_progress(a
     receiver.post("/play/lighthouse/log", data={"choice": "2"})
     assert sender.get("/play/lighthouse").headers["Location"] == link  # the sender is where they were
     assert "← Back" not in receiver.get(link).get_data(as_text=True)  # the receiver's own path starts at the link
+
+
+def test_the_picture_stream_sends_each_preview_once_and_no_bigger_than_the_picture(client):
+    response = client.get("/play/lighthouse/shore/stream", buffered=False)
+    started, received = time.monotonic(), []
+    for chunk in response.iter_encoded():
+        for block in chunk.decode().split("\n\n"):
+            if block.startswith("event: frame"):
+                received.append("".join(line[6:] for line in block.splitlines() if line.startswith("data: ")))
+    seconds = time.monotonic() - started
+    previews = [re.search(r'class="preview" src="([^"]+)"', frame) for frame in received]
+    shown = [found.group(1) for found in previews if found]
+    assert len(set(shown)) >= 2  # the picture was seen taking shape
+    sizes = {data_url_image(f'src="{url}"').size for url in shown}
+    assert len(sizes) == 1 and max(sizes.pop()) <= 64  # square like the picture, not scaled up to 256 px
+    # A frame that only moves the progress bar, with the preview it already sent, comes at most once a second.
+    assert len(shown) - len(set(shown)) <= seconds + 1
+    assert max(len(frame) for frame in received if "preview" in frame) < 4000  # was ~20 KB: a 256 px preview

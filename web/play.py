@@ -58,9 +58,7 @@ PLAIN_IMAGE_WAIT = 300  # seconds a client without JavaScript waits for its pict
 STREAM_HEARTBEAT = 5  # seconds between keep-alive comments on a quiet stream (a gone client is noticed on a write)
 STREAM_LIFETIME = 300  # seconds after which a stream hands over to polling (the thread goes back to the pool)
 POLL_EVERY = 3  # seconds between checks of a picture that is not streamed
-STREAM_HEARTBEAT = 5  # seconds between keep-alive comments on a quiet stream (a gone client is noticed on a write)
-STREAM_LIFETIME = 300  # seconds after which a stream hands over to polling (the thread goes back to the pool)
-POLL_EVERY = 3  # seconds between checks of a picture that is not streamed
+PROGRESS_EVERY = 1.0  # seconds between frames that only move the progress bar (the preview in them is unchanged)
 
 
 def load_story(slug: str) -> Story:
@@ -289,16 +287,24 @@ def stream(slug: str, slide_id: str) -> Response:
             yield sse("done", "")
             return
         version, shown, deadline = -1, None, time.monotonic() + STREAM_LIFETIME
+        preview, sent_at = None, 0.0  # the preview in the last frame sent, and when it was sent
         while True:
             if snap.version > version or snap.state not in ("queued", "running"):
-                version = snap.version
                 frame = frame_context(snap)  # a picture that would fail the moment it is taken reads as failed now
                 ended = frame["state"] not in ("queued", "running")
                 overdue = not ended and time.monotonic() > deadline
+                # A frame that would only move the progress bar, re-sending the same preview, waits for news (a new
+                # preview, the picture) or PROGRESS_EVERY, whichever comes first: previews are most of a stream's bytes.
+                wait = PROGRESS_EVERY - (time.monotonic() - sent_at)
+                same_preview = frame["state"] == "running" and snap.preview is not None and snap.preview == preview
+                if same_preview and not overdue and wait > 0:
+                    snap = services.images().follow(key, snap.version, timeout=wait) or services.images().snapshot(key)
+                    continue
+                version = snap.version
                 # A frame only when it differs from the last one sent (a failed model, say, is told once).
                 html = frame_template.render(frame=frame_context(snap, poll=overdue), **context)
                 if html != shown:
-                    shown = html
+                    shown, preview, sent_at = html, snap.preview, time.monotonic()
                     yield sse("frame", html)
                 if ended or overdue:
                     yield sse("done", "")
