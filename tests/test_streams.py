@@ -29,7 +29,7 @@ def many_slides_story(live_server, slug, count):
         for i in range(count)
     )
     (live_server.log_path.parent / "stories" / f"{slug}.yaml").write_text(
-        f"title: {slug}\nstart: s0\nstyle: {{steps: 20, seed: 3}}\nslides:\n{slides}")
+        f"title: {slug}\nstart: s0\nstyle: {{steps: 4, seed: 3}}\nslides:\n{slides}")
 
 
 def test_events_arrive_in_order_and_each_is_flushed_at_once(live_server):
