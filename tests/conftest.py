@@ -14,6 +14,16 @@ from tests.support import csrf_token
 from tests.support import sign_in
 from tests.tiny_pipeline import build_tiny_pipeline
 
+# A test that needs one of these starts a real server process or a Ray session (seconds before its first line):
+# it is `slow` without saying so itself.  The fast subset is ``-m "not slow and not browser"``.
+SLOW_FIXTURES = {"live_server", "api_server", "ray_session", "painters"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -301,6 +301,7 @@ def test_a_bad_setting_is_named(author):
     assert "steps: must be between 1 and 150, got 999" in response.get_data(as_text=True)
 
 
+@pytest.mark.slow
 def test_bake_paints_every_slide_with_progress_and_from_the_command_line(author, make_app):
     author.post("/admin/stories", data={"title": "Small", "slug": "small", "csrf_token": author.token})
     html = author.post("/admin/stories/small/bake", data={"csrf_token": author.token}).get_data(as_text=True)

@@ -207,6 +207,7 @@ def test_interrupt_skip_and_progress_concern_only_the_callers_own_pictures(make_
     assert json.loads(body["info"])["extra_generation_params"]["Lanternslide: interrupted"] == "0 of 1 pictures painted"
 
 
+@pytest.mark.slow
 def test_a_waiting_player_goes_before_an_api_call_that_is_painting(make_app):
     from inference.jobs import DONE
     from inference.jobs import PLAYER

@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.support import ROOT
 
 
+@pytest.mark.slow
 def test_the_gpu_check_runs_every_variant_and_the_service_and_writes_the_table(tmp_path):
     result = subprocess.run(
         ["bash", "bench/gpu_check.sh", str(tmp_path / "out"), "--cpu"],

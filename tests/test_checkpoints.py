@@ -72,6 +72,7 @@ def tensors(module):
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["tiny-512.safetensors", "tiny-512.SAFETENSORS", "tiny-512.ckpt", "tiny-512.pt"])
 def test_every_format_loads_every_tensor_intact_and_paints(tiny, configs, tmp_path, name):
     path = save(pipeline_to_ldm(tiny.unet, tiny.vae, tiny.text_encoder), tmp_path / name)
@@ -147,6 +148,7 @@ def crafted(tiny, answer):
     return state
 
 
+@pytest.mark.slow
 def test_a_v_model_without_768_in_its_name_is_found_by_asking_its_unet(tiny, configs, tmp_path):
     engine, status = loaded(save(crafted(tiny, -1.5), tmp_path / "custom.safetensors"))
     assert status.ready, status
@@ -248,6 +250,7 @@ def test_a_folder_model_changes_identity_with_its_config(tiny_model, tmp_path):
     assert DiffusersBackend(str(folder)).identity(tmp_path) != before
 
 
+@pytest.mark.slow
 def test_a_changed_model_is_never_served_another_models_cached_picture(tiny, configs, tmp_path, stories_dir):
     """The issue's case: the same file painted as one config, then the server restarted with another: the picture is
     painted again, and the API's model hash differs; replacing the file's content does the same."""

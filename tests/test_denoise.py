@@ -59,6 +59,7 @@ def test_the_graphs_level_says_it_has_no_cuda_graphs_on_a_cpu(fast):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "request_", VARIANTS, ids=lambda r: f"{r.sampler_name}-cfg{r.cfg_scale}-tile{r.tiling}-{r.width}"
 )
@@ -66,6 +67,7 @@ def test_own_loop_paints_the_plain_picture(fast, backend, request_):
     assert np.abs(plain(fast, request_) - plain(backend, request_)).max() <= 3
 
 
+@pytest.mark.slow
 def test_own_loop_batches_match_single_plain_pictures_and_keep_order(fast, backend):
     requests = [REQUEST.replace(seed=s, prompt=f"a lighthouse, take {s}") for s in (1, 2, 3)]
     results = fast.generate(requests)
@@ -105,6 +107,7 @@ def test_prompt_embeddings_are_cached_by_text_and_bounded(backend):
     assert torch.equal(denoiser.embeds.get("a lighthouse"), first)
 
 
+@pytest.mark.slow
 def test_captured_shapes_replay_fresh_inputs_and_padded_batches_match_the_plain_pictures(backend):
     import torch
 
@@ -147,6 +150,7 @@ def test_graphs_and_deepcache_do_not_mix():
         DiffusersBackend("x", optimize="graphs", deepcache=3)
 
 
+@pytest.mark.slow
 def test_max_level_compiles_during_warm_up_only_and_paints_the_plain_picture(tiny_model, tmp_path, backend,
                                                                              monkeypatch):
     """What dynamo compiles is checked with its eager backend: inductor's code generation for the tiny model takes

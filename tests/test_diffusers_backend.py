@@ -112,6 +112,7 @@ def test_tokens_are_counted_with_the_model_tokenizer(backend):
     assert backend.count_tokens("a photo of an astronaut") == 5
 
 
+@pytest.mark.slow
 def test_counting_tokens_while_painting_does_not_disturb_the_painter(backend):
     """Regression: counting shared the pipeline's tokenizer, whose padding settings are global state."""
     import threading
@@ -229,6 +230,7 @@ def test_shipped_configs_describe_the_real_sd21_architectures(config, unet_param
     assert scheduler["prediction_type"] == prediction
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("level", ["none", "channels_last", "compile"])
 def test_every_optimization_runs_and_keeps_size_determinism_and_the_picture(tiny_model, tmp_path, backend, level,
                                                                             monkeypatch):
@@ -279,6 +281,7 @@ def test_an_unknown_optimization_is_named():
         DiffusersBackend("x", optimize="turbo")
 
 
+@pytest.mark.slow
 def test_deepcache_runs_keeps_size_and_determinism(tiny_model, backend):
     engine = DiffusersBackend(str(tiny_model), device="cpu", optimize="none", deepcache=3)
     engine.start()

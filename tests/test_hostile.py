@@ -195,6 +195,7 @@ def test_saved_story_files_keep_the_folders_usual_mode(server, author):
 # -- admin sign-in and sessions -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_password_guesses_over_basic_auth_are_slowed_and_share_the_sign_in_limit(tmp_path, start):
     guarded = start(tmp_path, "--behind-proxy")  # behind a proxy nobody is "the person at this computer"
     client = {"X-Forwarded-For": "198.51.100.7"}
@@ -240,6 +241,7 @@ def test_sign_out_everywhere_ends_every_admin_session(server):
     assert phone.get(server.url + "/admin/", allow_redirects=False, timeout=30).status_code == 302
 
 
+@pytest.mark.slow
 def test_admin_sessions_expire_and_end_when_the_password_changes(tmp_path, start):
     def cookie_works(server: Server, jar) -> bool:
         session = requests.Session()
@@ -278,6 +280,7 @@ def test_odd_admin_job_addresses_get_a_plain_not_found_page(server, author):
 # -- server paths -------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_players_never_see_where_the_server_keeps_its_files(tmp_path, start):
     model = tmp_path / "private-models-7f3a" / "sd21-folder"
     model.mkdir(parents=True)  # a folder without a model in it: loading fails, naming the path

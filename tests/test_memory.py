@@ -7,6 +7,7 @@ import random
 import time
 import types
 
+import pytest
 import requests
 from PIL import Image
 
@@ -27,6 +28,7 @@ def nowhere() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
+@pytest.mark.slow
 def test_failing_api_calls_leave_the_job_table_at_its_bound(tmp_path):
     server = Server(tmp_path, types.SimpleNamespace(url=nowhere()))
     try:
@@ -49,6 +51,7 @@ def noise_png(rng: random.Random, size: int = 512) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_served_cached_pictures_do_not_pile_up_in_memory(tmp_path):
     service = GenerationService(RemoteBackend(nowhere()), ImageCache(tmp_path / "cache", 0), "model")
     encodings = BrowserEncodings()

@@ -5,6 +5,7 @@ import re
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from inference.diffusers_backend import DiffusersBackend
@@ -156,6 +157,7 @@ def test_a_painted_picture_is_inlined_into_the_slide_itself(client):
     assert data_url_image(html).size == (64, 64)
 
 
+@pytest.mark.slow
 def test_same_slide_same_pixels_and_different_slides_differ(client):
     shore = np.asarray(data_url_image(final_frame(client, "/play/lighthouse/shore")))
     inlined = np.asarray(data_url_image(client.get("/play/lighthouse/shore").get_data(as_text=True)))

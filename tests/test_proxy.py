@@ -118,6 +118,7 @@ def test_without_proxy_mode_forwarded_headers_are_ignored(painter, tmp_path):
 POLL = re.compile(r'hx-get="/play/crowd/s\d+/image" hx-trigger="load delay:\d+s"')
 
 
+@pytest.mark.slow
 def test_hundreds_of_open_streams_leave_the_pages_answering(proxied):
     proxied.story("crowd", 10)
     held: list[tuple[http.client.HTTPConnection, http.client.HTTPResponse]] = []

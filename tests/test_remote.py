@@ -21,6 +21,7 @@ def ready_remote(api_server, **kwargs):
     return remote
 
 
+@pytest.mark.slow
 def test_paints_on_the_remote_server_with_progress(api_server):
     remote = ready_remote(api_server, poll_interval=0.05)
     steps = []
@@ -32,6 +33,7 @@ def test_paints_on_the_remote_server_with_progress(api_server):
     assert np.array_equal(np.asarray(result.image), np.asarray(again.image))
 
 
+@pytest.mark.slow
 def test_max_size_applies_to_remote_pictures_too(api_server):
     remote = RemoteBackend(api_server.url, f"{ApiServer.user}:{ApiServer.password}", max_size=64)
     result = remote.generate([REQUEST.replace(width=512, height=768)])[0]
@@ -63,6 +65,7 @@ def test_a_server_that_is_down_is_named_and_retried_a_bounded_number_of_times():
         remote.generate([REQUEST])
 
 
+@pytest.mark.slow
 def test_the_game_plays_on_a_remote_server(make_app, api_server):
     app = make_app(BACKEND="remote", API_URL=api_server.url, API_AUTH=f"{ApiServer.user}:{ApiServer.password}",
                    BACKEND_INSTANCE=None)

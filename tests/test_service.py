@@ -225,6 +225,7 @@ def test_p95_is_never_below_the_mean_with_few_samples(service_factory, seconds, 
     assert times["p95"] == p95 and times["p95"] >= times["mean"]
 
 
+@pytest.mark.slow
 def test_a_waiting_player_preempts_a_batch_of_paint_ahead_which_is_painted_later(service_factory):
     service, gated = service_factory()
     ahead = service.submit(BASE.replace(prompt="painted ahead", steps=150), PREFETCH)
@@ -239,6 +240,7 @@ def test_a_waiting_player_preempts_a_batch_of_paint_ahead_which_is_painted_later
     assert service.stats()["counters"]["preempted"] == 1
 
 
+@pytest.mark.slow
 def test_a_player_waiting_for_the_picture_being_painted_ahead_does_not_stop_it(service_factory):
     service, gated = service_factory()
     ahead = service.submit(BASE.replace(prompt="chosen", steps=60), PREFETCH)
@@ -313,6 +315,7 @@ def wait_running(service, job, step=2):
     return snap
 
 
+@pytest.mark.slow
 def test_a_waiting_player_preempts_a_batch_of_api_work_which_is_painted_later(service_factory):
     service, gated = service_factory()
     api = service.submit(BASE.replace(prompt="an API call", steps=40), API, "api/alice/1", "api/alice/")
@@ -325,6 +328,7 @@ def test_a_waiting_player_preempts_a_batch_of_api_work_which_is_painted_later(se
     assert service.stats()["counters"]["preempted"] == 1
 
 
+@pytest.mark.slow
 def test_api_work_waits_behind_players_admins_and_paint_ahead_and_never_preempts(service_factory):
     service, gated = service_factory()
     ahead = service.submit(BASE.replace(prompt="painted ahead", steps=20), PREFETCH)

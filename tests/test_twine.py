@@ -359,6 +359,7 @@ def test_round_trip_ours_to_twee_to_ours_keeps_everything(path):
     assert {k: dataclasses.replace(s, twine={}) for k, s in back.slides.items()} == original.slides
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SAMPLES.is_dir(), reason="the shared Twine samples are not beside this checkout")
 @pytest.mark.parametrize(("name", "reachable", "conditional"),
                          [("harlowe_lazerwalker_playfab-twine.twee", 7, 0),
