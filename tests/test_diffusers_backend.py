@@ -15,6 +15,9 @@ from inference.diffusers_backend import looks_like_path
 from inference.request import SAMPLERS
 from inference.request import GenerationRequest
 from inference.request import RequestError
+from tests.support import encoded_picture
+from tests.support import smooth_picture
+from tests.support import square_mask
 
 REQUEST = GenerationRequest(prompt="a lighthouse on a cliff at night", seed=7, steps=3, width=64, height=64)
 
@@ -322,31 +325,14 @@ def test_offline_says_offline_and_how_to_get_the_weights():
 # -- img2img ---------------------------------------------------------------------------------------------------
 
 
-def encoded(image, fmt="PNG"):
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-def smooth_picture(width=64, height=64):
-    y, x = np.mgrid[0:height, 0:width]
-    return Image.fromarray(np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height)],
-                                    -1).astype(np.uint8))
-
-
 SOURCE = smooth_picture()
-IMG2IMG = REQUEST.replace(init_image=encoded(SOURCE), steps=4, denoising_strength=0.5)
-
-
-def square_mask(size=(64, 64), box=(16, 16, 48, 48)):
-    mask = Image.new("L", size, 0)
-    mask.paste(255, box)
-    return encoded(mask)
+MASK = encoded_picture(square_mask())
+IMG2IMG = REQUEST.replace(init_image=encoded_picture(SOURCE), steps=4, denoising_strength=0.5)
 
 
 @pytest.mark.parametrize("mode", [0, 1, 2, 3])
 def test_img2img_paints_the_asked_size_from_a_source_of_another_size_and_aspect(backend, mode):
-    request = IMG2IMG.replace(init_image=encoded(smooth_picture(40, 88), "JPEG"), resize_mode=mode, width=96,
+    request = IMG2IMG.replace(init_image=encoded_picture(smooth_picture(40, 88), "JPEG"), resize_mode=mode, width=96,
                               height=64)
     result = backend.generate([request])[0]
     assert result.image.size == (96, 64)
@@ -357,7 +343,8 @@ def test_img2img_paints_the_asked_size_from_a_source_of_another_size_and_aspect(
 def test_img2img_is_deterministic_alone_or_in_a_batch_and_follows_its_seed_and_source(backend):
     first = backend.generate([IMG2IMG])[0].encode("png")
     assert backend.generate([IMG2IMG])[0].encode("png") == first
-    other_source = IMG2IMG.replace(init_image=encoded(smooth_picture().transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    flipped = smooth_picture().transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    other_source = IMG2IMG.replace(init_image=encoded_picture(flipped))
     batch = backend.generate([IMG2IMG.replace(seed=8), IMG2IMG, other_source])
     alone = np.asarray(Image.open(io.BytesIO(first))).astype(int)
     assert np.abs(np.asarray(batch[1].image).astype(int) - alone).max() <= 2  # the same picture in a batch
@@ -393,11 +380,11 @@ def test_a_mask_leaves_the_unmasked_part_untouched(backend):
     inside = np.zeros((64, 64), bool)
     inside[16:48, 16:48] = True
     for full_res in (False, True):
-        request = IMG2IMG.replace(mask=square_mask(), mask_blur=0, inpaint_full_res=full_res, denoising_strength=1.0)
+        request = IMG2IMG.replace(mask=MASK, mask_blur=0, inpaint_full_res=full_res, denoising_strength=1.0)
         out = np.asarray(backend.generate([request])[0].image).astype(int)
         assert np.array_equal(out[~inside], source[~inside]), full_res
         assert np.abs(out[inside] - source[inside]).mean() > 5, full_res
-    inverted = IMG2IMG.replace(mask=square_mask(), mask_blur=0, inpaint_full_res=False, inpainting_mask_invert=1,
+    inverted = IMG2IMG.replace(mask=MASK, mask_blur=0, inpaint_full_res=False, inpainting_mask_invert=1,
                                denoising_strength=1.0)
     out = np.asarray(backend.generate([inverted])[0].image).astype(int)
     assert np.array_equal(out[inside], source[inside]) and np.abs(out[~inside] - source[~inside]).mean() > 5
@@ -405,7 +392,7 @@ def test_a_mask_leaves_the_unmasked_part_untouched(backend):
 
 @pytest.mark.parametrize("fill", [0, 1, 2, 3])
 def test_every_masked_content_choice_paints_only_the_mask_blurred_edge_included(backend, fill):
-    request = IMG2IMG.replace(mask=square_mask(), inpainting_fill=fill, inpaint_full_res=False)
+    request = IMG2IMG.replace(mask=MASK, inpainting_fill=fill, inpaint_full_res=False)
     result = backend.generate([request])[0]
     out, source = np.asarray(result.image).astype(int), np.asarray(SOURCE).astype(int)
     reach = np.ones((64, 64), bool)
@@ -415,9 +402,10 @@ def test_every_masked_content_choice_paints_only_the_mask_blurred_edge_included(
 
 
 def test_only_masked_keeps_the_source_size_and_steps_and_previews_run_like_txt2img(backend):
-    wide = encoded(smooth_picture(96, 48))
+    wide = encoded_picture(smooth_picture(96, 48))
     steps = []
-    result = backend.generate([IMG2IMG.replace(init_image=wide, mask=square_mask((96, 48), (40, 10, 56, 26)))],
+    mask = encoded_picture(square_mask((96, 48), (40, 10, 56, 26)))
+    result = backend.generate([IMG2IMG.replace(init_image=wide, mask=mask)],
                               lambda step, total, latents: steps.append((step, total, latents().shape)))[0]
     assert result.image.size == (96, 48)  # A1111's "only masked": the box is painted, then pasted back
     assert steps == [(1, 2, (1, 4, 32, 32)), (2, 2, (1, 4, 32, 32))]  # 4 steps x strength 0.5, at 64x64
@@ -439,5 +427,5 @@ def test_img2img_shares_the_loaded_weights_and_needs_its_source_loaded(backend):
         assert made.text_encoder is backend._pipe.text_encoder
     with pytest.raises(RequestError, match="init_from: the picture a{64} to start from was not loaded"):
         backend.generate([REQUEST.replace(init_from="a" * 64)])
-    note = backend.generate([IMG2IMG.replace(mask=encoded(Image.new("L", (64, 64), 0)))])[0].info["notes"]
+    note = backend.generate([IMG2IMG.replace(mask=encoded_picture(Image.new("L", (64, 64), 0)))])[0].info["notes"]
     assert "the mask is empty" in note[0]
