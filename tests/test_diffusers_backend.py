@@ -339,7 +339,6 @@ def test_img2img_paints_the_asked_size_from_a_source_of_another_size_and_aspect(
     assert result.request.resize_mode == mode and result.seed == 7
 
 
-@pytest.mark.slow
 def test_img2img_is_deterministic_alone_or_in_a_batch_and_follows_its_seed_and_source(backend):
     first = backend.generate([IMG2IMG])[0].encode("png")
     assert backend.generate([IMG2IMG])[0].encode("png") == first
@@ -374,7 +373,6 @@ def test_strength_zero_returns_the_source_as_the_vae_sees_it(backend):
     assert np.abs(repainted - round_trip).mean() > 10 * max(1.0, np.abs(kept - round_trip).mean())
 
 
-@pytest.mark.slow
 def test_a_mask_leaves_the_unmasked_part_untouched(backend):
     source = np.asarray(SOURCE).astype(int)
     inside = np.zeros((64, 64), bool)
