@@ -1,9 +1,10 @@
 """A Backend that paints on any AUTOMATIC1111-compatible server (A1111, Forge, SD.Next, another Lanternslide).
 
-Each request is one POST /sdapi/v1/txt2img; while it runs, /sdapi/v1/progress is polled for the step count and
-the live preview.  Basic auth is sent up front (A1111 never challenges), with ``ngrok-skip-browser-warning`` so
-an ngrok free-tier link answers JSON instead of its interstitial page.  Connection errors and 5xx answers are
-retried a bounded number of times; every error names the server and what it said.
+Each request is one POST /sdapi/v1/txt2img (or /img2img, with its init picture and mask in base64); while it
+runs, /sdapi/v1/progress is polled for the step count and the live preview.  Basic auth is sent up front (A1111
+never challenges), with ``ngrok-skip-browser-warning`` so an ngrok free-tier link answers JSON instead of its
+interstitial page.  Connection errors and 5xx answers are retried a bounded number of times; every error names the
+server and what it said.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from inference.backend import StepCallback
 from inference.backend import scale_to_fit
 from inference.request import GenerationRequest
 from inference.request import GenerationResult
+from inference.request import RequestError
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +168,13 @@ class RemoteBackend:
         from PIL import Image
 
         width, height = scale_to_fit(request.width, request.height, self.max_size)
+        if request.is_img2img and request.init_image is None:
+            raise RequestError("init_from", f"the picture {request.init_from} to start from was not loaded (the "
+                                            "generation service loads it from its cache before painting)")
+        fields = request.to_dict()
+        fields.pop("init_from", None)  # ours: the server gets the picture itself
         body = {
-            **request.to_dict(),
+            **fields,
             "width": width,
             "height": height,
             "send_images": True,
@@ -183,7 +190,7 @@ class RemoteBackend:
         if on_step is not None:
             watcher.start()
         try:
-            answer = self._call("POST", "/txt2img", json=body)
+            answer = self._call("POST", "/img2img" if request.is_img2img else "/txt2img", json=body)
         finally:
             done.set()
         if cancelled.is_set():

@@ -1,4 +1,5 @@
-"""A1111's txt2img request model (``StableDiffusionTxt2ImgProcessingAPI``) as a pydantic v2 model, and its 422 bodies.
+"""A1111's txt2img and img2img request models (``StableDiffusionTxt2ImgProcessingAPI``,
+``StableDiffusionImg2ImgProcessingAPI``) as pydantic v2 models, the png-info body, and their 422 bodies.
 
 A1111 v1.10 builds its request models with pydantic v1: every field optional with a default, unknown keys ignored,
 strings that look like numbers coerced.  This model gives the same defaults and coercion by construction, and a few
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 from typing import Any
+from typing import TypeVar
 
 from pydantic import BaseModel
 from pydantic import BeforeValidator
@@ -25,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from inference.request import MAX_SEED
 
+M = TypeVar("M", bound=BaseModel)
 MAX_DEPTH = 32  # nesting of the JSON body (lists and objects); A1111 clients send 3 or 4 levels
 MEGAPIXEL = 1024 * 1024
 
@@ -40,10 +43,12 @@ def _no_bool(kind: str) -> Any:
 Int = Annotated[int, _no_bool("int")]
 Float = Annotated[float, _no_bool("float")]
 Seed = Annotated[int, _no_bool("int"), Field(ge=-1, le=MAX_SEED)]
+# A flag A1111 types as int but its own tests send as true/false (inpainting_mask_invert): both are read as 0/1.
+Flag = Annotated[int, BeforeValidator(lambda value: int(value) if isinstance(value, bool) else value)]
 
 
-class Txt2ImgRequest(BaseModel):
-    """The body of POST /sdapi/v1/txt2img, with A1111 v1.10's API defaults (sdapi-contract.md section 1)."""
+class _Processing(BaseModel):
+    """The fields txt2img and img2img share (A1111's StableDiffusionProcessing and the API's extra fields)."""
 
     model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
 
@@ -69,7 +74,6 @@ class Txt2ImgRequest(BaseModel):
     do_not_save_samples: bool | None = False
     do_not_save_grid: bool | None = False
     eta: Float | None = None
-    denoising_strength: Float | None = None
     s_min_uncond: Float | None = None
     s_churn: Float | None = None
     s_tmax: Float | None = None
@@ -80,21 +84,7 @@ class Txt2ImgRequest(BaseModel):
     refiner_checkpoint: str | None = None
     refiner_switch_at: Float | None = None
     disable_extra_networks: bool | None = False
-    firstpass_image: str | None = None
     comments: dict[str, Any] | None = None
-    enable_hr: bool | None = False
-    firstphase_width: Int | None = 0
-    firstphase_height: Int | None = 0
-    hr_scale: Float | None = 2.0
-    hr_upscaler: str | None = None
-    hr_second_pass_steps: Int | None = 0
-    hr_resize_x: Int | None = 0
-    hr_resize_y: Int | None = 0
-    hr_checkpoint_name: str | None = None
-    hr_sampler_name: str | None = None
-    hr_scheduler: str | None = None
-    hr_prompt: str | None = ""
-    hr_negative_prompt: str | None = ""
     script_name: str | None = None
     script_args: list[Any] | None = Field(default_factory=list)
     send_images: bool | None = True
@@ -113,6 +103,57 @@ class Txt2ImgRequest(BaseModel):
             return {k: v for k, v in data.items()
                     if not (v is None and k in fields and fields[k].get_default(call_default_factory=True) is not None)}
         return data
+
+
+class Txt2ImgRequest(_Processing):
+    """The body of POST /sdapi/v1/txt2img, with A1111 v1.10's API defaults (sdapi-contract.md section 1)."""
+
+    denoising_strength: Float | None = None
+    firstpass_image: str | None = None
+    enable_hr: bool | None = False
+    firstphase_width: Int | None = 0
+    firstphase_height: Int | None = 0
+    hr_scale: Float | None = 2.0
+    hr_upscaler: str | None = None
+    hr_second_pass_steps: Int | None = 0
+    hr_resize_x: Int | None = 0
+    hr_resize_y: Int | None = 0
+    hr_checkpoint_name: str | None = None
+    hr_sampler_name: str | None = None
+    hr_scheduler: str | None = None
+    hr_prompt: str | None = ""
+    hr_negative_prompt: str | None = ""
+
+
+class Img2ImgRequest(_Processing):
+    """The body of POST /sdapi/v1/img2img: txt2img's shared fields (no hires fix) plus A1111 v1.10's
+    StableDiffusionProcessingImg2Img fields and the API's own, with their API defaults.  Pictures are base64 text
+    (with or without a data: prefix); they are decoded and checked where the requests are built."""
+
+    init_images: list[str] | None = None
+    resize_mode: Int | None = 0
+    denoising_strength: Float | None = 0.75
+    image_cfg_scale: Float | None = None
+    mask: str | None = None
+    mask_blur_x: Int | None = 4
+    mask_blur_y: Int | None = 4
+    mask_blur: Int | None = None
+    mask_round: bool | None = True
+    inpainting_fill: Int | None = 0
+    inpaint_full_res: bool | None = True
+    inpaint_full_res_padding: Int | None = 0
+    inpainting_mask_invert: Flag | None = 0
+    initial_noise_multiplier: Float | None = None
+    latent_mask: str | None = None
+    include_init_images: bool | None = False
+
+
+class PngInfoRequest(BaseModel):
+    """The body of POST /sdapi/v1/png-info: one picture as base64 text."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    image: str
 
 
 # pydantic v2 error type -> pydantic v1 (A1111's) message and type; others keep pydantic v2's words.
@@ -198,8 +239,18 @@ def depth(value: Any, limit: int = MAX_DEPTH) -> int:
 
 def parse_txt2img(body: dict[str, Any]) -> Txt2ImgRequest:
     """The validated request with A1111's defaults filled in, or `BodyError` naming every field at fault."""
+    return parse(Txt2ImgRequest, body)
+
+
+def parse_img2img(body: dict[str, Any]) -> Img2ImgRequest:
+    """The validated img2img request with A1111's defaults filled in, or `BodyError` naming every field at fault."""
+    return parse(Img2ImgRequest, body)
+
+
+def parse(model: type[M], body: dict[str, Any]) -> M:
+    """``body`` validated by ``model``, or `BodyError` naming every field at fault."""
     try:
-        return Txt2ImgRequest.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as exc:
         raise BodyError(validation_errors(exc)) from None
 

@@ -203,6 +203,29 @@ def data_url_image(html: str) -> Image.Image:
     return image
 
 
+def encoded_picture(image: Image.Image, fmt: str = "PNG") -> bytes:
+    """A picture's bytes in a file format (PNG by default)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def smooth_picture(width: int = 64, height: int = 64) -> Image.Image:
+    """A smooth colour ramp: every pixel is told apart from its place, and no edge is sharp."""
+    import numpy as np
+
+    y, x = np.mgrid[0:height, 0:width]
+    ramp = np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height)], -1)
+    return Image.fromarray(ramp.astype(np.uint8))
+
+
+def square_mask(size: tuple[int, int] = (64, 64), box: tuple[int, int, int, int] = (16, 16, 48, 48)) -> Image.Image:
+    """A black mask with a white box: paint inside the box only."""
+    mask = Image.new("L", size, 0)
+    mask.paste(255, box)
+    return mask
+
+
 # A small valid story.
 GOOD = """\
 title: Test  # a comment that must survive a round trip

@@ -1,14 +1,21 @@
 """The A1111-compatible API, driven by the real `webuiapi` client against `python -m inference serve`."""
 
+import base64
+import io
 import json
 import threading
 import time
 
+import numpy as np
 import pytest
 import requests
 import webuiapi
+from PIL import Image
 
 from tests.support import ApiServer
+from tests.support import encoded_picture
+from tests.support import smooth_picture
+from tests.support import square_mask
 
 
 @pytest.fixture
@@ -197,3 +204,196 @@ def test_the_api_alone_takes_the_speed_settings_and_names_a_bad_one(tmp_path, ca
     with pytest.raises(SystemExit):
         build_parser(api_alone=True).parse_args(["--optimize", "turbo"])
     assert "argument --optimize: invalid choice: 'turbo'" in capsys.readouterr().err
+
+
+# -- img2img and the routes clients probe ----------------------------------------------------------------------
+
+
+def b64(image, fmt="PNG", prefix=True):
+    text = base64.b64encode(encoded_picture(image, fmt)).decode("ascii")
+    return f"data:image/{fmt.lower()};base64,{text}" if prefix else text
+
+
+def png_of(text):
+    return Image.open(io.BytesIO(base64.b64decode(text)))
+
+
+def a1111_img2img_payload():
+    """The body A1111's own API tests send (test/test_img2img.py, simple_img2img_request), pictures made here."""
+    return {
+        "batch_size": 1, "cfg_scale": 7, "denoising_strength": 0.75, "eta": 0, "height": 64,
+        "include_init_images": False, "init_images": [b64(smooth_picture())], "inpaint_full_res": False,
+        "inpaint_full_res_padding": 0, "inpainting_fill": 0, "inpainting_mask_invert": False, "mask": None,
+        "mask_blur": 4, "n_iter": 1, "negative_prompt": "", "override_settings": {}, "prompt": "example prompt",
+        "resize_mode": 0, "restore_faces": False, "s_churn": 0, "s_noise": 1, "s_tmax": 0, "s_tmin": 0,
+        "sampler_index": "Euler a", "seed": -1, "seed_resize_from_h": -1, "seed_resize_from_w": -1, "steps": 3,
+        "styles": [], "subseed": -1, "subseed_strength": 0, "tiling": False, "width": 64,
+    }
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"mask": b64(square_mask())},
+    {"mask": b64(square_mask()), "inpainting_mask_invert": True},
+    {"script_name": "sd upscale", "script_args": ["", 8, "Lanczos", 2.0]},
+])
+def test_a1111s_own_img2img_test_payloads_are_painted(api_server, changes):
+    response = raw(api_server, "POST", "/img2img", json={**a1111_img2img_payload(), **changes})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert png_of(body["images"][0]).size == (64, 64)
+    info = json.loads(body["info"])
+    assert info["denoising_strength"] == 0.75 and "Denoising strength: 0.75" in info["infotexts"][0]
+    assert body["parameters"]["init_images"] is None and body["parameters"]["mask"] is None  # as A1111 echoes them
+    if "script_name" in changes:
+        assert "script_name=sd upscale" in info["extra_generation_params"]["Lanternslide: not supported"]
+    if changes.get("inpainting_mask_invert"):
+        assert "Mask mode: Inpaint not masked" in info["infotexts"][0]
+
+
+def test_webuiapi_img2img_paints_from_a_picture_with_a1111s_info(client):
+    result = client.img2img(images=[smooth_picture(96, 48)], prompt="a lighthouse", width=64, height=96, seed=5,
+                            denoising_strength=0.5, resize_mode=1)
+    assert result.image.size == (64, 96)
+    assert result.info["denoising_strength"] == 0.5 and result.info["seed"] == 5
+    assert result.info["extra_generation_params"]["Denoising strength"] == 0.5
+    text = result.image.info["parameters"]
+    assert "Seed: 5, Size: 64x96" in text and "Model: " in text and ", Denoising strength: 0.5, Version: " in text
+    assert result.parameters["init_images"] is None and result.parameters["resize_mode"] == 1
+    again = client.img2img(images=[smooth_picture(96, 48)], prompt="a lighthouse", width=64, height=96, seed=5,
+                           denoising_strength=0.5, resize_mode=1)
+    assert again.image.tobytes() == result.image.tobytes()  # the same call paints the same picture
+
+
+def test_webuiapi_img2img_with_a_mask_repaints_only_the_mask(client):
+    source = smooth_picture(96, 48)
+    result = client.img2img(images=[source], mask_image=square_mask((96, 48), (40, 10, 56, 26)), mask_blur=0,
+                            prompt="a lantern", width=64, height=64, seed=3, denoising_strength=1.0)
+    # webuiapi asks for A1111's "only masked" (inpaint_full_res=True): the box is painted, the picture keeps its size
+    assert result.image.size == (96, 48)
+    out, kept = np.asarray(result.image.convert("RGB")).astype(int), np.asarray(source).astype(int)
+    inside = np.zeros((48, 96), bool)
+    inside[10:26, 40:56] = True
+    assert np.array_equal(out[~inside], kept[~inside]) and np.abs(out[inside] - kept[inside]).mean() > 5
+    text = result.image.info["parameters"]
+    assert "Denoising strength: 1.0, Inpaint area: Only masked, Masked area padding: 0, Masked content: fill" in text
+
+
+def test_several_init_pictures_pair_with_the_pictures_of_a_batch(api_server):
+    body = {**a1111_img2img_payload(), "seed": 11, "batch_size": 2,
+            "init_images": [b64(smooth_picture()), b64(Image.new("RGB", (64, 64), (20, 200, 20)))]}
+    response = raw(api_server, "POST", "/img2img", json=body)
+    assert response.status_code == 200
+    info = json.loads(response.json()["info"])
+    assert info["all_seeds"] == [11, 12] and info["batch_size"] == 2
+    first, second = (png_of(text) for text in response.json()["images"])
+    assert first.tobytes() != second.tobytes()
+    refused = raw(api_server, "POST", "/img2img", json={**body, "batch_size": 1})
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "init_images"]
+    assert "bad number of images passed: 2; expecting 1 or less" in refused.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "loc", "words"),
+    [
+        ({"init_images": ["not base64 at all!"]}, ["body", "init_images", 0], "is not valid base64"),
+        ({"init_images": [base64.b64encode(b"hello, not a picture").decode()]}, ["body", "init_images", 0],
+         "is not a picture Pillow can read"),
+        ({"init_images": [b64(Image.new("RGB", (2049, 2048)))]}, ["body", "init_images", 0],
+         "2049x2048 pixels; at most 4194304 pixels"),
+        ({"init_images": [b64(smooth_picture(), "GIF")]}, ["body", "init_images", 0], "send a PNG, WebP or JPEG"),
+        ({"mask": "data:image/png;base64,AAAA"}, ["body", "mask"], "is not a picture Pillow can read"),
+        ({"denoising_strength": 1.5}, ["body", "denoising_strength"], "must be between 0 and 1, got 1.5"),
+        ({"resize_mode": 7}, ["body", "resize_mode"], "between 0 and 3, got 7"),
+        ({"inpainting_fill": "lots"}, ["body", "inpainting_fill"], "not a valid integer"),
+        ({"init_images": []}, ["body", "init_images"], "needs at least one picture"),
+        ({"init_images": "one picture"}, ["body", "init_images"], "not a valid list"),
+    ],
+)
+def test_bad_img2img_fields_get_a_422_naming_the_field(api_server, changes, loc, words):
+    response = raw(api_server, "POST", "/img2img", json={**a1111_img2img_payload(), **changes})
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == loc and words in detail["msg"]
+
+
+def test_img2img_without_an_init_picture_is_not_found_like_a1111(api_server):
+    response = raw(api_server, "POST", "/img2img", json={"prompt": "x"})
+    assert response.status_code == 404 and response.json()["detail"] == "Init image not found"
+
+
+def test_img2img_takes_bodies_larger_than_other_calls_up_to_its_own_cap(api_server):
+    noise = Image.fromarray(np.random.default_rng(1).integers(0, 256, (640, 640, 3), dtype=np.uint8))
+    body = {**a1111_img2img_payload(), "init_images": [b64(noise)], "steps": 2}
+    assert len(json.dumps(body)) > 1 << 20  # past the 1 MB every other body of ours is held to
+    assert raw(api_server, "POST", "/img2img", json=body).status_code == 200
+    assert raw(api_server, "POST", "/txt2img", json=body).status_code == 413
+    huge = b'{"prompt": "' + b"x" * (49 << 20) + b'"}'  # past img2img's 48 MB
+    response = raw(api_server, "POST", "/img2img", data=huge, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and response.json() == {"detail": "Request Entity Too Large"}
+
+
+def test_png_info_reads_our_own_infotext_back(client, api_server):
+    result = client.img2img(images=[smooth_picture()], prompt="a quiet harbour, dusk", negative_prompt="fog",
+                            width=64, height=64, seed=21, denoising_strength=0.4)
+    picture = webuiapi.raw_b64_img(result.image)  # a PNG with the picture's text chunks, as a client passes it on
+    body = raw(api_server, "POST", "/png-info", json={"image": picture}).json()
+    assert body["info"] == result.image.info["parameters"]
+    fields = body["parameters"]
+    assert fields["Prompt"] == "a quiet harbour, dusk" and fields["Negative prompt"] == "fog"
+    assert (fields["Steps"], fields["Seed"], fields["Size-1"], fields["Size-2"]) == ("3", "21", "64", "64")
+    assert fields["Sampler"] == "Euler a" and fields["Denoising strength"] == "0.4"
+    assert fields["Masked content"] == "original" and fields["Clip skip"] == "1"  # A1111's defaults for the rest
+
+
+A1111_INFOTEXT = (
+    "girl with an artist's beret, (determined:1.2), blue eyes\n"
+    "Negative prompt: ugly, [blurry]\n"
+    'Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 965400086, Size: 512x768, '
+    'Model hash: 45dee52b, Model: v2-1_512-ema-pruned, Denoising strength: 0.3, Mask blur: 4, '
+    'Lora hashes: "add_detail: 7c6bad76eb54, more: 0123", Version: v1.10.1'
+)
+
+
+def test_png_info_reads_a1111s_infotext_like_a1111(api_server):
+    from PIL import PngImagePlugin
+
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text("parameters", A1111_INFOTEXT)
+    chunks.add_text("Software", "stable-diffusion-webui")
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=chunks)
+    body = raw(api_server, "POST", "/png-info", json={"image": "data:image/png;base64,"
+                                                      + base64.b64encode(buffer.getvalue()).decode()}).json()
+    assert body["info"] == A1111_INFOTEXT and body["items"] == {"Software": "stable-diffusion-webui"}
+    fields = body["parameters"]
+    assert fields["Prompt"] == "girl with an artist's beret, (determined:1.2), blue eyes"
+    assert fields["Negative prompt"] == "ugly, [blurry]"
+    assert (fields["Size-1"], fields["Size-2"], fields["Schedule type"]) == ("512", "768", "Karras")
+    assert fields["Lora hashes"] == "add_detail: 7c6bad76eb54, more: 0123"  # quoted values come back unquoted
+    assert fields["Emphasis"] == "Original" and fields["Version"] == "v1.10.1"
+    assert "Downcast alphas_cumprod" not in fields  # a 1.10 infotext implies no compatibility settings
+    assert fields["Inpaint area"] == "Whole picture" and fields["Masked area padding"] == 32
+
+
+def test_png_info_reads_a_jpeg_comment_and_names_a_bad_picture(api_server):
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + "a red door\nSteps: 5, Sampler: Euler, Seed: 1".encode("utf_16_be")
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="JPEG", exif=exif)
+    body = raw(api_server, "POST", "/png-info", json={"image": base64.b64encode(buffer.getvalue()).decode()}).json()
+    assert body["info"].startswith("a red door") and body["parameters"]["Steps"] == "5"
+    bad = raw(api_server, "POST", "/png-info", json={"image": base64.b64encode(b"plain text").decode()})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "image"]
+    assert raw(api_server, "POST", "/png-info", json={}).json()["detail"][0]["loc"] == ["body", "image"]
+
+
+def test_the_routes_clients_probe_answer_in_a1111s_shapes(api_server):
+    for path in ("/hypernetworks", "/realesrgan-models", "/sd-vae", "/loras"):
+        response = raw(api_server, "GET", path)
+        assert response.status_code == 200 and response.json() == [], path
+    for path in ("/refresh-checkpoints", "/refresh-vae", "/refresh-loras"):
+        response = raw(api_server, "POST", path)
+        assert response.status_code == 200 and response.json() is None, path
+    assert raw(api_server, "GET", "/loras", auth=None).status_code == 401  # the same rules as every route

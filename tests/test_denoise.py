@@ -172,3 +172,19 @@ def test_max_level_compiles_during_warm_up_only_and_paints_the_plain_picture(tin
         assert np.abs(pixels(results[-1]) - plain(backend, requests[-1])).max() <= 3
     assert counters["stats"]["unique_graphs"] == graphs
     engine.close()
+
+
+def test_img2img_paints_with_the_plain_pipeline_and_says_so_once(fast, backend, caplog):
+    import io
+    import logging
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 120, 40)).save(buffer, format="PNG")
+    request = REQUEST.replace(init_image=buffer.getvalue(), steps=4, denoising_strength=0.5)
+    with caplog.at_level(logging.INFO, logger="inference.diffusers_backend"):
+        first = fast.generate([request])[0]
+        fast.generate([request.replace(seed=8)])
+    assert caplog.text.count("the fast denoise loop (--optimize graphs) paints txt2img pictures only") == 1
+    assert np.abs(pixels(first) - plain(backend, request)).max() <= 3  # the same picture as without the loop

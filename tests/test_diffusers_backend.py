@@ -1,10 +1,12 @@
 """The in-process backend on a tiny real SD 2.x pipeline: sizes, determinism, samplers, tiling, loading."""
 
+import io
 import json
 import struct
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from inference.backend import GenerationCancelled
 from inference.diffusers_backend import CONFIGS_DIR
@@ -12,6 +14,10 @@ from inference.diffusers_backend import DiffusersBackend
 from inference.diffusers_backend import looks_like_path
 from inference.request import SAMPLERS
 from inference.request import GenerationRequest
+from inference.request import RequestError
+from tests.support import encoded_picture
+from tests.support import smooth_picture
+from tests.support import square_mask
 
 REQUEST = GenerationRequest(prompt="a lighthouse on a cliff at night", seed=7, steps=3, width=64, height=64)
 
@@ -317,3 +323,110 @@ def test_offline_says_offline_and_how_to_get_the_weights():
     status = explain_load_failure("owner/model", LocalEntryNotFoundError("not cached"), offline=True)
     assert "--offline forbids downloading them" in status.message
     assert "Start once without --offline" in status.hint and "connect to the internet" not in status.hint.lower()
+
+
+# -- img2img ---------------------------------------------------------------------------------------------------
+
+
+SOURCE = smooth_picture()
+MASK = encoded_picture(square_mask())
+IMG2IMG = REQUEST.replace(init_image=encoded_picture(SOURCE), steps=4, denoising_strength=0.5)
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2, 3])
+def test_img2img_paints_the_asked_size_from_a_source_of_another_size_and_aspect(backend, mode):
+    request = IMG2IMG.replace(init_image=encoded_picture(smooth_picture(40, 88), "JPEG"), resize_mode=mode, width=96,
+                              height=64)
+    result = backend.generate([request])[0]
+    assert result.image.size == (96, 64)
+    assert result.request.resize_mode == mode and result.seed == 7
+
+
+def test_img2img_is_deterministic_alone_or_in_a_batch_and_follows_its_seed_and_source(backend):
+    first = backend.generate([IMG2IMG])[0].encode("png")
+    assert backend.generate([IMG2IMG])[0].encode("png") == first
+    flipped = smooth_picture().transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    other_source = IMG2IMG.replace(init_image=encoded_picture(flipped))
+    batch = backend.generate([IMG2IMG.replace(seed=8), IMG2IMG, other_source])
+    alone = np.asarray(Image.open(io.BytesIO(first))).astype(int)
+    assert np.abs(np.asarray(batch[1].image).astype(int) - alone).max() <= 2  # the same picture in a batch
+    assert np.abs(np.asarray(batch[0].image).astype(int) - alone).mean() > 1
+    assert np.abs(np.asarray(batch[2].image).astype(int) - alone).mean() > 1
+
+
+def vae_round_trip(backend, picture, seed):
+    """The source through the model's own VAE (the same sampled latents a picture of that seed starts from)."""
+    import torch
+
+    pipe = backend._pipe
+    with torch.inference_mode():
+        pixels_in = pipe.image_processor.preprocess(picture)
+        latents = pipe.vae.encode(pixels_in).latent_dist.sample(generator=torch.Generator("cpu").manual_seed(seed))
+        out = pipe.vae.decode(latents, return_dict=False)[0]
+    return np.asarray(pipe.image_processor.postprocess(out)[0]).astype(int)
+
+
+def test_strength_zero_returns_the_source_as_the_vae_sees_it(backend):
+    # The tiny model's VAE has random weights: its round trip is far from the source (mean error ~60 of 255), so the
+    # honest comparison is with the source's own VAE round trip: no denoising step changes it.
+    round_trip = vae_round_trip(backend, SOURCE, 7)
+    kept = np.asarray(backend.generate([IMG2IMG.replace(denoising_strength=0.0)])[0].image).astype(int)
+    assert np.abs(kept - round_trip).max() <= 2
+    repainted = np.asarray(backend.generate([IMG2IMG.replace(denoising_strength=1.0)])[0].image).astype(int)
+    assert np.abs(repainted - round_trip).mean() > 10 * max(1.0, np.abs(kept - round_trip).mean())
+
+
+def test_a_mask_leaves_the_unmasked_part_untouched(backend):
+    source = np.asarray(SOURCE).astype(int)
+    inside = np.zeros((64, 64), bool)
+    inside[16:48, 16:48] = True
+    for full_res in (False, True):
+        request = IMG2IMG.replace(mask=MASK, mask_blur=0, inpaint_full_res=full_res, denoising_strength=1.0)
+        out = np.asarray(backend.generate([request])[0].image).astype(int)
+        assert np.array_equal(out[~inside], source[~inside]), full_res
+        assert np.abs(out[inside] - source[inside]).mean() > 5, full_res
+    inverted = IMG2IMG.replace(mask=MASK, mask_blur=0, inpaint_full_res=False, inpainting_mask_invert=1,
+                               denoising_strength=1.0)
+    out = np.asarray(backend.generate([inverted])[0].image).astype(int)
+    assert np.array_equal(out[inside], source[inside]) and np.abs(out[~inside] - source[~inside]).mean() > 5
+
+
+@pytest.mark.parametrize("fill", [0, 1, 2, 3])
+def test_every_masked_content_choice_paints_only_the_mask_blurred_edge_included(backend, fill):
+    request = IMG2IMG.replace(mask=MASK, inpainting_fill=fill, inpaint_full_res=False)
+    result = backend.generate([request])[0]
+    out, source = np.asarray(result.image).astype(int), np.asarray(SOURCE).astype(int)
+    reach = np.ones((64, 64), bool)
+    reach[6:58, 6:58] = False  # a blur of 4 reaches 10 pixels past the mask
+    assert np.array_equal(out[reach], source[reach])
+    assert np.abs(out[24:40, 24:40] - source[24:40, 24:40]).mean() > 1
+
+
+def test_only_masked_keeps_the_source_size_and_steps_and_previews_run_like_txt2img(backend):
+    wide = encoded_picture(smooth_picture(96, 48))
+    steps = []
+    mask = encoded_picture(square_mask((96, 48), (40, 10, 56, 26)))
+    result = backend.generate([IMG2IMG.replace(init_image=wide, mask=mask)],
+                              lambda step, total, latents: steps.append((step, total, latents().shape)))[0]
+    assert result.image.size == (96, 48)  # A1111's "only masked": the box is painted, then pasted back
+    assert steps == [(1, 2, (1, 4, 32, 32)), (2, 2, (1, 4, 32, 32))]  # 4 steps x strength 0.5, at 64x64
+
+
+def test_cancelling_img2img_from_the_step_callback_stops_it(backend):
+    def cancel(step, total, latents):
+        raise GenerationCancelled("stop")
+
+    with pytest.raises(GenerationCancelled):
+        backend.generate([IMG2IMG], cancel)
+    assert backend.generate([IMG2IMG])[0].image.size == (64, 64)  # and the next picture paints as usual
+
+
+def test_img2img_shares_the_loaded_weights_and_needs_its_source_loaded(backend):
+    img2img, inpaint = backend._pipelines(backend._pipe)
+    for made in (img2img, inpaint):
+        assert made.unet is backend._pipe.unet and made.vae is backend._pipe.vae
+        assert made.text_encoder is backend._pipe.text_encoder
+    with pytest.raises(RequestError, match="init_from: the picture a{64} to start from was not loaded"):
+        backend.generate([REQUEST.replace(init_from="a" * 64)])
+    note = backend.generate([IMG2IMG.replace(mask=encoded_picture(Image.new("L", (64, 64), 0)))])[0].info["notes"]
+    assert "the mask is empty" in note[0]

@@ -6,10 +6,14 @@ import pytest
 from inference.backend import BackendUnavailable
 from inference.remote import RemoteBackend
 from inference.request import GenerationRequest
+from inference.request import RequestError
 from tests.support import ApiServer
 from tests.support import data_url_image
+from tests.support import encoded_picture
 from tests.support import final_frame
 from tests.support import free_port
+from tests.support import smooth_picture
+from tests.support import square_mask
 
 REQUEST = GenerationRequest(prompt="a lighthouse", seed=3, steps=6, width=64, height=64)
 
@@ -83,3 +87,28 @@ def test_the_game_stays_playable_when_the_remote_server_is_down(make_app):
     assert f"The image server at {url} cannot be reached" in html
     assert "Try again" in html
     assert client.post("/play/lighthouse/shore", data={"choice": "1"}).status_code == 303
+
+
+def test_img2img_paints_on_the_remote_server_as_it_paints_here(api_server, backend):
+    remote = ready_remote(api_server)
+    request = REQUEST.replace(init_image=encoded_picture(smooth_picture(96, 48)), denoising_strength=0.6,
+                              resize_mode=1, width=64, height=96)
+    result = remote.generate([request])[0]
+    assert result.image.size == (64, 96) and result.seed == 3 and result.request.init_image == request.init_image
+    here = np.asarray(backend.generate([request])[0].image).astype(int)
+    assert np.abs(np.asarray(result.image).astype(int) - here).max() <= 2  # the same model paints the same picture
+
+
+def test_masked_img2img_on_the_remote_server_keeps_the_unmasked_part(api_server):
+    remote = ready_remote(api_server)
+    source = smooth_picture(96, 48)
+    request = REQUEST.replace(init_image=encoded_picture(source), denoising_strength=1.0, mask_blur=0,
+                              mask=encoded_picture(square_mask((96, 48), (40, 10, 56, 26))))
+    result = remote.generate([request])[0]
+    assert result.image.size == (96, 48)  # "only masked", A1111's default: the init picture's size
+    out, kept = np.asarray(result.image).astype(int), np.asarray(source).astype(int)
+    inside = np.zeros((48, 96), bool)
+    inside[10:26, 40:56] = True
+    assert np.array_equal(out[~inside], kept[~inside]) and np.abs(out[inside] - kept[inside]).mean() > 5
+    with pytest.raises(RequestError, match="init_from: the picture b{64} to start from was not loaded"):
+        remote.generate([REQUEST.replace(init_from="b" * 64)])

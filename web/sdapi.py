@@ -32,21 +32,31 @@ from flask import current_app
 from flask import jsonify
 from flask import request
 from flask.typing import ResponseReturnValue
+from PIL import Image
+from PIL import ImageOps
 
+from inference import infotext as a1111
 from inference.backend import without_paths
+from inference.imageops import binary_mask
 from inference.jobs import API
 from inference.jobs import DONE
 from inference.jobs import QueueFull
 from inference.request import AUTOMATIC_SCHEDULE
+from inference.request import MAX_PICTURE_BYTES
 from inference.request import MAX_SEED
 from inference.request import SAMPLER_ALIASES
 from inference.request import SAMPLERS
 from inference.request import SCHEDULES
 from inference.request import GenerationRequest
 from inference.request import RequestError
+from inference.request import decode_base64_picture
 from inference.request import effective_schedule
+from inference.request import load_picture
 from inference.sdapi_models import BodyError
+from inference.sdapi_models import PngInfoRequest
 from inference.sdapi_models import megapixel_steps
+from inference.sdapi_models import parse
+from inference.sdapi_models import parse_img2img
 from inference.sdapi_models import parse_json_object
 from inference.sdapi_models import parse_txt2img
 from inference.service import GenerationService
@@ -56,6 +66,10 @@ bp = Blueprint("sdapi", __name__, url_prefix="/sdapi/v1")
 VERSION = "lanternslide"
 
 MAX_IMAGES = 16  # batch_size * n_iter per request
+# img2img's body: init pictures and a mask of at most 16 MB each, in base64 (4/3 as long); the other routes keep
+# the app's 1 MB.  png-info reads one picture.
+MAX_IMG2IMG_BODY = 48 * 1024 * 1024
+MAX_PNG_INFO_BODY = 24 * 1024 * 1024
 MAX_MEGAPIXEL_STEPS = 1200  # default cap on steps x pixels x pictures per call: 8 pictures x 150 steps at 1024x1024
 CLIENT_LIMIT = 16  # default cap on the pictures one API client may have waiting: one full call of MAX_IMAGES
 # What /cmd-flags shows: settings that tell a client how this server paints, and nothing else (no credentials, no
@@ -230,7 +244,21 @@ def caller() -> str:
     return f"api/{quote(identity or '?', safe='')}/"
 
 
-# -- txt2img ---------------------------------------------------------------------------------------------------
+# -- txt2img and img2img --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    """A checked txt2img or img2img call: its fields with A1111's defaults, the pictures to paint and their seeds,
+    the sampler's name, the batch size (several init pictures set it, as in A1111) and the extra infotext fields."""
+
+    kind: str
+    params: dict[str, Any]
+    requests: list[GenerationRequest]
+    seeds: list[int]
+    sampler: str
+    batch_size: int
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def read_body() -> dict[str, Any]:
@@ -241,10 +269,10 @@ def read_body() -> dict[str, Any]:
         raise ApiError(422, exc.detail) from None
 
 
-def parse_fields(body: dict[str, Any]) -> dict[str, Any]:
-    """Every txt2img field with A1111's defaults filled in; unknown keys ignored; wrong types -> 422."""
+def parse_fields(body: dict[str, Any], kind: str = "txt2img") -> dict[str, Any]:
+    """Every txt2img (or img2img) field with A1111's defaults filled in; unknown keys ignored; wrong types -> 422."""
     try:
-        return parse_txt2img(body).model_dump()
+        return (parse_img2img if kind == "img2img" else parse_txt2img)(body).model_dump()
     except BodyError as exc:
         raise ApiError(422, exc.detail) from None
 
@@ -253,7 +281,7 @@ def unsupported(params: dict[str, Any]) -> list[str]:
     """Names of the requested features that Lanternslide accepts but does not perform."""
     names = []
     for name in ("enable_hr", "restore_faces"):
-        if params[name]:
+        if params.get(name):
             names.append(name)
     if params["alwayson_scripts"]:
         names += [f"alwayson_scripts.{k}" for k in params["alwayson_scripts"]]
@@ -264,46 +292,110 @@ def unsupported(params: dict[str, Any]) -> list[str]:
     for key in (params["override_settings"] or {}):
         if key not in ("sd_model_checkpoint", "samples_format"):
             names.append(f"override_settings.{key}")
+    if params.get("initial_noise_multiplier") not in (None, 1, 1.0):
+        names.append("initial_noise_multiplier")
+    if params.get("mask_round") is False:
+        names.append("mask_round")
+    if params.get("latent_mask"):
+        names.append("latent_mask")
+    if params.get("mask") and params.get("mask_blur") is None and params["mask_blur_x"] != params["mask_blur_y"]:
+        names.append("mask_blur_x/mask_blur_y (one blur both ways: the larger)")
     return names
 
 
-def build_requests(params: dict[str, Any]) -> tuple[list[GenerationRequest], list[int], str]:
-    """The pictures to paint, their seeds, and the sampler label; a bad value -> 422 naming the field."""
-    count = params["batch_size"] * params["n_iter"]
+def field_error(loc: list[Any], message: str, kind: str = "value_error") -> ApiError:
+    return ApiError(422, [{"loc": loc, "msg": message, "type": kind}])
+
+
+def read_picture(text: Any, loc: list[Any]) -> tuple[bytes, Any]:
+    """A base64 picture of the body, decoded and checked (size, format, pixels, whole file): a 422 naming ``loc``."""
+    name = str(loc[1])
+    try:
+        data = decode_base64_picture(text, name)
+        return data, load_picture(data, name)
+    except RequestError as exc:
+        raise field_error(loc, exc.message, "value_error.picture") from None
+
+
+def img2img_fields(params: dict[str, Any]) -> tuple[list[bytes], dict[str, Any], dict[str, Any]]:
+    """The init pictures, the img2img fields of every request and A1111's extra infotext fields for them."""
+    texts = params["init_images"]
+    if texts is None:
+        raise ApiError(404, "Init image not found")  # A1111's answer
+    if not texts:
+        raise field_error(["body", "init_images"], "needs at least one picture")
+    pictures = [read_picture(text, ["body", "init_images", index])[0] for index, text in enumerate(texts)]
+    mask, mask_image = read_picture(params["mask"], ["body", "mask"]) if params["mask"] else (None, None)
+    blur = params["mask_blur"] if params["mask_blur"] is not None else max(params["mask_blur_x"], params["mask_blur_y"])
+    fields = {"denoising_strength": params["denoising_strength"], "resize_mode": params["resize_mode"], "mask": mask,
+              "mask_blur": blur, "inpainting_fill": params["inpainting_fill"],
+              "inpaint_full_res": bool(params["inpaint_full_res"]),
+              "inpaint_full_res_padding": params["inpaint_full_res_padding"],
+              "inpainting_mask_invert": params["inpainting_mask_invert"]}
+    extra: dict[str, Any] = {"Denoising strength": params["denoising_strength"]}
+    if mask_image is not None:
+        if params["inpainting_mask_invert"]:
+            extra["Mask mode"] = "Inpaint not masked"
+        if blur > 0 and (params["mask_blur"] is not None or params["mask_blur_x"] == params["mask_blur_y"]):
+            extra["Mask blur"] = blur
+        marked = binary_mask(mask_image)
+        if params["inpainting_mask_invert"]:
+            marked = ImageOps.invert(marked)
+        if params["inpaint_full_res"] and marked.getbbox() is not None:
+            extra["Inpaint area"] = "Only masked"
+            extra["Masked area padding"] = params["inpaint_full_res_padding"]
+        if params["inpainting_fill"] in (0, 2, 3):
+            extra["Masked content"] = {0: "fill", 2: "latent noise", 3: "latent nothing"}[params["inpainting_fill"]]
+    return pictures, fields, extra
+
+
+def build_requests(params: dict[str, Any], kind: str = "txt2img") -> Call:
+    """The pictures to paint and their seeds; a bad value -> 422 naming the field.  For img2img, one init picture
+    serves every picture of the call; several pair with the pictures of each batch one by one, the batch size becoming
+    their number (more of them than ``batch_size`` is refused), as in A1111."""
+    batch_size = params["batch_size"]
+    count = batch_size * params["n_iter"]
     if not 1 <= count <= MAX_IMAGES or params["batch_size"] < 1 or params["n_iter"] < 1:
         raise ApiError(422, [{"loc": ["body", "batch_size"], "msg": f"batch_size x n_iter must be 1..{MAX_IMAGES}, "
                               f"got {params['batch_size']} x {params['n_iter']}", "type": "value_error"}])
+    pictures: list[bytes | None] = [None]
+    fields: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    if kind == "img2img":
+        if params["init_images"] and len(params["init_images"]) > batch_size:
+            raise field_error(["body", "init_images"], f"bad number of images passed: {len(params['init_images'])}; "
+                                                       f"expecting {batch_size} or less")
+        pictures[:], fields, extra = img2img_fields(params)
+        if len(pictures) > 1:
+            batch_size = len(pictures)
+            count = batch_size * params["n_iter"]
     prompt, negative = params["prompt"], params["negative_prompt"]
     styles = {s["name"]: s for s in prompt_styles()}
     for name in params["styles"] or []:
         style = styles.get(name)
         if style is None:
-            raise ApiError(
-                422,
-                [
-                    {
-                        "loc": ["body", "styles"],
-                        "msg": f"unknown style {name!r}; valid: {', '.join(styles)}",
-                        "type": "value_error",
-                    }
-                ],
-            )
+            raise field_error(["body", "styles"], f"unknown style {name!r}; valid: {', '.join(styles)}")
         prompt = ", ".join(p for p in (prompt, style["prompt"]) if p)
         negative = ", ".join(p for p in (negative, style["negative_prompt"]) if p)
     base = params["seed"] if params["seed"] not in (None, -1) else random.randint(0, MAX_SEED)
     seeds = [(base + i) % (MAX_SEED + 1) for i in range(count)]
     sampler = params["sampler_name"] or params["sampler_index"] or "Euler"
     try:
-        requests_ = [GenerationRequest(prompt=prompt, negative_prompt=negative, seed=seed, steps=params["steps"],
-                                       cfg_scale=params["cfg_scale"], width=params["width"], height=params["height"],
-                                       sampler_name=sampler, scheduler=params["scheduler"] or "automatic",
-                                       tiling=bool(params["tiling"]), restore_faces=bool(params["restore_faces"]))
-                     for seed in seeds]
+        firsts = [GenerationRequest(prompt=prompt, negative_prompt=negative, seed=seeds[0], steps=params["steps"],
+                                    cfg_scale=params["cfg_scale"], width=params["width"], height=params["height"],
+                                    sampler_name=sampler, scheduler=params["scheduler"] or "automatic",
+                                    tiling=bool(params["tiling"]), restore_faces=bool(params["restore_faces"]),
+                                    init_image=picture, **fields)
+                  for picture in pictures]
     except RequestError as exc:
-        name = "sampler_name" if exc.field == "sampler_name" and params["sampler_name"] else exc.field
+        name = {"init_image": "init_images"}.get(exc.field, exc.field)
         if exc.field == "sampler_name" and not params["sampler_name"]:
             name = "sampler_index"
-        raise ApiError(422, [{"loc": ["body", name], "msg": exc.message, "type": "value_error"}]) from None
+        raise field_error(["body", name], exc.message) from None
+    for first in firsts:  # each picture hashed once for every request made from it (see GenerationRequest.replace)
+        first.digest("init_image")
+        first.digest("mask")
+    requests_ = [firsts[i % batch_size % len(firsts)].replace(seed=seed) for i, seed in enumerate(seeds)]
     first = requests_[0]
     work = megapixel_steps(first.steps, first.width, first.height, count)
     if work > state().max_megapixel_steps:
@@ -312,12 +404,15 @@ def build_requests(params: dict[str, Any]) -> tuple[list[GenerationRequest], lis
             f"megapixel-steps (1 megapixel = 1024x1024); this server allows at most "
             f"{state().max_megapixel_steps:g} per call: ask for fewer pictures, fewer steps or a smaller size"),
             "type": "value_error.work"}])
-    return requests_, seeds, first.sampler_name
+    return Call(kind, params, requests_, seeds, first.sampler_name, batch_size, extra)
 
 
-def infotext(req: GenerationRequest, seed: int, title: str) -> str:
-    """A1111's "parameters" text for one picture."""
+def infotext(req: GenerationRequest, seed: int, title: str, extra: dict[str, Any] | None = None) -> str:
+    """A1111's "parameters" text for one picture (img2img's fields in A1111's order: the denoising strength after
+    the model, the mask's settings before the version)."""
     schedule = SCHEDULES[req.scheduler][0]
+    extra = dict(extra or {})
+    strength = extra.pop("Denoising strength", None)
     lines = [req.prompt]
     if req.negative_prompt:
         lines.append(f"Negative prompt: {req.negative_prompt}")
@@ -325,7 +420,9 @@ def infotext(req: GenerationRequest, seed: int, title: str) -> str:
     lines.append(
         f"Steps: {req.steps}, Sampler: {req.sampler_name}, Schedule type: {schedule}, CFG scale: {req.cfg_scale:g}, "
         f"Seed: {seed}, Size: {req.width}x{req.height}, Model hash: {digest.rstrip(']')}, Model: {name}"
+        + (f", Denoising strength: {strength}" if strength is not None else "")
         + (", Tiling: True" if req.tiling else "")
+        + "".join(f", {key}: {a1111.quote(value)}" for key, value in extra.items())
         + f", Version: {VERSION}"
     )
     return "\n".join(lines)
@@ -333,7 +430,6 @@ def infotext(req: GenerationRequest, seed: int, title: str) -> str:
 
 def png_with_info(png: bytes, text: str) -> str:
     """Base64 of the PNG with its infotext in a "parameters" text chunk (no data: prefix)."""
-    from PIL import Image
     from PIL import PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
@@ -346,10 +442,22 @@ def png_with_info(png: bytes, text: str) -> str:
 @bp.post("/txt2img")
 def txt2img() -> ResponseReturnValue:
     """Paint pictures from a prompt, as A1111 does (body and answer in its words)."""
-    # 1. Read and check the body: FastAPI-style 422s name the field.
+    return generate("txt2img")
+
+
+@bp.post("/img2img")
+def img2img() -> ResponseReturnValue:
+    """Paint pictures from init pictures (and a mask), as A1111 does: the same queue, caps and answer as txt2img."""
+    request.max_content_length = MAX_IMG2IMG_BODY
+    return generate("img2img")
+
+
+def generate(kind: str) -> ResponseReturnValue:
+    """A txt2img or img2img call: read and check the body (FastAPI-style 422s name the field), hold one of the
+    calls allowed at once, paint."""
     body = read_body()
-    params = parse_fields(body)
-    requests_, seeds, sampler = build_requests(params)
+    params = parse_fields(body, kind)
+    call = build_requests(params, kind)
     api = state()
     with api.lock:
         if api.max_calls and api.calls >= api.max_calls:
@@ -357,15 +465,33 @@ def txt2img() -> ResponseReturnValue:
                            f"{api.calls} calls are waiting, at most {api.max_calls} at once", {"Retry-After": "5"})
         api.calls += 1
     try:
-        return paint(params, requests_, seeds, sampler)
+        return paint(call)
     finally:
         with api.lock:
             api.calls -= 1
 
 
-def paint(params: dict[str, Any], requests_: list[GenerationRequest], seeds: list[int],
-          sampler: str) -> ResponseReturnValue:
-    """Paint a checked txt2img call for the caller and answer it like A1111."""
+def our_notes(params: dict[str, Any], asked: int, done: list[Any], interrupted: bool) -> dict[str, str]:
+    """What Lanternslide tells about a call in ``extra_generation_params``: fields it does not honour, pictures not
+    painted, pictures painted smaller, and what the painter did differently from what was asked."""
+    extra: dict[str, str] = {}
+    skipped = unsupported(params)
+    if skipped:
+        extra["Lanternslide: not supported"] = ", ".join(skipped)
+    if len(done) < asked:
+        extra["Lanternslide: interrupted" if interrupted else "Lanternslide: skipped"] = (
+            f"{len(done)} of {asked} pictures painted")
+    if any(snap.meta.get("info", {}).get("scaled") for snap in done):
+        extra["Lanternslide: scaled"] = done[0].meta["info"]["scaled"]
+    notes = list(dict.fromkeys(note for snap in done for note in snap.meta.get("info", {}).get("notes", [])))
+    if notes:
+        extra["Lanternslide: notes"] = "; ".join(notes)
+    return extra
+
+
+def paint(call: Call) -> ResponseReturnValue:
+    """Paint a checked txt2img or img2img call for the caller and answer it like A1111."""
+    params, requests_, seeds = call.params, call.requests, call.seeds
     client = caller()
     owner = f"{client}{uuid.uuid4().hex[:8]}"
     if len(requests_) > state().client_limit:
@@ -405,19 +531,11 @@ def paint(params: dict[str, Any], requests_: list[GenerationRequest], seeds: lis
     title = state().model_title
     done = [(req, seed, snap) for req, seed, snap in zip(requests_, seeds, snaps, strict=False)
             if snap.state == DONE and snap.png is not None]
-    texts = [infotext(req, seed, title) for req, seed, _ in done]
+    texts = [infotext(req, seed, title, call.extra) for req, seed, _ in done]
     images = [png_with_info(snap.png, text) for (_, _, snap), text in zip(done, texts, strict=True)
               if snap.png is not None] if params["send_images"] else []
     first = requests_[0]
-    extra: dict[str, Any] = {}
-    skipped = unsupported(params)
-    if skipped:
-        extra["Lanternslide: not supported"] = ", ".join(skipped)
-    if len(done) < len(requests_):
-        extra["Lanternslide: interrupted" if interrupted else "Lanternslide: skipped"] = (
-            f"{len(done)} of {len(requests_)} pictures painted")
-    if any(snap.meta.get("info", {}).get("scaled") for _, _, snap in done):
-        extra["Lanternslide: scaled"] = done[0][2].meta["info"]["scaled"]
+    extra = our_notes(params, len(requests_), [snap for _, _, snap in done], interrupted)
     info = {
         "prompt": first.prompt,
         "all_prompts": [r.prompt for r in requests_],
@@ -430,10 +548,10 @@ def paint(params: dict[str, Any], requests_: list[GenerationRequest], seeds: lis
         "subseed_strength": params["subseed_strength"] or 0,
         "width": first.width,
         "height": first.height,
-        "sampler_name": sampler,
+        "sampler_name": call.sampler,
         "cfg_scale": first.cfg_scale,
         "steps": first.steps,
-        "batch_size": params["batch_size"],
+        "batch_size": call.batch_size,
         "restore_faces": bool(params["restore_faces"]),
         "face_restoration_model": None,
         "sd_model_name": title.rsplit(" [", 1)[0],
@@ -445,6 +563,7 @@ def paint(params: dict[str, Any], requests_: list[GenerationRequest], seeds: lis
         "denoising_strength": params["denoising_strength"],
         "extra_generation_params": {
             "Schedule type": SCHEDULES[effective_schedule(first.sampler_name, first.scheduler)][0],
+            **call.extra,
             **extra,
         },
         "index_of_first_image": 0,
@@ -455,6 +574,8 @@ def paint(params: dict[str, Any], requests_: list[GenerationRequest], seeds: lis
         "is_using_inpainting_conditioning": False,
         "version": VERSION,
     }
+    if call.kind == "img2img" and not params["include_init_images"]:
+        params = {**params, "init_images": None, "mask": None}  # A1111 echoes the pictures only when asked to
     return jsonify({"images": images, "parameters": params, "info": json.dumps(info)})
 
 
@@ -613,3 +734,67 @@ def memory() -> ResponseReturnValue:
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if platform.system() == "Darwin" else 1024)
     return jsonify({"ram": {"used": rss, "peak": rss}, "cuda": {"error": "not reported by Lanternslide"}})
+
+
+@bp.get("/sd-vae")
+def sd_vae() -> ResponseReturnValue:
+    """No separate VAE files: the model's own VAE paints (A1111 lists {model_name, filename} per file)."""
+    return jsonify([])
+
+
+@bp.get("/hypernetworks")
+def hypernetworks() -> ResponseReturnValue:
+    """No hypernetworks here (A1111 lists {name, path})."""
+    return jsonify([])
+
+
+@bp.get("/realesrgan-models")
+def realesrgan_models() -> ResponseReturnValue:
+    """No Real-ESRGAN upscalers here (A1111 lists {name, path, scale})."""
+    return jsonify([])
+
+
+@bp.get("/loras")
+def loras() -> ResponseReturnValue:
+    """No LoRA networks here (A1111's built-in Lora extension lists {name, alias, path, metadata})."""
+    return jsonify([])
+
+
+@bp.post("/refresh-checkpoints")
+@bp.post("/refresh-vae")
+@bp.post("/refresh-loras")
+def refresh() -> ResponseReturnValue:
+    """Nothing to rescan: the one model is loaded at start (A1111 answers null)."""
+    return jsonify(None)
+
+
+def open_for_info(text: str) -> Any:
+    """A picture opened for its metadata only: the header and the chunks before the pixels, never the pixels (so a
+    picture of any size can be read, and none is decoded)."""
+    try:
+        data = decode_base64_picture(text, "image")
+        if len(data) > MAX_PICTURE_BYTES:
+            raise RequestError("image", f"is {len(data)} bytes; at most {MAX_PICTURE_BYTES} allowed")
+        try:
+            return Image.open(io.BytesIO(data))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise RequestError("image", f"is not a picture Pillow can read ({type(exc).__name__})") from None
+    except RequestError as exc:
+        raise field_error(["body", "image"], exc.message, "value_error.picture") from None
+
+
+@bp.post("/png-info")
+def png_info() -> ResponseReturnValue:
+    """The infotext a picture carries (ours or A1111's: a PNG's "parameters" chunk, a JPEG's or WebP's EXIF
+    comment), its other info items, and the fields A1111 reads from the infotext."""
+    request.max_content_length = MAX_PNG_INFO_BODY
+    try:
+        text = parse(PngInfoRequest, read_body()).image.strip()
+    except BodyError as exc:
+        raise ApiError(422, exc.detail) from None
+    if not text:
+        return jsonify({"info": "", "items": {}, "parameters": {}})
+    image = open_for_info(text)
+    geninfo, items = a1111.read_info(image)
+    geninfo = geninfo or ""
+    return jsonify({"info": geninfo, "items": items, "parameters": a1111.parse_generation_parameters(geninfo)})

@@ -188,7 +188,7 @@ SETTINGS = (
         "SDAPI_MAX_MEGAPIXEL_STEPS",
         1200,
         "largest steps x pictures x megapixels (1024x1024 pixels) one /sdapi "
-        "txt2img call may ask for (1200 = 8 pictures of 150 steps at 1024x1024)",
+        "txt2img or img2img call may ask for (1200 = 8 pictures of 150 steps at 1024x1024)",
         int,
     ),
     Setting(
