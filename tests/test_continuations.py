@@ -314,7 +314,7 @@ def test_two_continuations_asked_at_once_paint_their_source_once_and_first(servi
     hold(service, recorder)
     noon, night = chain_of(service, "noon"), chain_of(service, "night")
     asked = []
-    threads = [threading.Thread(target=lambda c=c: asked.append(service.submit_chain(c, PLAYER, who=w, client=w)))
+    threads = [threading.Thread(target=lambda c=c, w=w: asked.append(service.submit_chain(c, PLAYER, who=w, client=w)))
                for c, w in ((noon, "ann"), (night, "bob"))]
     for thread in threads:
         thread.start()
