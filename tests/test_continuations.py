@@ -29,6 +29,7 @@ from inference.jobs import DONE
 from inference.jobs import PLAYER
 from inference.jobs import PREFETCH
 from inference.jobs import QueueFull
+from inference.request import GenerationRequest
 from inference.service import GenerationService
 from tests.support import csrf_token
 from tests.support import data_url_image
@@ -302,8 +303,6 @@ def chain_of(service, slide, story=None):
 def hold(service, recorder):
     """Occupy the painter with a blocker held at the door, so that what is asked next queues up behind it."""
     recorder.gate.clear()
-    from inference.request import GenerationRequest
-
     service.submit(GenerationRequest(prompt="blocker", seed=1, steps=1, width=72, height=64), PLAYER)
     assert recorder.entered.wait(60)
 
