@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import LiteralScalarString
 
 from game import state as st
@@ -200,15 +201,45 @@ def _choice(row: ChoiceRow, target: str, field: str) -> dict[str, Any]:
     return choice
 
 
+def image_fields(node: Any) -> tuple[str, str, str]:
+    """A slide's ``image`` as the slide form shows it: what the painter should see, the slide whose picture it
+    continues ("" for none) and the strength ("" for the default)."""
+    image = node.get("image") if isinstance(node, dict) else None
+    if not isinstance(image, dict):
+        return ("" if image is None else str(image)), "", ""
+    strength = image.get("strength")
+    return (str(image.get("prompt") or ""), str(image.get("from") or ""),
+            "" if strength is None else value_text(strength))
+
+
+def _set_image(node: Any, prompt: str, source: str | None, strength: str) -> None:
+    """Write a slide's ``image``: text, or, for a continuation, the mapping of ``prompt``, ``from`` and ``strength``
+    (edited in place, so its comments and key order stay; back to plain text when the continuation is removed).
+    ``source`` None leaves the continuation as it is; a strength without a source is not written."""
+    current = node.get("image")
+    if source is None:
+        source = str(current.get("from") or "") if isinstance(current, dict) else ""
+        strength = value_text(current["strength"]) if isinstance(current, dict) and "strength" in current else ""
+    if not source.strip():
+        _set_or_drop(node, "image", prompt)
+        return
+    image = current if isinstance(current, dict) else CommentedMap()
+    for key, value in (("prompt", prompt), ("from", source.strip()),
+                       ("strength", _number("image_strength", strength.strip(), float) if strength.strip() else None)):
+        _set_or_drop(image, key, value)
+    node["image"] = image
+
+
 def apply_slide_edit(document: Any, slug: str, slide_id: str, text: str, image: str, characters: list[str],
-                     choices: Iterable[ChoiceRow]) -> None:
+                     choices: Iterable[ChoiceRow], source: str | None = None, strength: str = "") -> None:
     """One slide's text, picture description, characters and choices: an emptied label removes a choice; target
-    ``__new__`` creates a slide called ``new`` on the spot.  Conditions and effects are checked with the rest of
-    the story when it is saved."""
+    ``__new__`` creates a slide called ``new`` on the spot.  ``source`` and ``strength``: the slide whose picture
+    this one continues ("" for none; None leaves it as it is) and how far from it ("" for the default).
+    Conditions, effects and continuations are checked with the rest of the story when it is saved."""
     node = _slide_node(document, slug, slide_id)
     slides = document["slides"]
     node["text"] = LiteralScalarString(text.replace("\r\n", "\n").strip() + "\n")
-    _set_or_drop(node, "image", image.strip())
+    _set_image(node, image.strip(), source, strength)
     _set_or_drop(node, "characters", characters)
     kept = []
     for number, row in enumerate(choices, 1):
@@ -274,7 +305,9 @@ def keep_picture(document: Any, slug: str, slide_id: str, image: str | None, cho
     """Write a tuned picture into its slide: the subject line if changed, the seed always, and the other settings
     where ``chosen`` (a GenerationRequest) differs from what the slide had (``original``)."""
     node = _slide_node(document, slug, slide_id)
-    if image:
+    if image and isinstance(node.get("image"), dict):  # a continuation keeps its source
+        node["image"]["prompt"] = image
+    elif image:
         node["image"] = image
     style = node.get("style") or {}
     for key in TUNABLE:

@@ -8,6 +8,11 @@ the least important are dropped first and reported.  Everything here depends on 
 description has conditional parts, on the story's variables (rendered first), never on the player's path: every
 player with the same description gets the same picture, with its own seed derived from the story seed, the
 slide and the rendered description (one player's picture is everyone's cache hit).
+
+A slide whose ``image`` has ``from: <slide>`` continues that slide's picture (img2img: same place, new moment): its
+composition carries the source slide's, composed with the same values, so the pair is as deterministic as one
+picture; `pictures` turns it into the requests to paint, sources first, each continuation naming the picture it
+starts from by its cache key.
 """
 
 from __future__ import annotations
@@ -19,10 +24,14 @@ from collections import Counter
 from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from game import state as st
+from game.story import DEFAULT_STRENGTH
 from game.story import Story
 from inference.request import GenerationRequest
+
+CROP_AND_RESIZE = 1  # A1111's resize_mode: a source of another shape is cropped to the continuation's, not stretched
 
 TOKEN_BUDGET = 75  # CLIP's 77-token window less the start and end tokens
 DEFAULT_SEED = 0
@@ -53,6 +62,11 @@ class Composition:
         tokens (`int`): tokens in the final prompt.
         budget (`int`): the token budget (75).
         measured (`bool`): True when counted with the model's tokenizer, False when estimated.
+        slide (`str`): the slide composed.
+        source (`Composition`, *optional*): for a continuation, the composition of the slide whose picture it is
+            painted from (with the same values).  ``request`` then has the img2img fields (``denoising_strength``,
+            ``resize_mode``) but not yet ``init_from``, the source picture's cache key, which only the generation
+            service can compute: paint it through `pictures`, never on its own.
     """
 
     request: GenerationRequest
@@ -61,6 +75,8 @@ class Composition:
     tokens: int
     budget: int
     measured: bool
+    slide: str = ""
+    source: Composition | None = None
 
 
 def estimate_tokens(text: str) -> int:
@@ -191,20 +207,61 @@ def compose(story: Story, slide_id: str, count_tokens: TokenCounter | None = Non
         seed = -1
     else:
         seed = derive_seed(spec.seed if spec.seed is not None else DEFAULT_SEED, slide_id, variant)
+    # 5. A continuation: its source composed with the same values; the source's size unless the slide sets its own.
+    source = compose(story, slide.source, count_tokens, budget, values) if slide.source is not None else None
     defaults = GenerationRequest(prompt="")
+    width, height = spec.width or defaults.width, spec.height or defaults.height
+    img2img: dict[str, Any] = {}
+    if source is not None:
+        width = slide.style.width or source.request.width
+        height = slide.style.height or source.request.height
+        img2img = {"denoising_strength": spec.strength if spec.strength is not None else DEFAULT_STRENGTH,
+                   "resize_mode": CROP_AND_RESIZE}
     request = GenerationRequest(
         prompt=", ".join(p.text for p in kept),
         negative_prompt=spec.negative_prompt or "",
         seed=seed,
         steps=spec.steps or defaults.steps,
         cfg_scale=spec.cfg_scale if spec.cfg_scale is not None else defaults.cfg_scale,
-        width=spec.width or defaults.width,
-        height=spec.height or defaults.height,
+        width=width,
+        height=height,
         sampler_name=spec.sampler_name or defaults.sampler_name,
         scheduler=spec.scheduler or defaults.scheduler,
         tiling=bool(spec.tiling),
+        **img2img,
     )
-    return Composition(request, tuple(kept), tuple(dropped), tokens, budget, measured)
+    return Composition(request, tuple(kept), tuple(dropped), tokens, budget, measured, slide_id, source)
+
+
+def pictures(composition: Composition, key: Callable[[GenerationRequest], str]) -> list[tuple[str, GenerationRequest]]:
+    """The pictures to paint for a composed slide, as (slide id, request), in the order they can be painted: the
+    plain picture a chain of continuations starts from first, then each continuation with ``init_from`` the key
+    (``key``: the generation service's) of the picture before it, the slide's own last.  A plain picture is just
+    itself."""
+    chain: list[Composition] = []
+    current: Composition | None = composition
+    while current is not None:
+        chain.append(current)
+        current = current.source
+    result: list[tuple[str, GenerationRequest]] = []
+    for step in reversed(chain):
+        request = step.request if not result else step.request.replace(init_from=key(result[-1][1]))
+        result.append((step.slide, request))
+    return result
+
+
+def labelled(story: Story, chain: list[tuple[str, GenerationRequest]]) -> list[tuple[GenerationRequest, str]]:
+    """`pictures` as the generation service's ``submit_chain`` takes them: each request with what it is, for the
+    admin's notes and the log."""
+    return [(request, f"story '{story.slug}', slide '{slide_id}'") for slide_id, request in chain]
+
+
+def story_pictures(story: Story, key: Callable[[GenerationRequest], str],
+                   count_tokens: TokenCounter | None = None) -> list[list[tuple[GenerationRequest, str]]]:
+    """Every slide's picture as a new player sees it (the starting values), each with the pictures it continues
+    before it (see `pictures` and `labelled`), slides in `Story.painting_order`: what a bake paints."""
+    return [labelled(story, pictures(compose(story, slide_id, count_tokens), key))
+            for slide_id in story.painting_order()]
 
 
 def picture_shapes(stories: list[Story], limit: int = 3) -> list[tuple[int, int, bool]]:

@@ -29,11 +29,19 @@ SLIDE_KEYS = ("text", "image", "characters", "choices", "style", "twine")
 CHOICE_KEYS = ("text", "to", "if", "otherwise", "set")
 MAX_CHOICES = 9  # number keys 1-9 pick them
 SLIDE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a slide id is part of its address: /play/<story>/<slide>
+# `image:` as a mapping: what the painter should see, and the slide whose picture this one continues (img2img).
+IMAGE_KEYS = ("prompt", "from", "strength")
+DEFAULT_STRENGTH = 0.5  # how far a continuation departs from its source picture (img2img's denoising strength)
+MAX_CONTINUATIONS = 8  # a continuation of a continuation of ...: at most this many `from` steps to a plain picture
 
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """Picture settings: the story's style, or one slide's overrides (None = not set here)."""
+    """Picture settings: the story's style, or one slide's overrides (None = not set here).
+
+    ``source`` and ``strength`` are a slide's own (its ``image: {from: ..., strength: ...}``, never the story's
+    style): the slide whose picture this one is painted from (img2img: same place, new moment) and how far from it.
+    """
 
     prompt: str | None = None
     negative_prompt: str | None = None
@@ -45,6 +53,8 @@ class ImageSpec:
     scheduler: str | None = None
     seed: int | None = None
     tiling: bool | None = None
+    source: str | None = None
+    strength: float | None = None
 
     def merged(self, overrides: ImageSpec) -> ImageSpec:
         """Return these settings with every field that ``overrides`` sets replaced."""
@@ -54,7 +64,8 @@ class ImageSpec:
         return ImageSpec(**values)
 
 
-STYLE_KEYS = tuple(f.name for f in fields(ImageSpec))
+CONTINUATION_FIELDS = ("source", "strength")
+STYLE_KEYS = tuple(f.name for f in fields(ImageSpec) if f.name not in CONTINUATION_FIELDS)  # what `style:` may set
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,11 @@ class Slide:
     @property
     def is_ending(self) -> bool:
         return not self.choices
+
+    @property
+    def source(self) -> str | None:
+        """The slide whose picture this one continues (``image: {from: ...}``), if any."""
+        return self.style.source
 
 
 @dataclass(frozen=True)
@@ -147,6 +163,26 @@ class Story:
     @property
     def endings(self) -> list[str]:
         return [s.id for s in self.slides.values() if s.is_ending]
+
+    def sources(self, slide_id: str) -> list[str]:
+        """The slides whose pictures this slide's picture is painted from, nearest first (empty for a plain
+        picture): ``a`` continuing ``b`` continuing ``c`` gives ``["b", "c"]``."""
+        chain: list[str] = []
+        current = self.slides[slide_id].source
+        while current is not None and current not in chain and len(chain) <= MAX_CONTINUATIONS:
+            chain.append(current)
+            current = self.slides[current].source
+        return chain
+
+    def painting_order(self) -> list[str]:
+        """Every slide, each after the slides its picture continues (otherwise in the file's order): the order
+        in which a bake paints them."""
+        order: dict[str, None] = {}
+        for slide_id in self.slides:
+            for needed in reversed(self.sources(slide_id)):
+                order.setdefault(needed)
+            order.setdefault(slide_id)
+        return list(order)
 
 
 def dump_document(document: Any) -> str:

@@ -17,7 +17,9 @@ from ruamel.yaml.scalarstring import LiteralScalarString
 
 from game import state as st
 from game.story import CHOICE_KEYS
+from game.story import IMAGE_KEYS
 from game.story import MAX_CHOICES
+from game.story import MAX_CONTINUATIONS
 from game.story import SLIDE_ID_RE
 from game.story import SLIDE_KEYS
 from game.story import STORY_KEYS
@@ -139,6 +141,7 @@ class Validator:
             self.problem("missing: name the slide the story starts on", doc, field="start")
         elif not isinstance(start, str) or start not in slides:
             self.problem(f"no slide called {shown(start)}{self.suggest(start, slides)}", doc, "start", field="start")
+        self.continuations(doc, slides)
         for slide in slides.values():
             for i, choice in enumerate(slide.choices):
                 if choice.to not in slides:
@@ -240,7 +243,7 @@ class Validator:
                 continue
             self.unknown_keys(body, SLIDE_KEYS, sid, "")
             text = self.text(body, "text", sid, required=True)
-            image = self.text(body, "image", sid) or None
+            image, continuation = self.image(body, sid)
             characters = body.get("characters") or []
             if not isinstance(characters, list):
                 self.problem("must be a list of character names", body, "characters", slide=sid, field="characters")
@@ -251,14 +254,82 @@ class Validator:
                                  "under the story's characters", body, "characters", slide=sid, field="characters")
             if text:
                 self.template(text, body, "text", sid)
-            if image:
-                self.template(image, body, "image", sid)
             choices = self.choices(body, sid)
             self.stuck(choices, body, sid)
+            style = dataclasses.replace(self.style(body.get("style"), body, sid), **continuation)
             slides[sid] = Slide(sid, text.strip(), image.strip() if image else None,
                                 tuple(c for c in characters if isinstance(c, str) and c in known_characters),
-                                choices, self.style(body.get("style"), body, sid), self.twine(body, sid))
+                                choices, style, self.twine(body, sid))
         return slides
+
+    def image(self, body: dict, sid: str) -> tuple[str | None, dict[str, Any]]:
+        """A slide's ``image``: what the painter should see (text), or a mapping of that (``prompt``) and the slide
+        whose picture it continues (``from``, ``strength``).  Returns the text and the continuation's fields."""
+        node = body.get("image")
+        if not isinstance(node, dict):
+            image = self.text(body, "image", sid) or None
+            if image:
+                self.template(image, body, "image", sid)
+            return image, {}
+        self.unknown_keys(node, IMAGE_KEYS, sid, "image.")
+        image = self.text(node, "prompt", sid, prefix="image.") or None
+        if image:
+            self.template(image, node, "prompt", sid, "image.prompt")
+        found: dict[str, Any] = {}
+        source = node.get("from")
+        if "from" in node:
+            if isinstance(source, str) and source.strip():
+                found["source"] = source.strip()
+            else:
+                self.problem(f"must name the slide whose picture this one continues, got {shown(source)}", node,
+                             "from", slide=sid, field="image.from")
+        strength = node.get("strength")
+        if strength is not None:
+            if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
+                self.problem("must be a number from 0 (the source picture as it is) to 1 (a new picture in its "
+                             f"place), got {shown(strength)}", node, "strength", slide=sid, field="image.strength")
+            elif "from" not in node:
+                self.problem("has no effect without 'from' (the slide whose picture this one continues)", node,
+                             "strength", slide=sid, field="image.strength", severity="warning")
+            else:
+                found["strength"] = float(strength)
+        return image, found
+
+    def continuations(self, doc: dict, slides: dict[str, Slide]) -> None:
+        """Each ``image.from`` names another slide, no pictures continue each other in a cycle, and no chain of
+        continuations is longer than MAX_CONTINUATIONS."""
+        def where(sid: str) -> tuple[Any, str]:
+            return doc["slides"][self.keys[sid]]["image"], "from"
+
+        for slide in slides.values():
+            source = slide.source
+            if source == slide.id:
+                self.problem("continues its own picture: name another slide (the picture to start from)",
+                             *where(slide.id), slide=slide.id, field="image.from")
+            elif source is not None and source not in slides:
+                others = [s for s in slides if s != slide.id]
+                self.problem(f"continues the picture of {shown(source)}, which is not a slide"
+                             f"{self.suggest(source, others)}", *where(slide.id), slide=slide.id, field="image.from")
+        cycles: set[frozenset[str]] = set()
+        for sid in slides:
+            path = [sid]
+            current = slides[sid].source
+            while current in slides and current not in path:
+                path.append(current)
+                current = slides[current].source
+            if current in path and current != path[-1]:  # a cycle (a slide continuing itself is said above)
+                cycle = path[path.index(current):]
+                if frozenset(cycle) not in cycles:
+                    cycles.add(frozenset(cycle))
+                    shown_cycle = " -> ".join(cycle + [current])
+                    for member in cycle:
+                        self.problem(f"the pictures of {', '.join(repr(c) for c in cycle)} continue each other in a "
+                                     f"cycle ({shown_cycle}), so none of them can be painted first: make one of them "
+                                     "a plain picture (no 'from')", *where(member), slide=member, field="image.from")
+            elif current is None and len(path) - 1 > MAX_CONTINUATIONS:
+                self.problem(f"its picture is painted from a chain of {len(path) - 1} pictures ("
+                             f"{' -> '.join(path[:4])} -> ... -> {path[-1]}); at most {MAX_CONTINUATIONS} 'from' "
+                             "steps lead to a plain picture", *where(sid), slide=sid, field="image.from")
 
     def choices(self, body: dict, sid: str) -> tuple[Choice, ...]:
         node = body.get("choices") or []
@@ -359,9 +430,9 @@ class Validator:
     def expression(self, source: str, node: Any, key: str, sid: str | None, field: str) -> str | None:
         return self.checked(source, node, key, sid, field, True)
 
-    def template(self, source: str, node: Any, key: str, sid: str | None) -> None:
+    def template(self, source: str, node: Any, key: str, sid: str | None, field: str | None = None) -> None:
         if self.sandbox.is_template(source):
-            self.checked(source, node, key, sid, key, False)
+            self.checked(source, node, key, sid, field or key, False)
 
     def effects(self, item: dict, sid: str, field_: str) -> tuple[st.Effect, ...]:
         node = item.get("set")

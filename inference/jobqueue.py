@@ -1,5 +1,6 @@
 """The generation service's queue: the jobs waiting for a painter, the order they are painted in, and which of them
-may be painted together as one batch.
+may be painted together as one batch.  A continuation waiting for its source picture (`Job.waits`) holds its place
+in the queue and counts in its bounds, but is not painted, nor batched, until it has that picture.
 
 No locks and no threads here: the service's lock guards the queue, and the service decides when to take a batch.
 """
@@ -46,9 +47,20 @@ class JobQueue:
     def remove(self, job: Job) -> None:
         self._jobs.remove(job)
 
+    def ready(self) -> list[Job]:
+        """The jobs that can be painted now (all but the continuations waiting for their source pictures)."""
+        return [j for j in self._jobs if not j.waits]
+
+    def has_ready(self) -> bool:
+        return any(not j.waits for j in self._jobs)
+
+    def waiting_on(self, key: str) -> list[Job]:
+        """The continuations waiting for the picture with this key."""
+        return [j for j in self._jobs if j.waits and j.source == key]
+
     def head(self) -> Job:
-        """The job painted next (the queue must not be empty)."""
-        return min(self._jobs, key=order)
+        """The job painted next (there must be one ready: `has_ready`)."""
+        return min(self.ready(), key=order)
 
     def position(self, job: Job) -> int:
         """1 for the job painted next, 2 for the one after..., 0 for a job not in the queue."""
@@ -72,8 +84,11 @@ class JobQueue:
         return {name: sum(1 for j in self._jobs if j.priority == p) for p, name in PRIORITY_NAMES.items()}
 
     def newest_prefetch(self) -> Job | None:
-        """The paint-ahead job asked for last (the first to give its place up), if any."""
-        return max((j for j in self._jobs if j.priority == PREFETCH), key=lambda j: j.seq, default=None)
+        """The paint-ahead job asked for last (the first to give its place up), if any; never the source of a
+        continuation that waits for it (the continuation, asked for later, goes first)."""
+        needed = {j.source for j in self._jobs if j.waits}
+        return max((j for j in self._jobs if j.priority == PREFETCH and j.key not in needed), key=lambda j: j.seq,
+                   default=None)
 
     @staticmethod
     def compatible(job: Job, head: Job) -> bool:
@@ -84,14 +99,14 @@ class JobQueue:
 
     def mates(self, head: Job) -> int:
         """Queued jobs of ``head``'s priority and settings, ``head`` included (what a batch of it could hold)."""
-        return sum(1 for j in self._jobs
+        return sum(1 for j in self.ready()
                    if j.priority == head.priority and j.request.batch_key() == head.request.batch_key())
 
     def take_batch(self, max_batch: int) -> list[Job]:
         """Take the next batch out of the queue: the head and up to ``max_batch - 1`` compatible jobs, oldest
         first."""
         head = self.head()
-        batch = [head] + [j for j in sorted(self._jobs, key=lambda j: j.seq)
+        batch = [head] + [j for j in sorted(self.ready(), key=lambda j: j.seq)
                           if j is not head and self.compatible(j, head)][: max_batch - 1]
         for job in batch:
             self._jobs.remove(job)

@@ -62,6 +62,14 @@ class Job:
     stop: str = ""  # why it is being stopped: "interrupted" or "skipped" (an /sdapi client's own job)
     preempted: bool = False
     lost: int = 0
+    label: str = ""  # what the picture is, for the admin's notes and the log ("story 'x', slide 'y'"); else its key
+    source: str = ""  # a continuation: the key of the picture it is painted from (its request's init_from)
+    fallback: str = ""  # why a continuation is painted as a plain picture instead (its source failed)
+
+    @property
+    def waits(self) -> bool:
+        """A continuation whose source picture is not painted yet: it cannot be painted (or batched) until then."""
+        return bool(self.request.init_from) and self.request.init_image is None
 
 
 @dataclass(frozen=True)

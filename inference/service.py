@@ -9,6 +9,14 @@ bounded part of the queue, never take a player's place, and a batch of them yiel
 way paint-ahead does.  Every change to a job bumps its version and wakes whoever follows it (`follow`), which is
 what the picture streams are built on.
 
+A continuation (a request whose ``init_from`` names another picture's key: a story slide painted from another
+slide's picture) is asked for with its sources (`submit_chain`): each source is queued, or joined, at the same
+priority, and the continuation waits in the queue, not painted nor batched, until its source is done; it then gets
+the source's picture as its ``init_image``.  A source that fails or is cancelled does not leave it stranded: it is
+painted as a plain picture of the same prompt and seed, which its followers get, but which is not cached under its
+key (a later good source gives the real continuation); the admin gets a note (`stats()["notes"]`) and the log a
+warning.
+
 Nothing here grows without bound: the queue has its cap, finished and failed jobs stay in the table only a short
 while after they end (a reconnecting stream still finds them) and at most a fixed number and size of them, the
 browser encodings are a small least-recently-used memo, and open followers (picture streams, long waits) are
@@ -23,6 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +67,7 @@ from inference.request import GenerationRequest
 log = logging.getLogger(__name__)
 
 MAX_LOSSES = 3  # a picture whose painter process dies this many times under it fails instead of going back again
+MAX_NOTES = 20  # notes for the admin kept (the newest): continuations painted as plain pictures
 
 
 class GenerationService:
@@ -106,10 +116,11 @@ class GenerationService:
         self._durations: deque[float] = deque(maxlen=200)
         self._seconds_per_job = seconds_per_job
         self._running_batches: list[list[str]] = []
+        self._notes: deque[dict[str, Any]] = deque(maxlen=MAX_NOTES)
         self.followers = Followers(max_streams, max_streams_per_client)
         self.counters = {"submitted": 0, "coalesced": 0, "cache_hits": 0, "generated": 0, "failed": 0,
                          "cancelled": 0, "rejected": 0, "batches": 0, "prefetched": 0, "prefetch_used": 0,
-                         "preempted": 0, "requeued": 0}
+                         "preempted": 0, "requeued": 0, "fallbacks": 0}
         # Several painter processes (inference/painters.py): a painting thread per painter, each batch to a free one.
         self._pool = backend if isinstance(backend, Painters) else None
         self._threads = [] if self._pool else [
@@ -144,40 +155,99 @@ class GenerationService:
         return request.cache_key(self.model)
 
     def submit(self, request: GenerationRequest, priority: int = PLAYER, who: str = "",
-               client: str = "") -> Snapshot | None:
+               client: str = "", label: str = "") -> Snapshot | None:
         """Ask for the picture of ``request``: from the cache, joined if already queued or running, or new.
-        Return a snapshot of its job (follow it by ``snapshot.key``).
+        Return a snapshot of its job (follow it by ``snapshot.key``).  ``label`` says what the picture is, for the
+        admin's notes and the log.
 
         A player or admin past the queue bound gets `QueueFull`; a prefetch past it gets None (it is optional).
         Prefetches make room for players by giving up their place.  API jobs are bounded apart (``max_queue`` of
-        them, ``max_per_api_client`` per client), so they never fill the players' queue.
+        them, ``max_per_api_client`` per client), so they never fill the players' queue.  A continuation
+        (``init_from``) should come with its sources (`submit_chain`); alone, it starts from its source's picture
+        when that is painted or on its way, else it is painted as a plain picture.
         """
-        job = self._submit(request, priority, who, client)
+        job = self._submit(request, priority, who, client, label)
         if job is None:
             return None
         with self._cond:
             return self._snapshot(job)
 
-    def _submit(self, request: GenerationRequest, priority: int, who: str, client: str) -> Job | None:
+    def submit_chain(self, pictures: Sequence[tuple[GenerationRequest, str]], priority: int = PLAYER, who: str = "",
+                     client: str = "") -> Snapshot | None:
+        """Ask for the last of ``pictures`` ((request, label) pairs), each of which continues the one before it
+        (its ``init_from`` is that one's key; the first is a plain picture): the pictures it needs are asked for
+        first, at the same priority, joining any job already queued for them (a source is never painted twice, and
+        a waiting player's ask raises paint-ahead of them to player priority).  A picture already painted needs
+        none of those before it.  Return the last picture's snapshot; `QueueFull` and None as `submit`.  The
+        sources count in the queue's bound (two pictures are two jobs) but not in ``client``'s own cap: the client
+        asked for one picture."""
+        if not pictures:
+            raise ValueError("submit_chain needs at least one picture")
+        keys = [self.key(request) for request, _ in pictures]
+        for number, ((request, _), before) in enumerate(zip(pictures[1:], keys, strict=False), 2):
+            if request.init_from != before:
+                raise ValueError(f"picture {number} of the chain does not continue picture {number - 1} (its "
+                                 "init_from must be that picture's key)")
+        first = next((i for i in range(len(keys) - 1, -1, -1) if self._finished(keys[i])), 0)
+        if first < len(keys) - 1:
+            cap = self.max_per_api_client if priority == API else self.max_per_client
+            with self._cond:
+                mine = self._jobs.get(keys[-1])
+                if (client and priority != PREFETCH and cap and (mine is None or mine.state not in (QUEUED, RUNNING))
+                        and self._queue.of_client(client, priority) >= cap):
+                    self.counters["rejected"] += 1
+                    raise QueueFull(self.retry_after(priority), mine=True)
+            for request, label in pictures[first:-1]:
+                if self._submit(request, priority, who, "", label) is None:
+                    return None  # paint-ahead without room: the rest would only wait
+        request, label = pictures[-1]
+        return self.submit(request, priority, who, client, label)
+
+    def _finished(self, key: str) -> bool:
+        """Whether the picture with this key is painted (in the table or the cache): nothing before it is needed."""
+        with self._cond:
+            job = self._jobs.get(key)
+            if job is not None and job.state in (QUEUED, RUNNING, DONE):
+                return self._joinable(job) and job.state == DONE
+        return key in self.cache
+
+    def _joinable(self, job: Job) -> bool:
+        """Whether an ask for ``job``'s key joins it: queued, running or done; but a continuation painted as a plain
+        picture only while its source is neither painted nor on its way (else the real one is painted now)."""
+        if job.state not in (QUEUED, RUNNING, DONE):
+            return False
+        if job.state != DONE or not job.fallback:
+            return True
+        source = self._jobs.get(job.source)
+        if source is not None and (source.state in (QUEUED, RUNNING) or source.state == DONE and not source.fallback):
+            return False
+        return job.source not in self.cache
+
+    def _submit(self, request: GenerationRequest, priority: int, who: str, client: str, label: str = "") -> Job | None:
         key = self.key(request)
         with self._cond:
             self.counters["submitted"] += 1
             job = self._jobs.get(key)
-            if job is not None and job.state in (QUEUED, RUNNING, DONE):
+            if job is not None and self._joinable(job):
                 self.counters["cache_hits" if job.state == DONE else "coalesced"] += 1
                 if who:
                     job.interest.add(who)
                 if client:
                     job.clients.add(client)
+                job.label = job.label or label
                 if priority < job.priority:  # promoted: someone now waits for what was a prefetch
                     if job.priority == PREFETCH and not job.from_cache:
                         self.counters["prefetch_used"] += 1
                     job.priority = priority
                     self._changed(job)
-                    if job.state == QUEUED:
+                    if job.state == QUEUED and not job.waits:
                         self._preempt_for(job)
                 return job
+            source_live = request.init_from in self._jobs and self._jobs[request.init_from].state in (QUEUED, RUNNING,
+                                                                                                      DONE)
         cached = self.cache.get(key)
+        waits = bool(request.init_from) and request.init_image is None
+        source_cached = self.cache.get(request.init_from) if waits and not source_live else None
         with self._cond:
             if cached is not None:
                 self.counters["cache_hits"] += 1
@@ -199,15 +269,62 @@ class GenerationService:
                     return None
                 raise QueueFull(self.retry_after(priority))
             job = Job(key, request, priority, next(self._seq), interest={who} if who else set(),
-                      clients={client} if client else set())
+                      clients={client} if client else set(), label=label, source=request.init_from)
             if priority == PREFETCH:
                 self.counters["prefetched"] += 1
             self._jobs[key] = job
             self._queue.add(job)
-            if priority != PREFETCH:
+            if job.waits:
+                self._link(job, source_cached.png if source_cached is not None else None)
+            if priority != PREFETCH and not job.waits:
                 self._preempt_for(job)
             self._cond.notify_all()
             return job
+
+    def _link(self, job: Job, cached: bytes | None) -> None:
+        """A continuation just queued: it starts from its source's picture when that is painted (``cached``: the
+        source's picture from the disk cache, when it has no job), waits while the source is queued or painting,
+        and is painted as a plain picture when its source failed, was cancelled or was never asked for."""
+        source = self._jobs.get(job.source)
+        if source is not None and source.state in (QUEUED, RUNNING):
+            return
+        if source is not None and source.state == DONE and source.png is not None and not source.fallback:
+            job.request = job.request.replace(init_image=source.png)
+        elif source is None and cached is not None:
+            job.request = job.request.replace(init_image=cached)
+        else:
+            self._fall_back(job, source)
+
+    def _release(self, source: Job) -> None:
+        """``source`` has ended: the continuations waiting for it get its picture, or are painted as plain pictures
+        when it has none (failed, cancelled, or itself painted as a plain picture)."""
+        for job in self._queue.waiting_on(source.key):
+            if source.state == DONE and source.png is not None and not source.fallback:
+                job.request = job.request.replace(init_image=source.png)
+            else:
+                self._fall_back(job, source)
+            self._changed(job)
+            if job.priority != PREFETCH:
+                self._preempt_for(job)
+
+    def _fall_back(self, job: Job, source: Job | None) -> None:
+        """Paint a continuation as a plain picture (same prompt and seed; not cached under its key) and tell the
+        admin why."""
+        if source is None:
+            why = "was neither painted nor asked for"
+        elif source.fallback:
+            why = "was itself painted as a plain picture"
+        elif source.state == FAILED:
+            why = f"failed ({source.error[:200]})" if source.error else "failed"
+        else:
+            why = f"was {source.state}" + (f" ({source.error[:100]})" if source.error else "")
+        what = source.label if source is not None and source.label else job.source
+        job.request = job.request.replace(init_from="")
+        job.fallback = f"painted as a plain picture: the picture it continues ({what}) {why}"
+        self.counters["fallbacks"] += 1
+        self._notes.append({"time": time.time(), "key": job.key, "picture": job.label or f"picture {job.key}",
+                            "message": job.fallback})
+        log.warning("%s %s", job.label or f"picture {job.key}", job.fallback)
 
     def cancel(self, key: str, who: str = "") -> bool:
         """Withdraw ``who``'s interest in a queued prefetch; drop it when nobody else wants it.  True if dropped."""
@@ -216,7 +333,7 @@ class GenerationService:
             if job is None or job.state != QUEUED:
                 return False
             job.interest.discard(who)
-            if job.priority != PREFETCH or job.interest:
+            if job.priority != PREFETCH or job.interest or self._queue.waiting_on(key):
                 return False
             self._queue.remove(job)
             job.state = CANCELLED
@@ -337,6 +454,8 @@ class GenerationService:
 
     def _changed(self, job: Job) -> None:
         job.version = next(self._versions)  # one counter for all jobs: a key asked for again never goes back
+        if job.state in (DONE, FAILED, CANCELLED):
+            self._release(job)
         self._cond.notify_all()
 
     # -- the painter -----------------------------------------------------------------------------------------
@@ -354,7 +473,7 @@ class GenerationService:
         (the painter wakes on the first submit) and the other 3 after it: 1.33x the images/s of one at a time
         instead of the 3.4x a batch of 4 gives (H100, issue 14).  A job that already waited behind a running batch
         does not wait again."""
-        while self.gather and self._queue and not self._closed:
+        while self.gather and self._queue.has_ready() and not self._closed:
             head = self._queue.head()
             remaining = head.created + self.gather - time.monotonic()
             if self._queue.mates(head) >= self.max_batch or remaining <= 0:
@@ -373,14 +492,14 @@ class GenerationService:
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and (not self._queue or not self._idle()):
+                while not self._closed and (not self._queue.has_ready() or not self._idle()):
                     self._cond.wait(0.5)
                 if self._closed:
                     return
                 self._gather()
                 if self._closed:
                     return
-                if not self._queue:
+                if not self._queue.has_ready():
                     continue
                 painter: Paints | None = self._pool.reserve() if self._pool is not None else self.backend
                 if painter is None:
@@ -443,7 +562,10 @@ class GenerationService:
             png = result.encode("png")
             meta = {"seed": result.seed, "info": result.info, "seconds": round(seconds, 3),
                     "width": result.image.width, "height": result.image.height}
-            self.cache.put(job.key, png, meta)
+            if job.fallback:  # not the real continuation: never cached under its key
+                meta["fallback"] = job.fallback
+            else:
+                self.cache.put(job.key, png, meta)
             with self._cond:
                 job.png, job.meta, job.state, job.preview, job.ended = png, meta, DONE, None, time.monotonic()
                 self._changed(job)
@@ -550,6 +672,7 @@ class GenerationService:
             counters = dict(self.counters)
             running = [list(batch) for batch in self._running_batches]
             jobs = len(self._jobs)
+            notes = list(reversed(self._notes))  # newest first
         lookups = counters["cache_hits"] + counters["generated"] + counters["failed"]
         return {
             "jobs": jobs,
@@ -584,6 +707,7 @@ class GenerationService:
                 else None,
             },
             "counters": counters,
+            "notes": notes,
             "backend": {"state": self.backend.status().state, "message": self.backend.status().message},
             **({"painters": self._pool.painters()} if self._pool is not None else {}),
         }

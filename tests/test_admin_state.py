@@ -185,5 +185,9 @@ def test_the_editor_shows_what_a_twine_export_cannot_keep(author, lantern):
     assert 'href="/admin/stories/lantern/twee"' in panel
     assert "The export cannot keep everything (1):" in panel
     assert "slide 'hall': 'Go down' is hidden, not greyed out, while closed (harlowe has no disabled links)" in panel
-    _, _, plain = editor_state(author, "night-train")
+    _, _, train = editor_state(author, "night-train")
+    assert ("slide 'ending_never': its picture continues the picture of 'platform'; this rides in the passage's "
+            "metadata, which importing this file here keeps but Twine itself drops") in html.unescape(train)
+    author.post("/admin/stories", data={"title": "Small", "slug": "small", "csrf_token": author.token})
+    _, _, plain = editor_state(author, "small")
     assert "Everything in this story has a place in the export." in plain

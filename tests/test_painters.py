@@ -133,6 +133,20 @@ def test_two_players_asking_for_the_same_picture_on_different_painters_turns_sha
     assert sum(p["painted"] for p in painters.painters()) == before + 1
 
 
+@pytest.mark.slow
+def test_a_continuation_is_painted_in_a_painter_process_from_its_source_picture(painters, service_for, backend):
+    service = service_for()
+    source = BASE.replace(prompt="a harbour at dawn")
+    continuation = BASE.replace(prompt="the same harbour at dusk", seed=5, denoising_strength=0.6, resize_mode=1,
+                                init_from=service.key(source))
+    snap = service.wait(service.submit_chain([(source, "the source"), (continuation, "its continuation")],
+                                             PLAYER).key, 300)
+    assert snap.state == DONE and "fallback" not in snap.meta
+    painted_source = service.lookup(service.key(source)).png
+    here = backend.generate([continuation.replace(init_image=painted_source)])[0]  # the source's bytes travelled
+    assert np.abs(pixels(snap.png).astype(int) - np.asarray(here.image.convert("RGB")).astype(int)).max() <= 1
+
+
 def test_a_waiting_player_preempts_paint_ahead_on_a_painter_process(painters, service_for):
     service = service_for()
     before = sum(p["painted"] for p in painters.painters())

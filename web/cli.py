@@ -8,7 +8,7 @@ import click
 from flask.cli import with_appcontext
 
 from game.library import LibraryError
-from game.prompts import compose
+from game.prompts import story_pictures
 from inference.jobs import ADMIN
 from inference.jobs import DONE
 from web import services
@@ -18,7 +18,8 @@ from web import services
 @click.argument("story")
 @with_appcontext
 def bake_command(story: str) -> None:
-    """Paint every slide of STORY into the picture cache (players then never wait), with a progress bar."""
+    """Paint every slide of STORY into the picture cache (players then never wait), with a progress bar; a slide
+    whose picture continues another's after that one, which is painted once."""
     backend, images = services.backend(), services.images()
     try:
         loaded = services.stories().get(story)
@@ -29,15 +30,17 @@ def bake_command(story: str) -> None:
     status = backend.status()
     if not status.ready:
         raise click.ClickException(f"{status.message} {status.hint}")
-    keys = []
-    for sid in loaded.slides:
-        snap = images.submit(compose(loaded, sid, backend.count_tokens).request, ADMIN, "bake:cli")
-        if snap is not None:
-            keys.append(snap.key)
-    failed = 0
-    with click.progressbar(keys, label=f"Baking {len(keys)} pictures of {loaded.title}") as bar:
+    keys: dict[str, None] = {}  # every picture once, sources before their continuations
+    for chain in story_pictures(loaded, images.key, backend.count_tokens):
+        if images.submit_chain(chain, ADMIN, "bake:cli") is not None:
+            keys.update((images.key(request), None) for request, _ in chain)
+    failed = plain = 0
+    with click.progressbar(list(keys), label=f"Baking {len(keys)} pictures of {loaded.title}") as bar:
         for key in bar:
-            failed += images.wait(key).state != DONE
-    click.echo(
-        f"{len(keys) - failed} of {len(keys)} pictures are in the cache." + (f" {failed} failed." if failed else "")
-    )
+            snap = images.wait(key)
+            failed += snap.state != DONE
+            plain += snap.state == DONE and "fallback" in snap.meta
+    notes = f" {failed} failed." if failed else ""
+    if plain:
+        notes += f" {plain} continue a picture that failed and were painted as plain pictures (not cached)."
+    click.echo(f"{len(keys) - failed - plain} of {len(keys)} pictures are in the cache.{notes}")

@@ -31,6 +31,8 @@ from game.engine import SlideGone
 from game.library import StoryBroken
 from game.library import StoryNotFound
 from game.prompts import compose
+from game.prompts import labelled
+from game.prompts import pictures
 from game.story import Slide
 from game.story import Story
 from inference.backend import without_paths
@@ -98,21 +100,28 @@ def show_slide(story: Story, state: PlayState, code: int = 200, notice: str | No
                   stuck=not view.options and not view.is_ending, **picture)
 
 
-def picture_request(story: Story, slide_id: str, values: Mapping[str, st.Value]) -> GenerationRequest:
-    """The picture of a slide for a player with these variables (its description rendered with them)."""
-    return compose(story, slide_id, services.backend().count_tokens, values=values).request
+Chain = list[tuple[GenerationRequest, str]]
 
 
-def slide_request(story: Story, slide_id: str) -> GenerationRequest:
-    """The picture of a slide as this player sees it (see `player_values`)."""
-    return picture_request(story, slide_id, player_values(story, slide_id))
+def picture_chain(story: Story, slide_id: str, values: Mapping[str, st.Value]) -> Chain:
+    """The picture of a slide for a player with these variables (its description rendered with them), after the
+    pictures it continues (a slide with ``image: {from: ...}``), each with what it is for the admin's notes: the
+    generation service's `submit_chain` takes it as it is.  The slide's own request is the last."""
+    composition = compose(story, slide_id, services.backend().count_tokens, values=values)
+    return labelled(story, pictures(composition, services.images().key))
+
+
+def picture_key(story: Story, slide_id: str, values: Mapping[str, st.Value]) -> str:
+    """The key of a slide's picture for these variables (see `picture_chain`)."""
+    return services.images().key(picture_chain(story, slide_id, values)[-1][0])
 
 
 def ask_picture(story: Story, slide_id: str, values: Mapping[str, st.Value] | None = None) -> Snapshot:
-    """Ask for the slide's picture for this player, at player priority; raise `QueueFull` when the painter cannot
-    take it now.  ``values``: the variables it is painted for (the player's own on that slide when None)."""
-    request_ = slide_request(story, slide_id) if values is None else picture_request(story, slide_id, values)
-    snap = services.images().submit(request_, PLAYER, player_id(), client_key())
+    """Ask for the slide's picture for this player, at player priority (and the pictures it continues first);
+    raise `QueueFull` when the painter cannot take it now.  ``values``: the variables it is painted for (the
+    player's own on that slide when None)."""
+    chain = picture_chain(story, slide_id, player_values(story, slide_id) if values is None else values)
+    snap = services.images().submit_chain(chain, PLAYER, player_id(), client_key())
     if snap is None:  # only paint-ahead is turned away without QueueFull: told the same way if it ever happens
         raise QueueFull(services.images().retry_after())
     return snap
@@ -134,22 +143,23 @@ def start_picture(story: Story, slide_id: str, values: Mapping[str, st.Value] | 
 
 def prefetch(story: Story, slide_id: str, values: Mapping[str, st.Value]) -> None:
     """Queue the pictures of the slides this one leads to, while the player reads: each open choice's target as
-    it will look with the variables that choice leaves (its effects applied), PREFETCH_DEPTH choices deep."""
+    it will look with the variables that choice leaves (its effects applied), PREFETCH_DEPTH choices deep; a
+    continuation with the pictures it continues, which are painted before it and never twice."""
     depth, count = current_app.config["PREFETCH_DEPTH"], current_app.config["PREFETCH_COUNT"]
     images = services.images()
     level = [(slide_id, dict(values))]
-    seen = {images.key(picture_request(story, slide_id, values))}
+    seen = {picture_key(story, slide_id, values)}
     for _ in range(depth):
-        requests, next_level = [], []
+        chains, next_level = [], []
         for current, now in level:
             for step in engine.leads_to(story, current, now)[: count or None]:
-                ahead = picture_request(story, step.to, step.values)
-                if images.key(ahead) not in seen:
-                    seen.add(images.key(ahead))
-                    requests.append(ahead)
+                ahead = picture_chain(story, step.to, step.values)
+                if images.key(ahead[-1][0]) not in seen:
+                    seen.add(images.key(ahead[-1][0]))
+                    chains.append(ahead)
                     next_level.append((step.to, step.values))
-        for ahead in requests:
-            images.submit(ahead, PREFETCH, player_id())
+        for ahead in chains:
+            images.submit_chain(ahead, PREFETCH, player_id())
         level = next_level
 
 
@@ -158,10 +168,13 @@ def drop_siblings(story: Story, slide_id: str, values: Mapping[str, st.Value], c
     the variables the choice was made with, ``chosen`` its index."""
     if current_app.config["PREFETCH_CANCEL"]:
         images = services.images()
-        keys = {step.index: images.key(picture_request(story, step.to, step.values))
-                for step in engine.leads_to(story, slide_id, dict(values))}
-        for key in set(keys.values()) - {keys.get(chosen)}:
-            images.cancel(key, player_id())
+        chains = {step.index: [images.key(request_) for request_, _ in picture_chain(story, step.to, step.values)]
+                  for step in engine.leads_to(story, slide_id, dict(values))}
+        kept = set(chains.get(chosen, []))
+        for keys in chains.values():  # a continuation before the pictures it continues (they wait for nothing else)
+            for key in reversed(keys):
+                if key not in kept:
+                    images.cancel(key, player_id())
 
 
 def frame_context(snap: Snapshot, poll: bool = False) -> dict[str, Any]:
@@ -201,8 +214,8 @@ def index() -> Response:
     if current_app.config["PREFETCH_DEPTH"]:
         for entry in entries:  # while the player picks a story, paint each story's first picture
             if entry.story is not None:  # as a new player sees it: the starting values
-                start = picture_request(entry.story, entry.story.start, engine.values(entry.story, None))
-                services.images().submit(start, PREFETCH, player_id())
+                start = picture_chain(entry.story, entry.story.start, engine.values(entry.story, None))
+                services.images().submit_chain(start, PREFETCH, player_id())
     return render("play/index.html", "play/index.html", entries=entries)
 
 

@@ -49,9 +49,18 @@ def _story_data(story: Story, fmt: str, names: dict[str, str]) -> dict[str, Any]
     return data
 
 
+def _image(slide: Slide) -> str | dict[str, Any] | None:
+    """A slide's ``image`` as the story file has it: its text, or for a continuation the mapping of ``prompt``,
+    ``from`` and ``strength``."""
+    if slide.source is None:
+        return slide.image
+    image = {"prompt": slide.image, "from": slide.source, "strength": slide.style.strength}
+    return {k: v for k, v in image.items() if v is not None}
+
+
 def _header(slide: Slide, name: str, position: str) -> str:
     """A passage's ``:: Name [tags] {metadata}`` line; our picture fields ride in the metadata."""
-    ours: dict[str, Any] = {k: v for k, v in {"image": slide.image, "characters": list(slide.characters),
+    ours: dict[str, Any] = {k: v for k, v in {"image": _image(slide), "characters": list(slide.characters),
                                               "style": _spec_dict(slide.style)}.items() if v}
     if name != slide.id:
         ours["id"] = slide.id
@@ -72,7 +81,9 @@ def export_report(story: Story) -> tuple[str, list[str]]:
     written for Harlowe.  State becomes the format's own: starting values in a startup passage (Harlowe), StoryInit
     (SugarCube) or the start passage (Chapbook, Snowman); conditions and conditional text as its if macros;
     effects on the links that carry them (Harlowe, SugarCube).  Our picture settings ride in each passage's
-    metadata so that ours -> Twee -> ours keeps every slide, choice and image field.
+    metadata so that ours -> Twee -> ours keeps every slide, choice and image field; a continuation
+    (``image: {from: ...}``) too, but since Twine itself keeps only a passage's position and size, the report
+    names each one that a story saved by Twine would lose.
     """
     warnings: list[str] = []
     details = story.twine
@@ -101,6 +112,10 @@ def export_report(story: Story) -> tuple[str, list[str]]:
             body = f"{start_values}\n--\n{body}"
         elif slide.id == story.start and start_values and fmt == SNOWMAN:
             body = f"{start_values}\n{body}"
+        if slide.source is not None:
+            warnings.append(f"slide '{slide.id}': its picture continues the picture of '{slide.source}'; this rides in "
+                            "the passage's metadata, which importing this file here keeps but Twine itself drops "
+                            "(a story saved by Twine paints it as a picture of its own)")
         links = "\n".join(writer.choice(c, names.get(c.to, c.to), slide.id) for c in slide.choices)
         parts.append(f"{header}\n{body}\n" + (f"\n{links}\n" if links else ""))
     return "\n".join(parts), warnings

@@ -13,6 +13,7 @@ from typing import Any
 
 from anyascii import anyascii
 
+from game.story import IMAGE_KEYS
 from game.story import MAX_CHOICES
 from game.story import SLIDE_ID_RE
 from game.story import STYLE_KEYS
@@ -138,7 +139,11 @@ def _slide(passage: Passage, sid: str, text: str, choices: list[dict[str, Any]],
         warnings.append(f"slide '{sid}': no text left; its name is used")
     slide: dict[str, Any] = {"text": text}
     ours = _ours(passage.metadata)
-    if ours.get("image"):
+    if isinstance(ours.get("image"), dict):  # a continuation: its text, the slide it continues and the strength
+        image = {k: ours["image"][k] for k in IMAGE_KEYS if ours["image"].get(k) is not None}
+        if image:
+            slide["image"] = image
+    elif ours.get("image"):
         slide["image"] = ours["image"]
     if ours.get("characters"):
         slide["characters"] = list(ours["characters"])

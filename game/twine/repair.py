@@ -36,10 +36,22 @@ def _drop(data: dict[str, Any], problem: Problem, warnings: list[str]) -> bool:
     match = re.fullmatch(r"choices\[(\d+)\]\.(if|set)(?:\.(\w+))?", field_)
     if slide is not None and match and int(match.group(1)) < len(slide.get("choices", [])):
         return _drop_from_choice(slide["choices"][int(match.group(1))], match, problem, warnings)
-    if slide is not None and field_ in ("text", "image") and "{" in slide.get(field_, ""):
+    if slide is not None and field_ in ("image.from", "image.strength") and isinstance(slide.get("image"), dict):
+        warnings.append(f"slide '{problem.slide}': its picture cannot continue another one ({problem.message}); it "
+                        "is painted as a picture of its own")
+        image = slide["image"].get("prompt")
+        if image:
+            slide["image"] = image
+        else:
+            del slide["image"]
+        return True
+    holder, key = (slide.get("image") if slide is not None else None, "prompt") if field_ == "image.prompt" else (
+        slide, field_)
+    if (slide is not None and field_ in ("text", "image", "image.prompt") and isinstance(holder, dict)
+            and "{" in str(holder.get(key, ""))):
         warnings.append(f"slide '{problem.slide}': its conditional text cannot be kept "
                         f"({problem.message}); every part is shown")
-        slide[field_] = re.sub(r"\{%.*?%\}|\{\{.*?\}\}", "", slide[field_]).strip() or problem.slide
+        holder[key] = re.sub(r"\{%.*?%\}|\{\{.*?\}\}", "", holder[key]).strip() or problem.slide
         return True
     if field_.startswith("state.") and field_[6:] in data.get("state", {}):
         warnings.append(f"variable '{field_[6:]}' cannot be kept ({problem.message}); dropped")

@@ -17,11 +17,13 @@ from game.editing import add_slide as add_slide_to
 from game.editing import apply_slide_edit
 from game.editing import apply_story_settings
 from game.editing import choice_rows
+from game.editing import image_fields
 from game.editing import load_document
 from game.editing import state_text
 from game.library import InvalidStory
 from game.library import SlideNotFound
 from game.library import StaleRevision
+from game.story import DEFAULT_STRENGTH
 from game.story import dump_document
 from inference.request import SAMPLERS
 from inference.request import SCHEDULES
@@ -69,8 +71,9 @@ def story_settings(slug: str) -> ResponseReturnValue:
 @bp.route("/stories/<slug>/slides/<slide_id>/edit", methods=["GET", "POST"])
 @admin_required
 def edit_slide(slug: str, slide_id: str) -> ResponseReturnValue:
-    """One slide: text, picture description, characters, and choices (to existing slides or new ones), each
-    with its condition, whether it hides or shows greyed out while closed, and its effects."""
+    """One slide: text, picture description (and the slide whose picture it continues, with the strength),
+    characters, and choices (to existing slides or new ones), each with its condition, whether it hides or shows
+    greyed out while closed, and its effects."""
     document, revision = open_document(slug)
     slides = document.get("slides") or {}
     if slide_id not in slides:
@@ -84,13 +87,15 @@ def edit_slide(slug: str, slide_id: str) -> ResponseReturnValue:
                 raise EditError("choices", "the form's choice rows do not line up; open the slide again")
             rows = [ChoiceRow(*row) for row in zip(*columns, strict=True)]
             apply_slide_edit(document, slug, slide_id, form.get("text", ""), form.get("image", ""),
-                             form.getlist("characters"), rows)
+                             form.getlist("characters"), rows, form.get("image_from"), form.get("image_strength", ""))
         except EditError as exc:
             return flash_page("Not saved", str(exc), 422, [(again, "Back to the form")])
         problem = save_document(slug, document, form.get("revision", ""), again)
         return problem or redirect(url_for("admin.edit_story", slug=slug), 303)
     node = slides[slide_id]
+    image, source, strength = image_fields(node)
     return render_template("admin/slide.html", slug=slug, slide_id=slide_id, node=node, revision=revision,
+                           image=image, image_from=source, image_strength=strength, default_strength=DEFAULT_STRENGTH,
                            slides=list(slides), characters=list(document.get("characters") or {}),
                            choices=choice_rows(node) + [ChoiceRow("", "")] * 2,
                            variables=list(document.get("state") or {}))

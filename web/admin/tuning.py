@@ -26,6 +26,7 @@ from game.library import StaleRevision
 from game.prompts import Composition
 from game.prompts import compose
 from game.prompts import depends_on_state
+from game.prompts import story_pictures
 from game.story import ImageSpec
 from game.story import Story
 from game.story import dump_document
@@ -33,6 +34,7 @@ from inference.jobs import ADMIN
 from inference.jobs import QueueFull
 from inference.request import SAMPLERS
 from inference.request import SCHEDULES
+from inference.request import GenerationRequest
 from inference.request import RequestError
 from inference.request import to_data_url
 from web import services
@@ -125,24 +127,34 @@ def keep(slug: str, slide_id: str) -> ResponseReturnValue:
     return redirect(url_for("admin.tune", slug=slug, slide_id=slide_id, kept=chosen.seed), 303)
 
 
+def bake_chains(story: Story) -> list[list[tuple[GenerationRequest, str]]]:
+    """Every slide's picture with the pictures it continues before it, slides in painting order."""
+    return story_pictures(story, services.images().key, services.backend().count_tokens)
+
+
+def bake_keys(story: Story) -> list[str]:
+    """The keys of every picture a bake paints, each once, sources before the continuations painted from them."""
+    images = services.images()
+    return list(dict.fromkeys(images.key(request_) for chain in bake_chains(story) for request_, _ in chain))
+
+
 def bake_progress(slug: str) -> dict[str, Any]:
     story = services.stories().get(slug)
     images = services.images()
-    keys = [images.key(compose(story, sid, services.backend().count_tokens).request) for sid in story.slides]
-    states = [images.state_of(key) for key in keys]
-    return {"slug": slug, "done": states.count("done"), "failed": states.count("failed"), "total": len(keys)}
+    states = [images.state_of(key) for key in bake_keys(story)]
+    return {"slug": slug, "done": states.count("done"), "failed": states.count("failed"), "total": len(states)}
 
 
 @bp.post("/stories/<slug>/bake")
 @admin_required
 def bake(slug: str) -> ResponseReturnValue:
-    """Paint every slide of the story into the cache, at admin priority (players still come first)."""
+    """Paint every slide of the story into the cache, at admin priority (players still come first); a slide whose
+    picture continues another's after that one, which is painted once."""
     story = services.stories().get(slug)
     queued = 0
-    for sid in story.slides:
+    for chain in bake_chains(story):
         try:
-            services.images().submit(compose(story, sid, services.backend().count_tokens).request, ADMIN,
-                                     f"bake:{slug}")
+            services.images().submit_chain(chain, ADMIN, f"bake:{slug}")
             queued += 1
         except QueueFull:
             break
