@@ -18,6 +18,7 @@ def fast_failures(monkeypatch):
     monkeypatch.setattr(admin, "FAILED_LOGIN_DELAY", 0)
 
 
+@pytest.mark.slow
 def test_a_generated_password_is_printed_once_and_only_its_hash_kept(make_app, tmp_path, caplog):
     make_app(ADMIN_PASSWORD="")
     printed = re.search(r"Admin password \(shown once.*?\n\n\s+(\S+)\n", caplog.text, re.S).group(1)
@@ -29,6 +30,7 @@ def test_a_generated_password_is_printed_once_and_only_its_hash_kept(make_app, t
     assert sign_in(client, printed).status_code == 303
 
 
+@pytest.mark.slow
 def test_pages_need_a_signed_in_admin(make_app):
     client = make_app(ADMIN_PASSWORD="open sesame").test_client()
     assert client.get("/admin/").headers["Location"] == "/admin/login?next=/admin/"
@@ -70,6 +72,7 @@ def test_sign_out(make_app):
     assert client.get("/admin/").status_code == 302
 
 
+@pytest.mark.slow
 def test_failed_sign_ins_are_rate_limited_per_client(make_app, fast_failures):
     client = make_app(ADMIN_PASSWORD="open sesame", BEHIND_PROXY=True).test_client()
     stranger = {"REMOTE_ADDR": "203.0.113.9"}  # what the web server makes of a trusted proxy's X-Forwarded-For
@@ -79,6 +82,7 @@ def test_failed_sign_ins_are_rate_limited_per_client(make_app, fast_failures):
     assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
 
 
+@pytest.mark.slow
 def test_dashboard_shows_who_is_playing_and_the_queue(make_app):
     app = make_app(ADMIN_PASSWORD="open sesame")
     player = app.test_client()
@@ -111,6 +115,7 @@ def test_players_never_see_admin_links(client):
 # -- stories ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_stories_are_listed_with_broken_ones_and_their_errors(author, stories_dir):
     (stories_dir / "broken.yaml").write_text(
         "title: B\nstart: a\nslides:\n  a:\n    text: x\n    choices: [{text: go, to: zz}]\n"
@@ -119,6 +124,7 @@ def test_stories_are_listed_with_broken_ones_and_their_errors(author, stories_di
     assert "The Lighthouse Keeper" in html and "broken:" in html and "goes to &#39;zz&#39;" in html
 
 
+@pytest.mark.slow
 def test_create_a_story_then_edit_it_with_live_checks_and_a_graph(author):
     response = author.post("/admin/stories", data={"title": "The Mill", "slug": "mill", "csrf_token": author.token})
     assert response.headers["Location"] == "/admin/stories/mill"
@@ -132,6 +138,7 @@ def test_create_a_story_then_edit_it_with_live_checks_and_a_graph(author):
         "/admin/stories/mill/check", data={"text": text, "csrf_token": author.token}).get_data(as_text=True)
 
 
+@pytest.mark.slow
 def test_save_keeps_comments_reaches_players_and_refuses_a_stale_second_tab(author, stories_dir):
     text, revision, _ = editor_state(author, "lighthouse")
     changed = text.replace("You wake on a cold shore", "You wake on a warm shore")
@@ -149,6 +156,7 @@ def test_save_keeps_comments_reaches_players_and_refuses_a_stale_second_tab(auth
     assert "warm shore" in (stories_dir / "lighthouse.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_an_invalid_save_is_refused_and_the_text_kept(author):
     text, revision, _ = editor_state(author, "lighthouse")
     bad = text.replace("steps: 20", "steps: 900")
@@ -161,6 +169,7 @@ def test_an_invalid_save_is_refused_and_the_text_kept(author):
     assert "must be between 1 and 150, got 900" in html
 
 
+@pytest.mark.slow
 def test_delete_asks_first_and_can_be_undone(author):
     _, revision, _ = editor_state(author, "night-train")
     response = author.post("/admin/stories/night-train/delete", data={"revision": revision, "csrf_token": author.token})
@@ -172,6 +181,7 @@ def test_delete_asks_first_and_can_be_undone(author):
     assert author.get("/play/night-train").status_code == 302
 
 
+@pytest.mark.slow
 def test_revisions_are_listed_viewable_and_restorable(author):
     text, revision, _ = editor_state(author, "lighthouse")
     author.post(
@@ -185,6 +195,7 @@ def test_revisions_are_listed_viewable_and_restorable(author):
     assert "cold shore" in editor_state(author, "lighthouse")[0]
 
 
+@pytest.mark.slow
 def test_upload_twine_and_yaml_and_download_both_ways(author):
     from tests.support import TWEE
 
@@ -211,6 +222,7 @@ def test_upload_twine_and_yaml_and_download_both_ways(author):
     assert bad.status_code == 422 and "no passages found" in bad.get_data(as_text=True)
 
 
+@pytest.mark.slow
 def test_duplicate_and_rename(author):
     _, revision, _ = editor_state(author, "lighthouse")
     author.post(
@@ -243,6 +255,7 @@ def poll_card(client, key, slug, slide):
     raise AssertionError("preview never finished")
 
 
+@pytest.mark.slow
 def test_tuning_shows_the_composed_prompt_with_its_budget_and_paints_seeds_side_by_side(author):
     page = author.get("/admin/stories/night-train/slides/soup").get_data(as_text=True)
     assert "Prompt as composed" in page and "of 75 tokens (counted by the model)" in page
@@ -261,6 +274,7 @@ def test_tuning_shows_the_composed_prompt_with_its_budget_and_paints_seeds_side_
     assert seeds == [100, 101, 102]
 
 
+@pytest.mark.slow
 def test_a_preview_the_server_no_longer_knows_stops_polling_and_says_so(author):
     response = author.get(f"/admin/jobs/{'0' * 64}?slug=lighthouse&slide=shore")
     assert response.status_code == 404
@@ -269,6 +283,7 @@ def test_a_preview_the_server_no_longer_knows_stops_polling_and_says_so(author):
     assert "no longer known here" in html and "Paint again" in html
 
 
+@pytest.mark.slow
 def test_keeping_a_preview_writes_its_seed_and_settings_to_the_slide(author, stories_dir):
     _, revision, _ = editor_state(author, "lighthouse")
     form = {"csrf_token": author.token, "revision": revision, "image": "a rocky shore at dawn, a lighthouse",
@@ -292,6 +307,7 @@ def test_keeping_a_preview_writes_its_seed_and_settings_to_the_slide(author, sto
     assert stale.status_code == 409  # that form was based on the revision before the keep
 
 
+@pytest.mark.slow
 def test_a_bad_setting_is_named(author):
     response = author.post(
         "/admin/stories/lighthouse/slides/shore",
@@ -328,6 +344,7 @@ def test_bake_paints_every_slide_with_progress_and_from_the_command_line(author,
 # -- form editing ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_story_settings_form_writes_title_style_and_characters_keeping_comments(author, stories_dir):
     page = author.get("/admin/stories/lighthouse/settings").get_data(as_text=True)
     revision = re.search(r'name="revision" value="([0-9a-f]+)"', page).group(1)
@@ -356,6 +373,7 @@ def no_conditions(rows):
     return {"choice_if": [""] * rows, "choice_otherwise": ["hide"] * rows, "choice_set": [""] * rows}
 
 
+@pytest.mark.slow
 def test_add_slides_and_choices_with_targets_picked_or_created_on_the_spot(author):
     author.post("/admin/stories", data={"title": "Forms", "slug": "forms", "csrf_token": author.token})
     _, revision, _ = editor_state(author, "forms")
@@ -401,6 +419,7 @@ def test_add_slides_and_choices_with_targets_picked_or_created_on_the_spot(autho
     assert stale.status_code == 409
 
 
+@pytest.mark.slow
 def test_a_slide_form_that_breaks_the_story_is_refused(author):
     form = author.get("/admin/stories/lighthouse/slides/shore/edit").get_data(as_text=True)
     revision = re.search(r'name="revision" value="([0-9a-f]+)"', form).group(1)
@@ -416,6 +435,7 @@ def test_a_slide_form_that_breaks_the_story_is_refused(author):
 # -- sign-in limit and server-side sessions (the attacks over HTTP are in test_hostile.py) -------------------------
 
 
+@pytest.mark.slow
 def test_wrong_basic_auth_passwords_are_slowed_like_the_forms(make_app, monkeypatch):
     delays = []
     monkeypatch.setattr(admin.time, "sleep", delays.append)
@@ -477,6 +497,7 @@ def test_expired_sign_ins_are_sent_to_the_login_page(make_app):
     assert client.get("/admin/").headers["Location"] == "/admin/login?next=/admin/"
 
 
+@pytest.mark.slow
 def test_the_dashboard_offers_sign_out_everywhere(make_app):
     app = make_app(ADMIN_PASSWORD="open sesame")
     laptop, phone = app.test_client(), app.test_client()

@@ -26,6 +26,7 @@ def revision_of(page):
     return re.search(r'name="revision" value="([0-9a-f]+)"', page).group(1)
 
 
+@pytest.mark.slow
 def test_the_settings_form_edits_the_variables(author, lantern):
     page = author.get("/admin/stories/lantern/settings").get_data(as_text=True)
     assert re.search(r'<textarea name="state"[^>]*>lantern = false\ncoins = 3\n</textarea>', page)
@@ -47,6 +48,7 @@ def test_the_settings_form_edits_the_variables(author, lantern):
     assert gone.status_code == 422 and "unknown variable &#39;coins&#39;" in gone.get_data(as_text=True)
 
 
+@pytest.mark.slow
 def test_variables_added_to_a_story_without_any_go_before_the_slides(author, stories_dir):
     page = author.get("/admin/stories/lighthouse/settings").get_data(as_text=True)
     form = {"csrf_token": author.token, "revision": revision_of(page), "title": "The Lighthouse Keeper",
@@ -57,6 +59,7 @@ def test_variables_added_to_a_story_without_any_go_before_the_slides(author, sto
     assert "# The Lighthouse Keeper" in text  # the file's comments survive
 
 
+@pytest.mark.slow
 def test_the_slide_form_round_trips_conditions_hide_or_disable_and_effects(author, lantern):
     page = author.get("/admin/stories/lantern/slides/hall/edit").get_data(as_text=True)
     assert 'name="choice_if" value="not lantern"' in page
@@ -97,6 +100,7 @@ def test_the_slide_form_round_trips_conditions_hide_or_disable_and_effects(autho
     assert "coins = coins - 1\nlantern = false\n</textarea>" in again
 
 
+@pytest.mark.slow
 def test_a_slide_form_from_another_version_of_the_page_is_refused(author, lantern):
     page = author.get("/admin/stories/lantern/slides/hall/edit").get_data(as_text=True)
     response = author.post("/admin/stories/lantern/slides/hall/edit", data={
@@ -106,6 +110,7 @@ def test_a_slide_form_from_another_version_of_the_page_is_refused(author, lanter
     assert "if: not lantern" in (lantern / "lantern.yaml").read_text()  # nothing was lost
 
 
+@pytest.mark.slow
 def test_state_problems_show_with_line_slide_and_field_as_you_type(author, lantern):
     text, _, _ = editor_state(author, "lantern")
     typo = text.replace("if: not lantern,", "if: not lanter,")
@@ -121,6 +126,7 @@ def test_state_problems_show_with_line_slide_and_field_as_you_type(author, lante
     assert "line 6: slide <strong>hall</strong>, text: does not compile" in found
 
 
+@pytest.mark.slow
 def test_the_graph_draws_conditional_choices_apart_and_shows_their_condition(author, lantern):
     _, _, page = editor_state(author, "lantern")
     edges = re.findall(r'<line [^>]*class="([^"]+)"[^>]*><title>([^<]*)</title>', page)
@@ -136,6 +142,7 @@ def test_the_graph_draws_conditional_choices_apart_and_shows_their_condition(aut
     assert "“Go down”: only if <code>lantern</code>, shown greyed out otherwise" in html.unescape(page)
 
 
+@pytest.mark.slow
 def test_tuning_previews_a_slide_with_chosen_values(author, lantern):
     page = author.get("/admin/stories/lantern/slides/hall").get_data(as_text=True)
     assert '<select name="state.lantern">' in page and 'name="state.coins" type="number" step="any" value="3"' in page
@@ -163,6 +170,7 @@ def test_tuning_previews_a_slide_with_chosen_values(author, lantern):
     assert bad.status_code == 422 and "state.coins: must be a number" in bad.get_data(as_text=True)
 
 
+@pytest.mark.slow
 def test_the_import_report_shows_what_was_dropped_with_the_storys_own_warnings(author):
     twee = (':: StoryTitle\nKey\n\n:: StoryData\n{"ifid": "D674C58C-DEFA-4F70-B7A2-27742230C0FD", "format": "Harlowe",'
             ' "start": "Start"}\n\n:: Start\n(set: $key to false)A locked door. (if: $key)[ [[Open the door->End]] ]'
@@ -179,6 +187,7 @@ def test_the_import_report_shows_what_was_dropped_with_the_storys_own_warnings(a
     assert "No way on is open from here" in stuck and "Play again from the beginning" in stuck
 
 
+@pytest.mark.slow
 def test_the_editor_shows_what_a_twine_export_cannot_keep(author, lantern):
     _, _, page = editor_state(author, "lantern")
     panel = html.unescape(re.search(r'<div class="panel" id="twine-export">(.*?)</div>', page, re.S).group(1))

@@ -88,6 +88,7 @@ def served(app):
 # -- item 1: no secret in any answer or log ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_no_route_page_error_or_log_line_shows_a_secret(tmp_path):
     with app_process(tmp_path, env=SECRETS) as (url, log):
         flags = requests.get(url + "/sdapi/v1/cmd-flags", auth=ALICE, timeout=10)
@@ -122,6 +123,7 @@ def test_no_route_page_error_or_log_line_shows_a_secret(tmp_path):
 # -- item 2: the API is off when the server can be reached from outside, unless credentials are set ---------------
 
 
+@pytest.mark.slow
 def test_behind_a_proxy_the_api_is_off_without_credentials_and_says_how_to_turn_it_on(tmp_path):
     with app_process(tmp_path, "--behind-proxy") as (url, log):
         for method, path in (("GET", "/sdapi/v1/sd-models"), ("POST", "/sdapi/v1/txt2img"),
@@ -134,6 +136,7 @@ def test_behind_a_proxy_the_api_is_off_without_credentials_and_says_how_to_turn_
     assert "The A1111 API (/sdapi/v1) is off" in log.read_text()
 
 
+@pytest.mark.slow
 def test_behind_a_proxy_with_credentials_the_api_asks_for_them(tmp_path):
     with app_process(tmp_path, "--behind-proxy", "--sdapi-auth", "alice:api-SECRET-pw-2") as (url, log):
         assert requests.get(url + "/sdapi/v1/sd-models", timeout=10).status_code == 401
@@ -141,6 +144,7 @@ def test_behind_a_proxy_with_credentials_the_api_asks_for_them(tmp_path):
     assert "The A1111 API is on at /sdapi/v1 for 1 API user(s)" in log.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("config", "named"), [({"SHARE": True}, "--share"), ({"HOST": "0.0.0.0"}, "--host 0.0.0.0"),
                                                ({"HOST": "192.168.1.20"}, "--host 192.168.1.20")])
 def test_any_way_in_from_outside_turns_the_api_off(make_app, config, named):
@@ -189,6 +193,7 @@ def in_background(function, *args, **kwargs):
     return thread, outcome
 
 
+@pytest.mark.slow
 def test_interrupt_skip_and_progress_concern_only_the_callers_own_pictures(make_app):
     app = make_app(SDAPI_AUTH="alice:pa,bob:pb")
     alice, bob = ("alice", "pa"), ("bob", "pb")
@@ -233,6 +238,7 @@ def test_a_waiting_player_goes_before_an_api_call_that_is_painting(make_app):
     assert images.stats()["counters"]["preempted"] >= 1
 
 
+@pytest.mark.slow
 def test_api_work_is_capped_per_call_and_per_client_with_clear_answers(make_app):
     from inference.sdapi_models import megapixel_steps
     from web.sdapi import MAX_MEGAPIXEL_STEPS
@@ -254,6 +260,7 @@ def test_api_work_is_capped_per_call_and_per_client_with_clear_answers(make_app)
     assert app.extensions["images"].stats()["queued"] == 0
 
 
+@pytest.mark.slow
 def test_api_calls_in_flight_are_bounded_so_threads_stay_for_pages(make_app):
     app = make_app(THREADS=8)  # at most 8 // 4 = 2 API calls wait at once
     images = app.extensions["images"]
@@ -288,6 +295,7 @@ class FailingBackend:
         raise FileNotFoundError(f"[Errno 2] No such file or directory: '{self.path}'")
 
 
+@pytest.mark.slow
 def test_api_errors_and_models_never_show_server_paths(make_app, story_backend, tiny_model):
     weights = f"{tiny_model}/unet/diffusion_pytorch_model.safetensors"
     app = make_app(MODEL=str(tiny_model), BACKEND_INSTANCE=FailingBackend(story_backend, weights))

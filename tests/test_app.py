@@ -36,6 +36,7 @@ def test_settings_come_from_the_environment_and_bad_values_name_the_variable():
         settings_from_env({"LANTERNSLIDE_IMAGE_FORMAT": "gif"})
 
 
+@pytest.mark.slow
 def test_help_documents_every_setting_and_its_variable():
     out = subprocess.run(
         [sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -45,6 +46,7 @@ def test_help_documents_every_setting_and_its_variable():
         assert setting.env in out
 
 
+@pytest.mark.slow
 def test_importing_the_app_does_not_import_torch():
     code = "import sys, app; app.create_app; print('torch' in sys.modules, 'diffusers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
@@ -67,6 +69,7 @@ def test_the_real_server_serves_pages_and_pictures(live_server):
     print(f"python app.py: first page after {live_server.first_page_seconds:.2f} s")
 
 
+@pytest.mark.slow
 def test_a_bad_environment_value_stops_the_command_line_with_its_name():
     result = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True,
                             env={"LANTERNSLIDE_THREADS": "many", "PATH": ""})
@@ -83,6 +86,7 @@ def test_readme_documents_every_setting():
         assert setting.env in readme
 
 
+@pytest.mark.slow
 def test_security_headers_on_every_page(client):
     for path in ("/", "/play/lighthouse/shore", "/no-such-page", "/static/css/lanternslide.css"):
         headers = client.get(path).headers
@@ -95,6 +99,7 @@ def test_security_headers_on_every_page(client):
 # The web server turns a trusted proxy's X-Forwarded-For/-Proto into the remote address and scheme the app sees
 # (tests/test_proxy.py proves it over HTTP against `python app.py`); here the test client hands those in directly.
 
+@pytest.mark.slow
 def test_session_cookie_is_secure_only_over_https_through_the_proxy(make_app):
     client = make_app(BEHIND_PROXY=True).test_client()
     assert "Secure" in client.get("/play/lighthouse/shore", base_url="https://localhost").headers["Set-Cookie"]
@@ -102,6 +107,7 @@ def test_session_cookie_is_secure_only_over_https_through_the_proxy(make_app):
     assert "Secure" not in plain.get("/play/lighthouse/shore").headers["Set-Cookie"]
 
 
+@pytest.mark.slow
 def test_friends_are_rate_limited_with_a_friendly_message(make_app):
     client = make_app(BEHIND_PROXY=True, RATE_LIMIT="3 per minute").test_client()
     friend = {"REMOTE_ADDR": "198.51.100.7"}
@@ -113,6 +119,7 @@ def test_friends_are_rate_limited_with_a_friendly_message(make_app):
     assert make_app(RATE_LIMIT="1 per minute").test_client().get("/").status_code == 200  # this computer: exempt
 
 
+@pytest.mark.slow
 def test_each_friend_may_have_only_a_few_pictures_waiting(make_app):
     from inference.diffusers_backend import DiffusersBackend
 
@@ -130,6 +137,7 @@ def test_each_friend_may_have_only_a_few_pictures_waiting(make_app):
     assert "sse-connect" in client.get("/play/lighthouse/log", environ_base=other).get_data(as_text=True)
 
 
+@pytest.mark.slow
 def test_hostile_input_is_refused_or_escaped(client, stories_dir):
     assert client.post("/play/lighthouse/shore", data={"choice": "1" * (2 * 1024 * 1024)}).status_code == 413
     for path in ("/play/..%2F..%2Fetc%2Fpasswd/x", "/play/../../etc/passwd", "/play/%2e%2e/shore/image"):
@@ -147,6 +155,7 @@ def test_oversized_headers_are_refused_by_the_server(live_server):
     assert requests.get(live_server.url + "/", timeout=30).status_code == 200
 
 
+@pytest.mark.slow
 def test_a_compiled_engine_is_told_the_picture_shapes_the_stories_use(stories_dir, tmp_path):
     from app import create_app
 

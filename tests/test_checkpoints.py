@@ -163,6 +163,7 @@ def test_a_v_model_without_768_in_its_name_is_found_by_asking_its_unet(tiny, con
     assert engine.generate([REQUEST])[0].image.size == (64, 64)
 
 
+@pytest.mark.slow
 def test_an_epsilon_model_without_a_telling_name_stays_epsilon(tiny, configs, tmp_path):
     engine, status = loaded(save(crafted(tiny, 0.5), tmp_path / "custom.safetensors"))
     assert "loaded as SD 2.1-base (512, epsilon): its file name says neither" in status.message
@@ -170,12 +171,14 @@ def test_an_epsilon_model_without_a_telling_name_stays_epsilon(tiny, configs, tm
     assert engine._pipe.scheduler.config.prediction_type == "epsilon"
 
 
+@pytest.mark.slow
 def test_model_config_wins_over_the_checkpoint(tiny, configs, tmp_path):
     engine, status = loaded(save(crafted(tiny, -1.5), tmp_path / "custom-768.safetensors"), model_config="sd21-base")
     assert "loaded as SD 2.1-base (512, epsilon): as --model-config says" in status.message
     assert engine._pipe.scheduler.config.prediction_type == "epsilon"
 
 
+@pytest.mark.slow
 def test_the_ema_weights_are_preferred_and_the_user_is_told(tiny, configs, tmp_path):
     from diffusers import UNet2DConditionModel
 
@@ -191,6 +194,7 @@ def test_the_ema_weights_are_preferred_and_the_user_is_told(tiny, configs, tmp_p
         in status.message
 
 
+@pytest.mark.slow
 def test_weights_are_read_into_the_target_dtype_once(tiny, configs, tmp_path):
     """fp32 file, fp16 model: every parameter is fp16 and owns its memory (nothing left pointing into a larger
     buffer, as a whole-file copy would)."""

@@ -144,6 +144,7 @@ def test_the_slide_form_sets_changes_and_removes_a_continuation_keeping_the_file
     assert "a comment that must survive" in dump_document(document)
 
 
+@pytest.mark.slow
 def test_the_admin_slide_form_shows_and_saves_a_continuation(author, stories_dir):
     (stories_dir / "shore.yaml").write_text(SHORE)
     page = author.get("/admin/stories/shore/slides/noon/edit").get_data(as_text=True)

@@ -53,6 +53,7 @@ def emulated_capture(fn):
     return out, lambda: out.copy_(fn()), None
 
 
+@pytest.mark.slow
 def test_the_graphs_level_says_it_has_no_cuda_graphs_on_a_cpu(fast):
     assert (
         "optimized: graphs (own loop, prompt cache 256, CUDA graphs need a CUDA GPU, not cpu)" in fast.status().message
@@ -76,6 +77,7 @@ def test_own_loop_batches_match_single_plain_pictures_and_keep_order(fast, backe
         assert np.abs(pixels(result) - plain(backend, request)).max() <= 3
 
 
+@pytest.mark.slow
 def test_progress_each_step_with_latents_and_cancelling_stops(fast):
     seen = []
     fast.generate([REQUEST.replace(steps=4)], lambda step, total, latents: seen.append((step, total, latents().shape)))
@@ -116,10 +118,10 @@ def test_captured_shapes_replay_fresh_inputs_and_padded_batches_match_the_plain_
     pipe = backend._pipe
     denoiser = Denoiser(torch, pipe, graphs=True, capture=emulated_capture)
     assert denoiser.graphs and denoiser.pad
-    pipe.scheduler = backend._scheduler("DPM++ 2M", "karras")
     for seeds, prompt in [((1, 2, 3), "a lighthouse"), ((4, 5, 6), "a red train in snow"), ((7,), "a harbour")]:
         requests = [REQUEST.replace(seed=s, prompt=prompt, sampler_name="DPM++ 2M", scheduler="karras") for s in seeds]
-        with torch.inference_mode():
+        with backend._generate_lock, torch.inference_mode():  # the shared pipeline's scheduler (see above)
+            pipe.scheduler = backend._scheduler("DPM++ 2M", "karras")
             images = denoiser.paint([prompt] * len(seeds), [""] * len(seeds), list(seeds), 64, 64, 3, 7.0)
         for request, image in zip(requests, images, strict=True):
             assert np.abs(np.asarray(image).astype(int) - plain(backend, request)).max() <= 3
@@ -128,6 +130,7 @@ def test_captured_shapes_replay_fresh_inputs_and_padded_batches_match_the_plain_
     assert sorted(key[0] for key in denoiser._shapes) == [2, 8]
 
 
+@pytest.mark.slow
 def test_a_failed_capture_paints_without_the_graph(backend):
     import torch
 
@@ -137,8 +140,10 @@ def test_a_failed_capture_paints_without_the_graph(backend):
         raise torch.OutOfMemoryError("CUDA out of memory (test double)")
 
     denoiser = Denoiser(torch, backend._pipe, graphs=True, capture=out_of_memory)
-    backend._pipe.scheduler = backend._scheduler("DPM++ 2M", "karras")
-    with torch.inference_mode():
+    # the shared pipeline's scheduler is per call: hold the painter's lock, as a paint still running from an earlier
+    # test's service would otherwise step the same scheduler
+    with backend._generate_lock, torch.inference_mode():
+        backend._pipe.scheduler = backend._scheduler("DPM++ 2M", "karras")
         image = denoiser.paint([REQUEST.prompt], [""], [7], 64, 64, 3, 7.0)[0]
     assert denoiser.graph_count() == 0
     expected = plain(backend, REQUEST.replace(sampler_name="DPM++ 2M", scheduler="karras"))
@@ -174,6 +179,7 @@ def test_max_level_compiles_during_warm_up_only_and_paints_the_plain_picture(tin
     engine.close()
 
 
+@pytest.mark.slow
 def test_img2img_paints_with_the_plain_pipeline_and_says_so_once(fast, backend, caplog):
     import io
     import logging

@@ -26,6 +26,7 @@ def pixels(backend, request):
     return np.asarray(backend.generate([request])[0].image).astype(int)
 
 
+@pytest.mark.slow
 def test_picture_has_the_requested_size_and_reports_its_seed(backend):
     result = backend.generate([REQUEST.replace(width=96, height=64)])[0]
     assert result.image.size == (96, 64)
@@ -33,12 +34,14 @@ def test_picture_has_the_requested_size_and_reports_its_seed(backend):
     assert result.request.seed == 7
 
 
+@pytest.mark.slow
 def test_same_seed_same_pixels_other_seed_other_pixels(backend):
     first = pixels(backend, REQUEST)
     assert np.array_equal(first, pixels(backend, REQUEST))
     assert np.abs(first - pixels(backend, REQUEST.replace(seed=8))).mean() > 1
 
 
+@pytest.mark.slow
 def test_random_seed_is_reported_and_reproduces(backend):
     result = backend.generate([REQUEST.replace(seed=-1)])[0]
     assert 0 <= result.seed < 2**32
@@ -49,6 +52,7 @@ def test_different_prompts_differ(backend):
     assert np.abs(pixels(backend, REQUEST) - pixels(backend, REQUEST.replace(prompt="a red train in snow"))).mean() > 1
 
 
+@pytest.mark.slow
 def test_tiling_changes_the_picture_and_wraps_seamlessly(backend):
     plain = pixels(backend, REQUEST)
     tiled = pixels(backend, REQUEST.replace(tiling=True))
@@ -61,6 +65,7 @@ def test_tiling_changes_the_picture_and_wraps_seamlessly(backend):
     assert np.array_equal(plain, pixels(backend, REQUEST))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sampler", "schedule"), [(s, t) for s, v in SAMPLERS.items() for t in v[2]])
 def test_every_sampler_and_schedule_paints(backend, sampler, schedule):
     result = backend.generate([REQUEST.replace(sampler_name=sampler, scheduler=schedule, steps=4)])[0]
@@ -72,6 +77,7 @@ def test_samplers_give_different_pictures(backend):
     assert np.abs(pixels(backend, REQUEST) - pixels(backend, REQUEST.replace(sampler_name="Euler a"))).mean() > 0.5
 
 
+@pytest.mark.slow
 def test_a_batch_matches_single_pictures_and_keeps_order(backend):
     requests = [REQUEST.replace(seed=s) for s in (1, 2, 3)] + [REQUEST.replace(seed=4, steps=2)]
     results = backend.generate(requests)
@@ -89,6 +95,7 @@ def test_progress_is_reported_each_step_with_latents(backend):
     assert seen[0][2] == (1, 4, 32, 32)
 
 
+@pytest.mark.slow
 def test_cancelling_from_the_step_callback_stops_the_generation(backend):
     steps = []
 
@@ -333,6 +340,7 @@ MASK = encoded_picture(square_mask())
 IMG2IMG = REQUEST.replace(init_image=encoded_picture(SOURCE), steps=4, denoising_strength=0.5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [0, 1, 2, 3])
 def test_img2img_paints_the_asked_size_from_a_source_of_another_size_and_aspect(backend, mode):
     request = IMG2IMG.replace(init_image=encoded_picture(smooth_picture(40, 88), "JPEG"), resize_mode=mode, width=96,
@@ -342,6 +350,7 @@ def test_img2img_paints_the_asked_size_from_a_source_of_another_size_and_aspect(
     assert result.request.resize_mode == mode and result.seed == 7
 
 
+@pytest.mark.slow
 def test_img2img_is_deterministic_alone_or_in_a_batch_and_follows_its_seed_and_source(backend):
     first = backend.generate([IMG2IMG])[0].encode("png")
     assert backend.generate([IMG2IMG])[0].encode("png") == first
@@ -376,6 +385,7 @@ def test_strength_zero_returns_the_source_as_the_vae_sees_it(backend):
     assert np.abs(repainted - round_trip).mean() > 10 * max(1.0, np.abs(kept - round_trip).mean())
 
 
+@pytest.mark.slow
 def test_a_mask_leaves_the_unmasked_part_untouched(backend):
     source = np.asarray(SOURCE).astype(int)
     inside = np.zeros((64, 64), bool)

@@ -114,6 +114,7 @@ DEEP = "title: Deep\nstart: s\nslides:\n  s:\n    text: " + "[" * 100_000 + "]" 
 # -- hostile story files ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_uploaded_alias_bomb_deep_file_or_unsafe_slide_id_is_refused_with_a_short_message(server, author):
     def upload(name: str, text: str) -> requests.Response:
         return author.post(server.url + "/admin/stories/import", files={"file": (name, text.encode())},
@@ -136,6 +137,7 @@ def test_an_uploaded_alias_bomb_deep_file_or_unsafe_slide_id_is_refused_with_a_s
     assert requests.get(server.url + "/play/lighthouse/shore", timeout=30).status_code == 200
 
 
+@pytest.mark.slow
 def test_hostile_files_in_the_stories_folder_are_listed_as_broken_and_everyone_plays_on(server):
     files = {
         "bomb": alias_bomb(9),  # expands to gigabytes: refused while parsing

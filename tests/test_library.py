@@ -78,6 +78,7 @@ def test_save_is_checked_against_the_revision_it_started_from(stories_dir, tmp_p
     assert library.get("lighthouse").title == "The Lamp"
 
 
+@pytest.mark.slow
 def test_an_invalid_story_is_not_saved(stories_dir, tmp_path):
     library = StoryLibrary(stories_dir, tmp_path / "revisions")
     text, revision = library.text("lighthouse")

@@ -218,6 +218,7 @@ def test_with_no_painter_left_the_story_still_plays_with_the_usual_message(paint
     assert 'action="/play/lighthouse/shore"' in html and 'name="choice" value="1"' in html  # it plays on
 
 
+@pytest.mark.slow
 def test_ray_failing_to_start_says_why_and_how_to_paint_in_process_instead():
     with pytest.raises(PaintersUnavailable, match="--painters inprocess"):
         check_reachable(f"127.0.0.1:{free_port()}")

@@ -142,6 +142,7 @@ def test_story_text_is_escaped(client, stories_dir):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
+@pytest.mark.slow
 def test_picture_streams_then_arrives_as_a_data_url_of_the_painted_size(client):
     found = events(client, "/play/lighthouse/shore/stream")
     assert [name for name, _ in found][-2:] == ["frame", "done"]
@@ -150,6 +151,7 @@ def test_picture_streams_then_arrives_as_a_data_url_of_the_painted_size(client):
     assert image.size == (64, 64)
 
 
+@pytest.mark.slow
 def test_a_painted_picture_is_inlined_into_the_slide_itself(client):
     final_frame(client, "/play/lighthouse/shore")
     html = client.get("/play/lighthouse/shore").get_data(as_text=True)
@@ -166,6 +168,7 @@ def test_same_slide_same_pixels_and_different_slides_differ(client):
     assert np.abs(shore.astype(int) - other).mean() > 1
 
 
+@pytest.mark.slow
 def test_png_on_request_and_plain_clients_get_the_image_file(client):
     response = client.get("/play/lighthouse/shore/image?format=png")
     assert response.mimetype == "image/png"
@@ -222,6 +225,7 @@ class FailingBackend:
         return self.real.generate(requests, on_step)
 
 
+@pytest.mark.slow
 def test_a_failed_picture_shows_a_message_and_a_retry_that_works(make_app, story_backend):
     faulty = FailingBackend(story_backend)
     client = make_app(BACKEND_INSTANCE=faulty).test_client()
@@ -255,6 +259,7 @@ def test_a_shared_slide_link_starts_the_receiver_there_with_their_own_progress(a
     assert "← Back" not in receiver.get(link).get_data(as_text=True)  # the receiver's own path starts at the link
 
 
+@pytest.mark.slow
 def test_the_picture_stream_sends_each_preview_once_and_no_bigger_than_the_picture(client):
     response = client.get("/play/lighthouse/shore/stream", buffered=False)
     started, received = time.monotonic(), []

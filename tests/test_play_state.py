@@ -134,6 +134,7 @@ def test_paint_ahead_asks_for_the_picture_each_choice_leads_to(lantern, make_app
     assert app.extensions["images"].state_of(cellar) is None  # "Go down" is closed: nothing painted for it
 
 
+@pytest.mark.slow
 def test_the_session_cookie_stays_bounded_across_long_plays_of_many_stories(stories_dir, client):
     def story(n):  # every step changes 14 numbers: many distinct values to remember, each story its own
         variables = "\n".join(f"  n{i}: {i * 79 + n * 1047}" for i in range(14))

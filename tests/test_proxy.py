@@ -64,6 +64,7 @@ def proxied(painter, tmp_path_factory):
 
 # -- item 3: every friend behind the proxy is a client of their own ---------------------------------------------
 
+@pytest.mark.slow
 def test_friends_behind_the_proxy_get_their_own_rate_limit(proxied):
     friend, other = forwarded("198.51.100.7"), forwarded("198.51.100.8")
     codes = [get(proxied, "/", friend)[0] for _ in range(101)]
@@ -102,6 +103,7 @@ def test_the_session_cookie_is_secure_when_the_proxy_says_https(proxied):
     assert "Secure" not in headers["Set-Cookie"]
 
 
+@pytest.mark.slow
 def test_without_proxy_mode_forwarded_headers_are_ignored(painter, tmp_path):
     server = Server(tmp_path, painter, "--rate-limit", "20 per minute")
     try:
@@ -168,6 +170,7 @@ def test_hundreds_of_open_streams_leave_the_pages_answering(proxied):
         conn.close()
 
 
+@pytest.mark.slow
 def test_streams_that_would_leave_no_threads_for_pages_are_refused_at_start():
     result = subprocess.run([sys.executable, "app.py", "--threads", "64", "--max-streams", "60"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)

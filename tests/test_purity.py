@@ -28,6 +28,7 @@ def imports(path: Path, top_level_only: bool) -> set[str]:
     return names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", DOMAIN)
 def test_domain_modules_know_no_flask_and_import_heavy_libraries_only_where_used(module):
     path = ROOT / module
@@ -38,6 +39,7 @@ def test_domain_modules_know_no_flask_and_import_heavy_libraries_only_where_used
     assert not imports(path, False) & (HEAVY - LAZY_HEAVY.get(module, set())), f"{module} imports torch or Ray"
 
 
+@pytest.mark.slow
 def test_importing_the_app_loads_neither_torch_nor_ray():
     code = (
         "import sys, app; app.create_app; print(sorted(m for m in ('torch', 'diffusers', 'ray') if m in sys.modules))"

@@ -91,6 +91,7 @@ def test_identical_concurrent_requests_cost_one_generation(service_factory):
     assert service.stats()["counters"]["coalesced"] == 7
 
 
+@pytest.mark.slow
 def test_player_before_admin_before_prefetch(service_factory):
     service, gated = service_factory()
     hold_painter(service, gated)
@@ -104,6 +105,7 @@ def test_player_before_admin_before_prefetch(service_factory):
     assert [call[0] for call in gated.calls] == ["blocker", "player", "admin", "prefetch"]
 
 
+@pytest.mark.slow
 def test_newer_paint_ahead_goes_first(service_factory):
     service, gated = service_factory()
     hold_painter(service, gated)
@@ -115,6 +117,7 @@ def test_newer_paint_ahead_goes_first(service_factory):
     assert [call[0] for call in gated.calls] == ["blocker", "slide the player reads", "slide the player left"]
 
 
+@pytest.mark.slow
 def test_a_prefetch_is_promoted_when_a_player_asks_for_it(service_factory):
     service, gated = service_factory()
     hold_painter(service, gated)
@@ -129,6 +132,7 @@ def test_a_prefetch_is_promoted_when_a_player_asks_for_it(service_factory):
     assert service.stats()["prefetch"] == {"queued": 2, "used": 1, "hit_rate": 0.5}
 
 
+@pytest.mark.slow
 def test_a_prefetch_nobody_wants_is_dropped_before_it_starts(service_factory):
     service, gated = service_factory()
     hold_painter(service, gated)
@@ -157,6 +161,7 @@ def test_the_queue_is_bounded(service_factory):
     gated.gate.set()
 
 
+@pytest.mark.slow
 def test_compatible_jobs_run_as_one_batch(service_factory):
     service, gated = service_factory(max_batch=3)
     hold_painter(service, gated)
@@ -280,6 +285,7 @@ def test_a_picture_is_encoded_for_browsers_once_and_the_memory_is_bounded(servic
 
 
 
+@pytest.mark.slow
 def test_players_asking_at_the_same_moment_share_one_batch(service_factory):
     """Regression (issue 14): the painter woke on the first of 4 simultaneous players and painted it alone."""
     service, gated = service_factory(max_batch=4, gather=2.0)  # a wide window: this test checks batching, not speed
@@ -364,6 +370,7 @@ def test_api_jobs_never_take_the_players_place_in_the_queue_and_are_capped_per_c
     gated.gate.set()
 
 
+@pytest.mark.slow
 def test_interrupt_and_skip_stop_only_the_callers_own_jobs(service_factory):
     service, gated = service_factory(max_batch=4)
     alice = service.submit(BASE.replace(prompt="alice", steps=150), API, "api/alice/1", "api/alice/")

@@ -345,6 +345,7 @@ def test_a_twine_story_keeps_names_tags_positions_ifid_and_format_through_export
     assert load_story(dump_document(again), "again", "s").variables == story.variables
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", sorted(STORIES.glob("*.yaml")), ids=lambda p: p.name)
 def test_round_trip_ours_to_twee_to_ours_keeps_everything(path):
     original = load_story(path.read_text(), str(path), path.stem)

@@ -51,6 +51,7 @@ def test_an_alias_expanding_past_the_bound_is_refused_even_for_one_long_text():
                               "characters; write the values out or share fewer"]
 
 
+@pytest.mark.slow
 def test_too_many_values_are_refused():
     huge = "title: T\nstart: s\nslides:\n" + "".join(f"  s{i}: {{text: hi}}\n" for i in range(7000))
     assert "it holds more than 20,000 values" in problems(huge)[0]
@@ -71,6 +72,7 @@ def test_costly_yaml_is_refused_with_a_short_message(text, expected):
     assert info.value.message == expected
 
 
+@pytest.mark.slow
 def test_a_value_is_quoted_short_however_large_or_nested():
     assert shown("w" * 500) == repr("w" * 60) + "…"
     assert shown({"a": [[["deep"]]], "b": 2, "c": 3, "d": 4}) == "{'a': [[…]], 'b': 2, 'c': 3, …}"
