@@ -318,16 +318,16 @@ def story_graph(document: Any) -> tuple[list[GraphNode], list[GraphEdge]]:
 
 
 def continuation_path(a: GraphNode, b: GraphNode) -> str:
-    """The SVG path of a continuation edge from ``a`` (the source) to ``b``: a curve, so that it stands apart from
-    the straight choice edges even where both join the same slides; between slides in one column it bows out to
-    the right."""
+    """The SVG path of a continuation edge from ``a`` (the source) to ``b``: a curve that sags a little below the
+    straight line a choice between the same slides takes, so that both show; between slides in one column it bows
+    out to the right.  It stays within the graph's margins."""
     if a.x == b.x:
-        bow = 60 + 30 + abs(b.y - a.y) / 4
-        return f"M {a.x + 60} {a.y + 6} C {a.x + bow} {a.y + 6}, {b.x + bow} {b.y - 6}, {b.x + 60} {b.y - 6}"
+        bow = min(45.0, 30 + abs(b.y - a.y) / 8)
+        return f"M {a.x + 60} {a.y + 6} C {a.x + 60 + bow} {a.y + 6}, {b.x + 60 + bow} {b.y - 6}, {b.x + 60} {b.y - 6}"
     side = 60 if b.x > a.x else -60
     x1, y1, x2, y2 = a.x + side, a.y + 8, b.x - side, b.y + 8
-    lift = 40 + abs(y2 - y1) / 6
-    return f"M {x1} {y1} C {x1 + side} {y1 + lift}, {x2 - side} {y2 + lift}, {x2} {y2}"
+    third = (x2 - x1) / 3
+    return f"M {x1} {y1} C {x1 + third:g} {y1 + 24}, {x2 - third:g} {y2 + 24}, {x2} {y2}"
 
 
 def shown_condition(condition: Any) -> str:

@@ -551,7 +551,9 @@ def test_tuning_a_continuation_paints_it_from_its_source_shown_beside_and_player
     plain = card_polls(author.post("/admin/stories/shore/slides/noon", data={**form, "image_from": "", "count": "1"})
                        .get_data(as_text=True))
     assert len(plain) == 1 and "from=" not in plain[0]
-    assert np.abs(card_pixels(painted_card(author, plain[0])) - card_pixels(cards[0])).mean() > 5
+    plain_card = painted_card(author, plain[0])
+    assert np.abs(card_pixels(plain_card) - card_pixels(cards[0])).mean() > 5
+    assert re.search(r'formaction="[^"]*\?chosen_from="', plain_card)  # kept as painted: a picture of its own
     # keep the second: seed, source and strength go into the slide; a player then gets that very picture at once
     keep = html.unescape(re.search(r'formaction="([^"]+)"', cards[1]).group(1))
     response = author.post(keep, data={**form, "chosen_seed": str(seed + 1)})
