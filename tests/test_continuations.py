@@ -152,6 +152,7 @@ def test_the_admin_slide_form_shows_and_saves_a_continuation(author, stories_dir
     assert 'name="image" value="the rocky shore at noon, bright sun"' in page
     sources = re.search(r'<select name="image_from">(.*?)</select>', page, re.S).group(1)
     assert "<option selected>shore</option>" in sources and "noon" not in sources  # it cannot continue itself
+    assert "night" not in sources  # night continues noon's picture: a cycle
     assert re.search(r'name="image_strength" [^>]*value="0.6"', page)
     revision = re.search(r'name="revision" value="([0-9a-f]+)"', page).group(1)
     form = {"csrf_token": author.token, "revision": revision, "text": "Noon.", "image": "the shore at noon",
@@ -547,6 +548,8 @@ def test_tuning_a_continuation_paints_it_from_its_source_shown_beside_and_player
     # painted as a player's would be: the source first as a plain picture, then the candidates from it
     assert prompts_of(recorder.calls) == ["a rocky shore at dawn", "the rocky shore at noon", "the rocky shore at noon"]
     assert [from_picture for batch in recorder.calls for _, from_picture in batch] == [False, True, True]
+    again = author.get("/admin/stories/shore/slides/noon").get_data(as_text=True)
+    assert card_polls(again) == polls[:1]  # opened again: the picture it continues is shown at once
     # not the picture the prompt and seed alone give ("none" as the source: a plain picture)
     plain = card_polls(author.post("/admin/stories/shore/slides/noon", data={**form, "image_from": "", "count": "1"})
                        .get_data(as_text=True))
