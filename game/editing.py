@@ -19,6 +19,8 @@ from ruamel.yaml.scalarstring import LiteralScalarString
 
 from game import state as st
 from game.library import SlideNotFound
+from game.story import MAX_CONTINUATIONS
+from game.story import Story
 from game.yamlsafe import yaml_parser
 
 SLIDE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -27,6 +29,8 @@ STYLE_NUMBERS = (("width", int), ("height", int), ("steps", int), ("cfg_scale", 
 # What the tuning page may change in a slide's picture settings.
 TUNABLE = ("negative_prompt", "width", "height", "steps", "cfg_scale", "sampler_name", "scheduler", "seed", "tiling")
 NEW_CHOICE = "__new__"  # the choice form's "a new slide called..." target
+MAX_COMPARED = 4  # a strengths comparison on the tuning page paints at most this many pictures
+COMPARED_STRENGTHS = "0.3, 0.5, 0.7"  # what it compares unless the author says otherwise
 
 
 @dataclass(frozen=True)
@@ -301,12 +305,69 @@ def preview_values(declared: Mapping[str, st.Value], form: Mapping[str, str]) ->
     return values
 
 
-def keep_picture(document: Any, slug: str, slide_id: str, image: str | None, chosen: Any, original: Any) -> None:
+def strength_value(field: str, raw: str) -> float:
+    """A continuation's strength typed into a form: a number from 0 to 1."""
+    value = _number(field, raw.strip(), float)
+    if not 0 <= value <= 1:
+        raise EditError(field, f"must be a number from 0 (the source picture as it is) to 1 (a new picture in its "
+                               f"place), got {raw.strip()[:20]!r}")
+    return value
+
+
+def tuning_continuation(story: Story, slide_id: str, form: Mapping[str, str]) -> tuple[str | None, float | None]:
+    """The tuning form's continuation: the slide whose picture the tuned slide's continues (None: a plain picture)
+    and the strength (None: the default).  A form without ``image_from`` leaves the slide's own; a source that
+    is no slide, or would make a cycle or a chain too long (see `Story.possible_sources`), is refused with why."""
+    slide = story.slides[slide_id]
+    if "image_from" not in form:
+        return slide.source, slide.style.strength
+    source = form.get("image_from", "").strip() or None
+    if source is not None and source not in story.possible_sources(slide_id):
+        if source not in story.slides:
+            reason = "there is no such slide"
+        elif source == slide_id:
+            reason = "a picture cannot continue itself"
+        elif slide_id in story.sources(source):
+            chain = [source, *story.sources(source)]
+            reason = (f"its picture continues this one's ({' -> '.join(chain[:chain.index(slide_id) + 1])}), so "
+                      "they would continue each other in a cycle")
+        else:
+            reason = f"its picture already ends a chain of {MAX_CONTINUATIONS} 'from' steps"
+        raise EditError("image_from", f"cannot continue the picture of {source[:64]!r}: {reason}")
+    raw = form.get("image_strength", "").strip()
+    return source, strength_value("image_strength", raw) if raw and source else None
+
+
+def compared_strengths(text: str) -> list[float]:
+    """The strengths a comparison paints, from the form's list ("0.3, 0.5, 0.7"): each from 0 to 1, each once,
+    in the order given, at most `MAX_COMPARED`."""
+    strengths: list[float] = []
+    for raw in re.split(r"[\s,;]+", text.strip()[:200]):
+        if raw:
+            value = strength_value("strengths", raw)
+            if value not in strengths:
+                strengths.append(value)
+    if not strengths:
+        raise EditError("strengths", f"name the strengths to compare, for example {COMPARED_STRENGTHS}")
+    if len(strengths) > MAX_COMPARED:
+        raise EditError("strengths", f"at most {MAX_COMPARED} strengths at once, got {len(strengths)}")
+    return strengths
+
+
+def keep_picture(document: Any, slug: str, slide_id: str, image: str | None, chosen: Any, original: Any,
+                 source: str | None = None) -> None:
     """Write a tuned picture into its slide: the subject line if changed, the seed always, and the other settings
-    where ``chosen`` (a GenerationRequest) differs from what the slide had (``original``)."""
+    where ``chosen`` (a GenerationRequest) differs from what the slide had (``original``).  ``source``: the slide
+    whose picture the chosen one continues, written with its strength (``chosen.denoising_strength``) into the
+    slide's ``image`` mapping in place (comments kept); "" makes the slide's picture a plain one; None leaves the
+    continuation as it is."""
     node = _slide_node(document, slug, slide_id)
-    if image and isinstance(node.get("image"), dict):  # a continuation keeps its source
-        node["image"]["prompt"] = image
+    current = node.get("image")
+    if source is not None and (source or isinstance(current, dict)):
+        kept = (current.get("prompt") if isinstance(current, dict) else current) or ""
+        _set_image(node, image or str(kept), source, value_text(chosen.denoising_strength) if source else "")
+    elif image and isinstance(current, dict):  # a continuation keeps its source
+        current["prompt"] = image
     elif image:
         node["image"] = image
     style = node.get("style") or {}

@@ -138,6 +138,13 @@ def depends_on_state(story: Story, slide_id: str) -> bool:
     return any(story.sandbox.is_template(s) for s in sources)
 
 
+def varying_pictures(story: Story, slide_id: str) -> list[str]:
+    """The slides, of this one and those whose pictures it continues (nearest first), whose picture descriptions
+    depend on the story's variables: the slide's picture changes with them when this is not empty (a continuation
+    of a picture that changes changes with it, even when its own description does not)."""
+    return [s for s in [slide_id, *story.sources(slide_id)] if depends_on_state(story, s)]
+
+
 def prompt_parts(story: Story, slide_id: str, values: Mapping[str, st.Value] | None = None) -> list[PromptPart]:
     """The candidate parts of a slide's prompt, in prompt order, before any are dropped."""
     slide = story.slides[slide_id]

@@ -174,6 +174,18 @@ class Story:
             current = self.slides[current].source
         return chain
 
+    def possible_sources(self, slide_id: str) -> list[str]:
+        """The slides whose picture this slide's picture could continue, in the file's order: every other slide but
+        those whose own picture continues this one's (directly or through others: a cycle) and those whose chain is
+        already `MAX_CONTINUATIONS` long (one more step would be too many)."""
+        return [other for other in self.slides if other != slide_id and slide_id not in self.sources(other)
+                and len(self.sources(other)) < MAX_CONTINUATIONS]
+
+    def picture_sources(self) -> set[str]:
+        """The slides whose pictures are painted as the source of a picture that players see (a continuation on a
+        slide reachable from the start), whether or not a choice leads to them."""
+        return {source for slide_id in self.parents() for source in self.sources(slide_id)}
+
     def painting_order(self) -> list[str]:
         """Every slide, each after the slides its picture continues (otherwise in the file's order): the order
         in which a bake paints them."""
@@ -212,17 +224,27 @@ class GraphNode:
     ending: bool = False
     unreachable: bool = False
     missing: bool = False  # a choice points here, but there is no such slide
+    source_only: bool = False  # no choice leads here, but a reachable slide's picture is painted from its picture
+
+
+CHOICE, CONTINUATION = "choice", "continuation"  # the two kinds of edge in the story graph
 
 
 @dataclass(frozen=True)
 class GraphEdge:
+    """A choice (``source`` leads to ``target``), or a continuation (``target``'s picture is painted from
+    ``source``'s: from the source to the continuation, as the picture flows)."""
+
     source: str
     target: str
     broken: bool = False
-    label: str = ""  # the choice's text
+    label: str = ""  # the choice's text; for a continuation, "continues the picture of ..."
     condition: str | None = None  # its `if:`, when it has one
     otherwise: str = st.HIDE  # what a player sees while it is closed
     effects: str = ""  # its `set:`, as "name = value, ..."
+    kind: str = CHOICE
+    strength: str = ""  # a continuation's `strength:` as written ("" for the default)
+    path: str = ""  # a continuation: its curve (SVG path data), apart from the straight choice edges
 
 
 def breadth_first(start: str, targets: Callable[[str], Iterable[str]]) -> dict[str, tuple[str | None, int]]:
@@ -240,35 +262,72 @@ def breadth_first(start: str, targets: Callable[[str], Iterable[str]]) -> dict[s
 
 
 def story_graph(document: Any) -> tuple[list[GraphNode], list[GraphEdge]]:
-    """Slides as nodes laid out in columns by distance from the start, choices as edges; works on broken stories."""
+    """Slides as nodes laid out in columns by distance from the start, choices and continuations as edges; works on
+    broken stories.  A slide that no choice reaches but whose picture a reachable slide's continues (a picture
+    source only) stands in the column before that slide; other unreachable slides and missing ones in a last
+    column."""
     slides = document.get("slides") if isinstance(document, dict) else None
     if not isinstance(slides, dict):
         return [], []
     targets: dict[str, list[str]] = {}
     found: list[tuple[str, dict]] = []
+    continues: dict[str, tuple[str, str]] = {}  # slide -> (the slide its picture continues, strength as written)
     for sid, body in slides.items():
         choices = body.get("choices") if isinstance(body, dict) else None
         choices = [c for c in choices if isinstance(c, dict) and c.get("to")] if isinstance(choices, list) else []
         targets[str(sid)] = [str(c.get("to")) for c in choices]
         found += [(str(sid), c) for c in choices]
+        image = body.get("image") if isinstance(body, dict) else None
+        if isinstance(image, dict) and isinstance(image.get("from"), str) and image["from"]:
+            strength = image.get("strength")
+            continues[str(sid)] = (image["from"], "" if strength is None else cut(str(strength), 12))
     start = str(document.get("start", ""))
     depth = {sid: d for sid, (_, d) in breadth_first(start, lambda sid: targets.get(sid, [])).items()
              } if start in targets else {}
     last = max(depth.values(), default=0) + 1
+    # A picture source that no choice reaches: one column before the first slide painted from it (chains too).
+    source_column: dict[str, int] = {}
+    for sid in sorted(depth, key=lambda s: depth[s]):
+        current, seen = sid, {sid}
+        while current in continues and continues[current][0] in targets and continues[current][0] not in seen:
+            source = continues[current][0]
+            if source not in depth:
+                source_column.setdefault(source, max(0, depth.get(current, source_column.get(current, 1)) - 1))
+            current = source
+            seen.add(current)
     rows: dict[int, int] = {}
     nodes = []
     for sid in list(targets) + sorted({t for ts in targets.values() for t in ts if t not in targets}):
-        column = depth.get(sid, last)
+        column = depth.get(sid, source_column.get(sid, last))
         row = rows.get(column, 0)
         rows[column] = row + 1
         nodes.append(GraphNode(sid, 90 + 170 * column, 40 + 60 * row, sid == start,
-                               sid in targets and not targets[sid], sid not in depth, sid not in targets))
+                               sid in targets and not targets[sid], sid not in depth, sid not in targets,
+                               sid in source_column))
     edges = [GraphEdge(s, str(c["to"]), str(c["to"]) not in targets, cut(str(c.get("text") or ""), 80),
                        cut(shown_condition(c.get("if")), 120) if c.get("if") not in (None, "") else None,
                        st.DISABLE if c.get("otherwise") == st.DISABLE else st.HIDE,
                        cut(shown_effects(c.get("set")), 120))
              for s, c in found]
+    # A `from` naming no slide, or the slide itself, is an error the check lists: no edge to draw for it.
+    placed = {n.id: n for n in nodes}
+    edges += [GraphEdge(source, sid, False, cut(f"continues the picture of {source}", 100), kind=CONTINUATION,
+                        strength=strength, path=continuation_path(placed[source], placed[sid]))
+              for sid, (source, strength) in continues.items() if source in targets and source != sid]
     return nodes, edges
+
+
+def continuation_path(a: GraphNode, b: GraphNode) -> str:
+    """The SVG path of a continuation edge from ``a`` (the source) to ``b``: a curve that sags a little below the
+    straight line a choice between the same slides takes, so that both show; between slides in one column it bows
+    out to the right.  It stays within the graph's margins."""
+    if a.x == b.x:
+        bow = min(45.0, 30 + abs(b.y - a.y) / 8)
+        return f"M {a.x + 60} {a.y + 6} C {a.x + 60 + bow} {a.y + 6}, {b.x + 60 + bow} {b.y - 6}, {b.x + 60} {b.y - 6}"
+    side = 60 if b.x > a.x else -60
+    x1, y1, x2, y2 = a.x + side, a.y + 8, b.x - side, b.y + 8
+    third = (x2 - x1) / 3
+    return f"M {x1} {y1} C {x1 + third:g} {y1 + 24}, {x2 - third:g} {y2 + 24}, {x2} {y2}"
 
 
 def shown_condition(condition: Any) -> str:

@@ -3,7 +3,9 @@
 `Validator` walks the document `game.yamlsafe.parse` returns and builds the `game.story` dataclasses.  Every
 problem names the file, the line, the slide and the field (unknown `to`, missing start, unreachable slides, duplicate
 ids, out-of-range picture settings, state mistakes); errors stop play (`StoryError` lists them all at once),
-warnings (an unreachable slide, an unknown key) stay on the Story.  At most MAX_PROBLEMS of each severity are kept.
+warnings (an unreachable slide, an unknown key) stay on the Story; a slide no choice reaches whose picture a
+reachable slide's continues is no mistake (a picture source only) and gets no warning.  At most MAX_PROBLEMS of
+each severity are kept.
 """
 
 from __future__ import annotations
@@ -162,8 +164,9 @@ class Validator:
                       self.optional_text(doc, "author"), (), doc, self.variables, self.twine(doc, None),
                       self.sandbox)
         reached = story.parents()
+        needed = story.picture_sources()  # a slide only there to be painted from is no mistake (the graph says so)
         for slide_id in slides:
-            if slide_id not in reached:
+            if slide_id not in reached and slide_id not in needed:
                 self.problem("cannot be reached from the start slide", doc["slides"], self.keys[slide_id],
                              slide=slide_id, severity="warning")
         return dataclasses.replace(story, warnings=tuple(self.finish()))

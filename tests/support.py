@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -167,6 +168,57 @@ def csrf_token(client, path="/admin/login"):
 
 def sign_in(client, password="open sesame"):
     return client.post("/admin/login", data={"password": password, "csrf_token": csrf_token(client)})
+
+
+class _FormReader(HTMLParser):
+    """The values a browser would send for one form: inputs (checked boxes only), selected options, textareas."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__()
+        self.form_id, self.inside, self.values = form_id, False, {}
+        self.select: str | None = None
+        self.option = False  # inside an option without a value attribute: its text is its value
+        self.textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "form":
+            self.inside = a.get("id") == self.form_id
+        elif not self.inside:
+            return
+        elif tag == "input" and a.get("name") and (a.get("type") != "checkbox" or "checked" in a):
+            self.values[a["name"]] = a.get("value") or ("on" if a.get("type") == "checkbox" else "")
+        elif tag == "select":
+            self.select = a.get("name")
+        elif tag == "option" and self.select and ("selected" in a or self.select not in self.values):
+            self.values[self.select] = a.get("value", "")  # the text, when it has no value (see handle_data)
+            self.option = a.get("value") is None
+        elif tag == "textarea":
+            self.textarea = a.get("name")
+            self.values[self.textarea] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self.textarea:
+            self.values[self.textarea] += data
+        elif self.select and self.option and not self.values[self.select]:
+            self.values[self.select] = data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self.select = None
+        elif tag == "option":
+            self.option = False
+        elif tag == "textarea":
+            self.textarea = None
+
+
+def form_values(page: str, form_id: str) -> dict[str, str]:
+    """What submitting the form with this id sends, as the page has it filled in (no button's own value)."""
+    reader = _FormReader(form_id)
+    reader.feed(page)
+    return reader.values
 
 
 def editor_state(client, slug):

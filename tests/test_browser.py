@@ -201,3 +201,62 @@ def test_author_adds_three_slides_tunes_a_picture_keeps_a_seed_and_a_player_sees
     player.wait_for_selector("#picture img.final")
     assert "seed 501" in player.locator("#picture .caption").inner_text()
     context.close()
+
+
+HARBOUR = """\
+title: The Harbour
+start: quay
+style: {steps: 4, width: 64, height: 64, seed: 3}
+slides:
+  quay:
+    text: A quay at dawn.
+    image: a stone quay at dawn, fishing boats
+    choices:
+      - {text: Wait for dusk, to: dusk}
+  dusk:
+    text: The same quay at dusk.
+    image:
+      prompt: the stone quay at dusk, lanterns lit
+      from: quay   # the same place, a new moment
+      strength: 0.5
+"""
+
+
+def test_author_compares_strengths_of_a_continuation_side_by_side_and_keeps_one(browser, live_server):
+    from tests.support import ADMIN_PASSWORD
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(live_server.url + "/admin/login")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(live_server.url + "/admin/stories")
+    page.fill("input[name=title]", "The Harbour")
+    page.fill("input[name=slug]", "harbour")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/admin/stories/harbour")
+    page.locator(".yaml-form textarea").fill(HARBOUR)
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_selector("text=Saved.")
+    edge = page.locator('.graph path.edge.continuation[data-from="quay"][data-to="dusk"]')
+    assert edge.count() == 1 and "dusk continues the picture of quay" in edge.locator("title").text_content()
+    page.goto(live_server.url + "/admin/stories/harbour/slides/dusk")
+    assert page.locator("select[name=image_from]").input_value() == "quay"
+    page.fill("input[name=strengths]", "0.2, 0.8")
+    page.get_by_role("button", name="Compare strengths").click()  # htmx: the previews arrive in place
+    keep = page.get_by_role("button", name="Keep this one")
+    keep.nth(1).wait_for()
+    page.wait_for_selector(".card.done.source img[data-slide='quay']")  # the picture they continue, beside them
+    assert [page.locator(".card.done[data-strength]").nth(i).get_attribute("data-strength") for i in range(2)] == [
+        "0.2", "0.8"]
+    assert page.locator(".card.done[data-strength='0.8'] figcaption strong").inner_text() == "strength 0.8"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "admin-compare-strengths.png"), full_page=True)
+    seed = page.locator(".card.done[data-strength='0.8'] img").get_attribute("data-seed")
+    page.locator(".card.done[data-strength='0.8']").get_by_role("button", name="Keep this one").click()
+    page.wait_for_selector(f"text=Kept seed {seed}, painted from the picture of quay at strength 0.8")
+    page.goto(live_server.url + "/admin/stories/harbour/slides/dusk/edit")
+    assert page.locator("input[name=image_strength]").input_value() == "0.8"
+    assert page.locator("select[name=image_from]").input_value() == "quay"
+    context.close()

@@ -4,6 +4,7 @@ The story format and its checks, the composer, the generation service (sources f
 source), paint-ahead, baking and the picture stream, on the real tiny model at 64x64.
 """
 
+import html
 import io
 import re
 import threading
@@ -34,6 +35,7 @@ from inference.service import GenerationService
 from tests.support import csrf_token
 from tests.support import data_url_image
 from tests.support import final_frame
+from tests.support import form_values
 from tests.support import sign_in
 
 # Every picture 64x64 and a few steps; `shore` is painted plain, the others continue it (or each other).
@@ -151,6 +153,7 @@ def test_the_admin_slide_form_shows_and_saves_a_continuation(author, stories_dir
     assert 'name="image" value="the rocky shore at noon, bright sun"' in page
     sources = re.search(r'<select name="image_from">(.*?)</select>', page, re.S).group(1)
     assert "<option selected>shore</option>" in sources and "noon" not in sources  # it cannot continue itself
+    assert "night" not in sources  # night continues noon's picture: a cycle
     assert re.search(r'name="image_strength" [^>]*value="0.6"', page)
     revision = re.search(r'name="revision" value="([0-9a-f]+)"', page).group(1)
     form = {"csrf_token": author.token, "revision": revision, "text": "Noon.", "image": "the shore at noon",
@@ -492,3 +495,249 @@ def test_baking_paints_every_picture_once_sources_first_and_counts_them_all(shor
     assert result.exit_code == 0, result.output
     assert "Baking 4 pictures of Shore" in result.output and "4 of 4 pictures are in the cache." in result.output
     assert len(prompts_of(recorder.calls)) == 4
+
+
+# -- the author: tuning a continuation, comparing strengths, the graph ------------------------------------------
+
+
+def card_polls(page):
+    """The poll addresses of the preview cards on a tuning page, in order."""
+    return [html.unescape(url) for url in re.findall(r'hx-get="(/admin/jobs/[0-9a-f]{64}[^"]*)"', page)]
+
+
+def painted_card(client, url):
+    return wait_until(lambda: (lambda h: h if "hx-trigger" not in h else None)(client.get(url).get_data(as_text=True)),
+                      f"the card {url} painted")
+
+
+def card_pixels(card):
+    return np.asarray(data_url_image(card).convert("RGB")).astype(int)
+
+
+@pytest.fixture
+def tuning(shore_app):
+    """An app painting the shore story (pictures as PNG, so that a player's is the same bytes), the recorder of
+    what its painter paints, and a signed-in author."""
+    app, recorder = shore_app(IMAGE_FORMAT="png")
+    author = app.test_client()
+    sign_in(author)
+    return app, recorder, author
+
+
+@pytest.mark.slow
+def test_tuning_a_continuation_paints_it_from_its_source_shown_beside_and_players_get_the_one_kept(tuning,
+                                                                                                 stories_dir):
+    app, recorder, author = tuning
+    page = author.get("/admin/stories/shore/slides/noon").get_data(as_text=True)
+    select = re.search(r'<select name="image_from">(.*?)</select>', page, re.S).group(1)
+    assert '<option value="">none: a picture of its own</option>' in select
+    assert "<option selected>shore</option>" in select
+    assert re.search(r'name="image_strength" [^>]*value="0.6"', page)
+    assert "The picture of <strong>shore</strong>, which this one continues, is painted first" in page
+    assert "Painted from the picture of" in page and "at strength 0.6" in page
+    form = {**form_values(page, "tune-form"), "count": "2"}
+    assert (form["image_from"], form["image_strength"], form["width"]) == ("shore", "0.6", "64")
+    polls = card_polls(author.post("/admin/stories/shore/slides/noon", data=form).get_data(as_text=True))
+    assert len(polls) == 3 and "of=shore" in polls[0]  # the picture it continues first, then the candidates
+    assert all("from=shore" in url and "strength=0.6" in url for url in polls[1:])
+    source = painted_card(author, polls[0])
+    assert "the picture it continues" in source and 'data-slide="shore"' in source and "Keep this one" not in source
+    cards = [painted_card(author, url) for url in polls[1:]]
+    seed = int(form["seed"])
+    assert [int(re.search(r'data-seed="(\d+)"', card).group(1)) for card in cards] == [seed, seed + 1]
+    assert all("<strong>strength 0.6</strong>" in card for card in cards)
+    # painted as a player's would be: the source first as a plain picture, then the candidates from it
+    assert prompts_of(recorder.calls) == ["a rocky shore at dawn", "the rocky shore at noon", "the rocky shore at noon"]
+    assert [from_picture for batch in recorder.calls for _, from_picture in batch] == [False, True, True]
+    again = author.get("/admin/stories/shore/slides/noon").get_data(as_text=True)
+    assert card_polls(again) == polls[:1]  # opened again: the picture it continues is shown at once
+    # not the picture the prompt and seed alone give ("none" as the source: a plain picture)
+    plain = card_polls(author.post("/admin/stories/shore/slides/noon", data={**form, "image_from": "", "count": "1"})
+                       .get_data(as_text=True))
+    assert len(plain) == 1 and "from=" not in plain[0]
+    plain_card = painted_card(author, plain[0])
+    assert np.abs(card_pixels(plain_card) - card_pixels(cards[0])).mean() > 5
+    assert re.search(r'formaction="[^"]*\?chosen_from="', plain_card)  # kept as painted: a picture of its own
+    # keep the second: seed, source and strength go into the slide; a player then gets that very picture at once
+    keep = html.unescape(re.search(r'formaction="([^"]+)"', cards[1]).group(1))
+    response = author.post(keep, data={**form, "chosen_seed": str(seed + 1)})
+    assert response.status_code == 303 and f"kept={seed + 1}" in response.headers["Location"]
+    saved = (stories_dir / "shore.yaml").read_text()
+    assert "# a comment that must survive a round trip" in saved
+    assert re.search(r"from: shore +# same place\.\.\.\n +strength: 0\.6 +# \.\.\.new moment", saved)
+    assert f"seed: {seed + 1}" in saved
+    kept = author.get(response.headers["Location"]).get_data(as_text=True)
+    assert f"Kept seed {seed + 1}, painted from the picture of shore at strength 0.6," in kept
+    play = app.test_client().get("/play/shore/noon").get_data(as_text=True)
+    assert "sse-connect" not in play  # already painted: the picture comes with the slide
+    assert np.array_equal(card_pixels(play), card_pixels(cards[1]))
+
+
+@pytest.mark.slow
+def test_compare_strengths_paints_one_card_per_strength_at_one_seed_and_keeps_the_chosen_one(tuning, stories_dir):
+    app, recorder, author = tuning
+    form = {**form_values(author.get("/admin/stories/shore/slides/noon").get_data(as_text=True), "tune-form"),
+            "action": "strengths", "strengths": "0.3, 0.5 0.7", "seed": "-1"}
+    response = author.post("/admin/stories/shore/slides/noon", data=form)
+    assert response.status_code == 200
+    polls = card_polls(response.get_data(as_text=True))
+    assert len(polls) == 4 and "of=shore" in polls[0]
+    cards = [painted_card(author, url) for url in polls[1:]]
+    assert [re.search(r'data-strength="([^"]+)"', card).group(1) for card in cards] == ["0.3", "0.5", "0.7"]
+    assert [re.search(r"<strong>strength ([^<]+)</strong>", card).group(1) for card in cards] == ["0.3", "0.5", "0.7"]
+    seeds = {re.search(r'data-seed="(\d+)"', card).group(1) for card in cards}
+    assert len(seeds) == 1  # one seed (drawn once for "-1"): only the strength differs
+    pixels_ = [card_pixels(card) for card in cards]
+    assert np.abs(pixels_[0] - pixels_[2]).mean() > 1  # the strength changes the picture
+    assert prompts_of(recorder.calls).count("a rocky shore at dawn") == 1  # the source once, for all three
+    keep = html.unescape(re.search(r'formaction="([^"]+)"', cards[0]).group(1))
+    assert "chosen_from=shore" in keep and "chosen_strength=0.3" in keep
+    kept = author.post(keep, data={**form, "image_strength": "0.9", "chosen_seed": seeds.pop()})
+    assert kept.status_code == 303
+    saved = (stories_dir / "shore.yaml").read_text()  # the card's strength, not what the form says now
+    assert re.search(r"from: shore +# same place\.\.\.\n +strength: 0\.3 +# \.\.\.new moment", saved)
+    play = app.test_client().get("/play/shore/noon").get_data(as_text=True)
+    assert "sse-connect" not in play and np.array_equal(card_pixels(play), pixels_[0])
+
+
+def test_a_strengths_comparison_is_bounded_and_needs_a_picture_to_continue(tuning):
+    _, recorder, author = tuning
+    form = {**form_values(author.get("/admin/stories/shore/slides/noon").get_data(as_text=True), "tune-form"),
+            "action": "strengths"}
+    for strengths, message in (("0.1, 0.2, 0.3, 0.4, 0.5", "strengths: at most 4 strengths at once, got 5"),
+                               ("0.2, 1.5", "strengths: must be a number from 0 (the source picture as it is) to 1"),
+                               ("", "strengths: name the strengths to compare, for example 0.3, 0.5, 0.7")):
+        response = author.post("/admin/stories/shore/slides/noon", data={**form, "strengths": strengths})
+        assert response.status_code == 422 and message in html.unescape(response.get_data(as_text=True))
+    plain = author.post("/admin/stories/shore/slides/noon", data={**form, "image_from": ""})
+    assert plain.status_code == 422
+    assert "image_from: comparing strengths needs a picture to continue" in plain.get_data(as_text=True)
+    assert recorder.calls == [] and "/admin/jobs/" not in plain.get_data(as_text=True)  # nothing was painted
+
+
+def test_a_full_queue_answers_busy_and_shows_the_previews_it_took(shore_app):
+    app, recorder = shore_app(QUEUE_LIMIT=2)
+    author = app.test_client()
+    sign_in(author)
+    form = {**form_values(author.get("/admin/stories/shore/slides/noon").get_data(as_text=True), "tune-form"),
+            "action": "strengths", "strengths": "0.3, 0.5, 0.7"}
+    hold(app.extensions["images"], recorder)
+    response = author.post("/admin/stories/shore/slides/noon", data=form)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
+    assert "the painter has too many pictures waiting: retry in" in page
+    polls = card_polls(page)  # the source and the first strength were taken before the queue was full
+    assert len(polls) == 2 and "of=shore" in polls[0] and "strength=0.3" in polls[1]
+    recorder.gate.set()
+
+
+def test_the_source_select_leaves_out_slides_that_would_make_a_cycle_and_a_forged_one_is_refused(tuning):
+    _, _, author = tuning
+    page = author.get("/admin/stories/shore/slides/shore").get_data(as_text=True)
+    options = re.findall(r"<option[^>]*>([^<]*)</option>",
+                         re.search(r'<select name="image_from">(.*?)</select>', page, re.S).group(1))
+    assert options == ["none: a picture of its own", "gate"]  # noon and night continue shore's picture
+    assert "Not offered: noon, night (each continues this picture already" in page
+    page = author.get("/admin/stories/shore/slides/noon").get_data(as_text=True)
+    options = re.findall(r"<option[^>]*>([^<]*)</option>",
+                         re.search(r'<select name="image_from">(.*?)</select>', page, re.S).group(1))
+    assert options == ["none: a picture of its own", "gate", "shore"]  # night continues noon's
+    form = {**form_values(page, "tune-form"), "image_from": "night"}
+    refused = author.post("/admin/stories/shore/slides/noon", data=form)
+    assert refused.status_code == 422
+    assert ("image_from: cannot continue the picture of 'night': its picture continues this one's (night -> noon), "
+            "so they would continue each other in a cycle") in html.unescape(refused.get_data(as_text=True))
+    kept = author.post("/admin/stories/shore/slides/noon/keep", data={**form, "chosen_seed": "5"})
+    assert kept.status_code == 422 and "would continue each other in a cycle" in kept.get_data(as_text=True)
+
+
+def test_keep_writes_a_new_continuation_or_removes_one_keeping_the_files_comments(tuning, stories_dir):
+    _, _, author = tuning
+    page = author.get("/admin/stories/shore/slides/gate").get_data(as_text=True)
+    form = form_values(page, "tune-form")
+    assert form["image_from"] == "" and form["image_strength"] == ""
+    response = author.post("/admin/stories/shore/slides/gate/keep?chosen_from=shore&chosen_strength=0.25",
+                           data={**form, "chosen_seed": "11"})
+    assert response.status_code == 303
+    story = load_story((stories_dir / "shore.yaml").read_text(), "shore.yaml", "shore")
+    gate = story.slides["gate"]
+    assert (gate.source, gate.style.strength, gate.image, gate.style.seed) == ("shore", 0.25,
+                                                                                "an iron gate on a cliff", 11)
+    page = author.get("/admin/stories/shore/slides/noon").get_data(as_text=True)
+    response = author.post("/admin/stories/shore/slides/noon/keep",
+                           data={**form_values(page, "tune-form"), "image_from": "", "chosen_seed": "12"})
+    assert response.status_code == 303 and "source=" not in response.headers["Location"]
+    text = (stories_dir / "shore.yaml").read_text()
+    noon = load_story(text, "shore.yaml", "shore").slides["noon"]
+    assert (noon.source, noon.image, noon.style.seed) == (None, "the rocky shore at noon, bright sun", 12)
+    assert "# a comment that must survive a round trip" in text
+
+
+def test_a_continuation_of_a_picture_that_changes_with_the_values_is_flagged_as_changing(author, stories_dir):
+    (stories_dir / "lamp.yaml").write_text("""\
+title: Lamp
+start: hall
+state: {lit: false}
+slides:
+  hall:
+    text: A hall.
+    image: "a hall{% if lit %}, lit by a lamp{% endif %}"
+    choices: [{text: Look again, to: again}]
+  again:
+    text: The hall again.
+    image: {prompt: the same hall with a cat, from: hall}
+""")
+    page = author.get("/admin/stories/lamp/slides/again").get_data(as_text=True)
+    assert "(this slide&#39;s picture does not change with them)" not in page
+    assert "This picture changes with the values: it is painted from the picture of hall, which changes" in page
+
+
+def test_the_htmx_paint_answers_with_the_previews_and_the_prompt_and_varies_by_hx_request(tuning):
+    app, recorder, author = tuning
+    hold(app.extensions["images"], recorder)
+    form = {**form_values(author.get("/admin/stories/shore/slides/noon").get_data(as_text=True), "tune-form"),
+            "image": "the rocky shore at dusk", "count": "1"}
+    response = author.post("/admin/stories/shore/slides/noon", data=form, headers={"HX-Request": "true"})
+    fragment = response.get_data(as_text=True)
+    assert response.status_code == 200 and "HX-Request" in response.headers["Vary"]
+    assert fragment.startswith('<div class="cards" id="tune-cards">') and "<html" not in fragment
+    assert len(card_polls(fragment)) == 2
+    assert '<div class="panel" id="tune-prompt" hx-swap-oob="true">' in fragment  # the prompt as now composed
+    assert '<span class="part subject" title="subject">the rocky shore at dusk</span>' in fragment
+    whole = author.post("/admin/stories/shore/slides/noon", data=form)
+    assert "HX-Request" in whole.headers["Vary"] and "<html" in whole.get_data(as_text=True)
+    assert 'hx-swap-oob' not in whole.get_data(as_text=True)
+    recorder.gate.set()
+
+
+def test_the_graph_draws_continuations_as_their_own_edges_and_a_picture_source_is_not_unreachable(author,
+                                                                                                  stories_dir):
+    (stories_dir / "shore.yaml").write_text(SHORE)
+    page = author.get("/admin/stories/shore").get_data(as_text=True)
+    continuations = re.findall(r'<path d="[^"]+" class="edge continuation" marker-end="url\(#arrow-continuation\)" '
+                               r'data-from="(\w+)" data-to="(\w+)"><title>([^<]*)</title>', page)
+    assert continuations == [("shore", "noon", "noon continues the picture of shore at strength 0.6"),
+                             ("noon", "night", "night continues the picture of noon")]
+    def choice_edges(page):  # each choice's line, but where it is drawn (shore stands elsewhere without noon's)
+        return [re.sub(r' [xy][12]="[^"]+"', "", line) for line in re.findall(r"<line [^>]*>.*?</line>", page)]
+
+    plain = SHORE.replace("      from: shore   # same place...\n      strength: 0.6   # ...new moment\n", "").replace(
+        ', from: noon}', '}')
+    (stories_dir / "plain.yaml").write_text(plain)
+    unchanged = author.get("/admin/stories/plain").get_data(as_text=True)
+    assert "edge continuation" not in unchanged
+    assert choice_edges(page) == choice_edges(unchanged)  # the choices, drawn as before
+    assert choice_edges(page)[2] == ('<line class="edge" marker-end="url(#arrow)"><title>shore → noon: “Wait”</title>'
+                                     '</line>')
+    assert "continuation: blue dashed curve" in page and "continuation: blue dashed curve" not in unchanged
+    # shore: no choice leads there, but noon's picture is painted from it: said so, not warned about
+    node = re.search(r'<a href="[^"]*" class="node([^"]*)" data-slide="shore">\s*<title>([^<]*)</title>', page)
+    assert node.group(1).split() == ["unreachable", "source-only"]
+    assert "only its picture is used, as a source" in node.group(2)
+    assert "slide <strong>shore</strong>: no choice leads here, so players never read it; its picture is painted as " \
+           "the source of <strong>noon</strong>" in page
+    assert "cannot be reached" not in page
+    assert "cannot be reached" in unchanged  # a plain picture no choice leads to is still worth a warning
+    story = load_story(SHORE + "  lost:\n    text: Nobody comes here.\n", "shore.yaml", "shore")
+    assert [str(w) for w in story.warnings] == ["shore.yaml, line 27, slide 'lost': cannot be reached from the start "
+                                                "slide"]

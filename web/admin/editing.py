@@ -94,9 +94,12 @@ def edit_slide(slug: str, slide_id: str) -> ResponseReturnValue:
         return problem or redirect(url_for("admin.edit_story", slug=slug), 303)
     node = slides[slide_id]
     image, source, strength = image_fields(node)
+    story = services.stories().entry(slug).story  # None while the story has errors: then every other slide
+    sources = story.possible_sources(slide_id) if story is not None and slide_id in story.slides else [
+        s for s in slides if s != slide_id]
     return render_template("admin/slide.html", slug=slug, slide_id=slide_id, node=node, revision=revision,
                            image=image, image_from=source, image_strength=strength, default_strength=DEFAULT_STRENGTH,
-                           slides=list(slides), characters=list(document.get("characters") or {}),
+                           sources=sources, slides=list(slides), characters=list(document.get("characters") or {}),
                            choices=choice_rows(node) + [ChoiceRow("", "")] * 2,
                            variables=list(document.get("state") or {}))
 

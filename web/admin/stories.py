@@ -150,7 +150,7 @@ def check_context(slug: str, text: str) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - not YAML yet: the problems list already says so
         document = None
     nodes, edges = story_graph(document)
-    dead_ends = [n.id for n in nodes if n.ending and not n.missing]
+    dead_ends = [n.id for n in nodes if n.ending and not n.missing and not n.source_only]
     return {"problems": problems, "story": story, "nodes": nodes, "edges": edges,
             "width": max((n.x for n in nodes), default=0) + 110, "height": max((n.y for n in nodes), default=0) + 40,
             "positions": {n.id: (n.x, n.y) for n in nodes}, "dead_ends": dead_ends,
