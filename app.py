@@ -32,6 +32,7 @@ log = logging.getLogger("lanternslide")
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the Lanternslide app.  ``config`` overrides settings (tests pass a mapping here); ``API_ALONE: True``
     builds the A1111-compatible API without the game (``python -m inference serve``)."""
+    from web import covers
     from web import play
     from web import sdapi
     from web.admin import init_app as init_admin
@@ -57,7 +58,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     rate_limit = limiter.limit(app.config["RATE_LIMIT"])
     if not api_alone:
         rate_limit(play.bp)
+        rate_limit(covers.bp)
         app.register_blueprint(play.bp)
+        app.register_blueprint(covers.bp)
         init_admin(app)
         app.cli.add_command(bake_command)
     sdapi.init_app(app, flags={k.lower(): v for k, v in app.config.items() if k in {x.key for x in SETTINGS}},

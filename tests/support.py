@@ -62,7 +62,7 @@ class LiveServer(ServerProcess):
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "server.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "LANTERNSLIDE_ADMIN_PASSWORD": ADMIN_PASSWORD}
-        stories = workdir / "stories"
+        stories = self.stories = workdir / "stories"
         shutil.copytree(STORIES, stories)
         self.started = time.perf_counter()
         self.process = subprocess.Popen(

@@ -1,6 +1,7 @@
 """Play a shipped story in a real browser: Playwright driving Debian's chromium against `python app.py`."""
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -259,4 +260,40 @@ def test_author_compares_strengths_of_a_continuation_side_by_side_and_keeps_one(
     page.goto(live_server.url + "/admin/stories/harbour/slides/dusk/edit")
     assert page.locator("input[name=image_strength]").input_value() == "0.8"
     assert page.locator("select[name=image_from]").input_value() == "quay"
+    context.close()
+
+
+@pytest.mark.browser
+def test_the_shelf_shows_each_story_as_a_book_whose_cover_arrives_without_a_reload(page, live_server):
+    from playwright.sync_api import expect
+
+    (live_server.stories / "clockmaker.yaml").write_text(
+        "title: The Clockmaker's Shop\ndescription: Every clock in the shop stopped at the same minute.\nstart: door\n"
+        "slides:\n  door:\n    text: The bell above the door rings once.\n"
+        "    image: a dusty clockmaker's shop full of silent clocks, candlelight\n")
+    response = page.goto(live_server.url + "/")
+    # the page as sent: the new story's card has its title on a coloured ground while its cover is painted
+    assert re.search(r'<div class="cover blank hue-\d" id="cover-clockmaker"', response.text())
+    page.evaluate("window.sameDocument = true")
+    cover = page.locator("#cover-clockmaker img")
+    expect(cover).to_have_js_property("complete", True, timeout=120_000)
+    assert cover.evaluate("img => img.naturalWidth") == 64  # the picture (64 px here), no wider than painted
+    assert page.evaluate("window.sameDocument") is True  # swapped in: the page was not reloaded
+    expect(page.locator(".shelf .cover.blank")).to_have_count(0, timeout=300_000)  # every story's cover came
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "shelf.png"))
+    page.get_by_role("link", name="The Clockmaker's Shop").click()
+    page.wait_for_url("**/play/clockmaker/door")
+    assert page.locator("#picture img.final").count() == 1  # the cover was this first picture: it came at once
+
+
+@pytest.mark.browser
+def test_the_shelf_fits_a_phone(browser, live_server):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.goto(live_server.url + "/")
+    books = page.locator(".shelf .book")
+    first, second = books.nth(0).bounding_box(), books.nth(1).bounding_box()
+    assert first["y"] == second["y"] and second["x"] > first["x"] + first["width"]  # two books side by side
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     context.close()

@@ -44,6 +44,7 @@ from inference.jobs import QueueFull
 from inference.jobs import Snapshot
 from inference.request import GenerationRequest
 from inference.request import to_data_url
+from web import covers
 from web import services
 from web.htmx import is_htmx
 from web.htmx import render
@@ -209,14 +210,11 @@ def slide_gone(story: Story, exc: SlideGone) -> Response:
 
 @bp.get("/")
 def index() -> Response:
-    """The story list (each story's first picture is painted ahead meanwhile)."""
+    """The story list, a shelf of books: each story's first picture is its cover, painted ahead meanwhile (as a
+    new player sees it) and swapped in as it is painted (web/covers.py)."""
     entries = services.stories().entries()
-    if current_app.config["PREFETCH_DEPTH"]:
-        for entry in entries:  # while the player picks a story, paint each story's first picture
-            if entry.story is not None:  # as a new player sees it: the starting values
-                start = picture_chain(entry.story, entry.story.start, engine.values(entry.story, None))
-                services.images().submit_chain(start, PREFETCH, player_id())
-    return render("play/index.html", "play/index.html", entries=entries)
+    books, check = covers.shelf(entries)
+    return render("play/index.html", "play/index.html", entries=entries, covers=books, check=check)
 
 
 @bp.get("/play/<slug>")

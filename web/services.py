@@ -29,6 +29,8 @@ def init_services(app: Flask, with_stories: bool = True) -> None:
         library = StoryLibrary(app.config["STORIES"], instance / "revisions")
         app.extensions["stories"] = library
         app.extensions["players"] = Roster()
+        # The front page's story covers, apart from the slides' pictures so that neither pushes the other out.
+        app.extensions["covers"] = BrowserEncodings(keep=256, keep_bytes=8 * 1024 * 1024)
         if app.config["OPTIMIZE"] in (
             "compile",
             "graphs",
@@ -67,3 +69,8 @@ def backend() -> Backend:
 def encodings() -> BrowserEncodings:
     """Pictures encoded for browsers, once each."""
     return _get("encodings")
+
+
+def covers() -> BrowserEncodings:
+    """The story covers of the front page, made once each (small copies of the start slides' pictures)."""
+    return _get("covers")

@@ -35,6 +35,14 @@ def size_or_auto(value: str | int) -> str | int:
     return number
 
 
+def cover_width(value: str | int) -> int:
+    """A width in pixels for the story covers: 16 to 2048."""
+    number = int(value)
+    if not 16 <= number <= 2048:
+        raise ValueError(f"expected a width from 16 to 2048 pixels, got {value!r}")
+    return number
+
+
 def painters_value(value: str | int) -> str:
     """``inprocess`` or a number of painter processes (1 or more)."""
     text = str(value).strip().lower()
@@ -140,6 +148,14 @@ SETTINGS = (
         "webp",
         "format of pictures sent to browsers: webp, png or jpeg",
         choices=("webp", "png", "jpeg"),
+        game_only=True,
+    ),
+    Setting(
+        "COVER_WIDTH",
+        320,
+        "width in pixels of the story covers on the front page (small copies of each story's first picture, never "
+        "wider than the picture itself)",
+        cover_width,
         game_only=True,
     ),
     Setting("THREADS", 64, "worker threads of the web server (each open picture stream holds one)", int),

@@ -41,8 +41,8 @@ def dashboard() -> dict[str, Any]:
 
 
 def status_figures() -> dict[str, Any]:
-    """The service's figures, and the browser encodings kept in memory."""
-    return {**services.images().stats(), "encoded": services.encodings().stats()}
+    """The service's figures, and the browser encodings (the slides' pictures, the story covers) kept in memory."""
+    return {**services.images().stats(), "encoded": services.encodings().stats(), "covers": services.covers().stats()}
 
 
 @bp.get("/status.json")
