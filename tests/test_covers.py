@@ -66,11 +66,11 @@ def wait_idle(app) -> None:
 def prompt_of(app, slug: str, slide_id: str) -> str:
     """The prompt of a slide's picture as a new player gets it."""
     from game import engine
-    from web.play import picture_request
+    from web.play import picture_chain
 
     with app.app_context():
         story = app.extensions["stories"].get(slug)
-        return picture_request(story, slide_id, engine.values(story, None)).prompt
+        return picture_chain(story, slide_id, engine.values(story, None))[-1][0].prompt
 
 
 def shelf_of(stories_dir, count: int, shipped: bool = False) -> None:
