@@ -269,6 +269,7 @@ def test_the_shelf_shows_each_story_as_a_book_whose_cover_arrives_without_a_relo
 
     (live_server.stories / "clockmaker.yaml").write_text(
         "title: The Clockmaker's Shop\ndescription: Every clock in the shop stopped at the same minute.\nstart: door\n"
+        "style: {steps: 6}\n"
         "slides:\n  door:\n    text: The bell above the door rings once.\n"
         "    image: a dusty clockmaker's shop full of silent clocks, candlelight\n")
     response = page.goto(live_server.url + "/")
@@ -276,7 +277,7 @@ def test_the_shelf_shows_each_story_as_a_book_whose_cover_arrives_without_a_relo
     assert re.search(r'<div class="cover blank hue-\d" id="cover-clockmaker"', response.text())
     page.evaluate("window.sameDocument = true")
     cover = page.locator("#cover-clockmaker img")
-    expect(cover).to_have_js_property("complete", True, timeout=120_000)
+    expect(cover).to_have_js_property("complete", True, timeout=300_000)
     assert cover.evaluate("img => img.naturalWidth") == 64  # the picture (64 px here), no wider than painted
     assert page.evaluate("window.sameDocument") is True  # swapped in: the page was not reloaded
     expect(page.locator(".shelf .cover.blank")).to_have_count(0, timeout=300_000)  # every story's cover came
