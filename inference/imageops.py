@@ -126,33 +126,9 @@ def expand_crop_region(region: Box, width: int, height: int, image_width: int, i
     ratio_crop_region = (x2 - x1) / (y2 - y1)
     ratio_processing = width / height
     if ratio_crop_region > ratio_processing:
-        desired_height = (x2 - x1) / ratio_processing
-        desired_height_diff = int(desired_height - (y2 - y1))
-        y1 -= desired_height_diff // 2
-        y2 += desired_height_diff - desired_height_diff // 2
-        if y2 >= image_height:
-            diff = y2 - image_height
-            y2 -= diff
-            y1 -= diff
-        if y1 < 0:
-            y2 -= y1
-            y1 -= y1
-        if y2 >= image_height:
-            y2 = image_height
+        y1, y2 = _widen(y1, y2, (x2 - x1) / ratio_processing, image_height)
     else:
-        desired_width = (y2 - y1) * ratio_processing
-        desired_width_diff = int(desired_width - (x2 - x1))
-        x1 -= desired_width_diff // 2
-        x2 += desired_width_diff - desired_width_diff // 2
-        if x2 >= image_width:
-            diff = x2 - image_width
-            x2 -= diff
-            x1 -= diff
-        if x1 < 0:
-            x2 -= x1
-            x1 -= x1
-        if x2 >= image_width:
-            x2 = image_width
+        x1, x2 = _widen(x1, x2, (y2 - y1) * ratio_processing, image_width)
     return x1, y1, x2, y2
 
 
@@ -279,3 +255,15 @@ def prepare_img2img(source: Image.Image, mask: Image.Image | None, width: int, h
     if painted is not None and inpainting_fill != 1:
         image = fill(image, painted if painted.size == image.size else resize_image(0, painted, *image.size))
     return Img2ImgInput(image, latent_upscale, painted, overlay, paste_to, notes)
+
+
+def _widen(low: int, high: int, wanted: float, limit: int) -> tuple[int, int]:
+    """One axis of A1111's expand_crop_region: grow [low, high) about its centre to ``wanted``, shifted back
+    inside [0, limit) and cut to it."""
+    grow = int(wanted - (high - low))
+    low, high = low - grow // 2, high + grow - grow // 2
+    if high >= limit:
+        low, high = low - (high - limit), limit
+    if low < 0:
+        low, high = 0, high - low
+    return low, min(high, limit)
