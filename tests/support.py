@@ -475,3 +475,14 @@ def get(server: ProxiedServer, path: str, headers: dict[str, str] | None = None,
     finally:
         response.close()
         conn.close()
+
+
+def wait_until(condition, what, timeout=600):
+    """Poll until ``condition()`` is truthy and return it (a bound against a hang, not a speed limit)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.005)

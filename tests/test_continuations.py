@@ -8,7 +8,6 @@ import html
 import io
 import re
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -37,6 +36,7 @@ from tests.support import data_url_image
 from tests.support import final_frame
 from tests.support import form_values
 from tests.support import sign_in
+from tests.support import wait_until
 
 # Every picture 64x64 and a few steps; `shore` is painted plain, the others continue it (or each other).
 SHORE = """\
@@ -103,16 +103,6 @@ class Recorder:
 def pixels(png):
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
 
-
-def wait_until(condition, what, timeout=600):
-    """Poll until ``condition()`` is truthy and return it (a bound against a hang, not a speed limit)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.05)
 
 
 # -- the story format -------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -29,21 +28,12 @@ from tests.support import ROOT
 from tests.support import data_url_image
 from tests.support import events
 from tests.support import free_port
+from tests.support import wait_until
 from web.settings import build_parser
 
 BASE = GenerationRequest(prompt="a lighthouse", seed=1, steps=2, width=64, height=64)
 PASSWORD = "open sesame"
 
-
-def wait_for(condition, what, timeout=300):
-    """Poll until ``condition()`` is truthy and return it; the deadline is against a hang, not a speed limit."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.005)
 
 
 def busy(pool, count):
@@ -105,7 +95,7 @@ def test_two_painters_paint_distinct_pictures_at_the_same_time_as_this_process_w
     before = {p["name"]: p["painted"] for p in painters.painters()}
     asked = [BASE.replace(prompt="a red door", steps=10), BASE.replace(prompt="a blue door", seed=2, steps=10)]
     keys = [service.submit(request, PLAYER).key for request in asked]
-    both = wait_for(lambda: busy(painters, 2), "both painters painting at once")
+    both = wait_until(lambda: busy(painters, 2), "both painters painting at once")
     assert {p["pid"] for p in both} and len({p["pid"] for p in both}) == 2
     done = [service.wait(key, 300) for key in keys]
     assert [snap.state for snap in done] == [DONE, DONE]
@@ -122,7 +112,7 @@ def test_two_players_asking_for_the_same_picture_on_different_painters_turns_sha
     before = sum(p["painted"] for p in painters.painters())
     request = BASE.replace(prompt="a shared tower")
     first = service.submit(request, PLAYER, who="ann", client="ann")
-    wait_for(lambda: busy(painters, 1), "a painter painting the picture")
+    wait_until(lambda: busy(painters, 1), "a painter painting the picture")
     assert painters.free() == 1  # the other painter is free, and still the second player joins the running job
     second = service.submit(request, PLAYER, who="bob", client="bob")
     held.gate.set()
@@ -152,7 +142,7 @@ def test_a_waiting_player_preempts_paint_ahead_on_a_painter_process(painters, se
     before = sum(p["painted"] for p in painters.painters())
     ahead = [service.submit(BASE.replace(prompt=f"a path ahead {i}", seed=i, steps=30), PREFETCH, who="ann")
              for i in range(2)]
-    wait_for(lambda: busy(painters, 2), "both painters painting ahead")
+    wait_until(lambda: busy(painters, 2), "both painters painting ahead")
     player = service.submit(BASE.replace(prompt="the slide a player waits for"), PLAYER, who="bob")
     assert service.wait(player.key, 300).state == DONE
     counters = service.stats()["counters"]
@@ -185,8 +175,8 @@ def test_a_painter_killed_mid_batch_loses_nothing_the_picture_arrives_painted_on
     service = service_for()
     request = BASE.replace(prompt="a storm over the sea", steps=12)
     key = service.submit(request, PLAYER).key
-    victim = wait_for(lambda: busy(painters, 1), "a painter painting the picture")[0]
-    wait_for(lambda: service.snapshot(key).step >= 2, "a few steps painted")
+    victim = wait_until(lambda: busy(painters, 1), "a painter painting the picture")[0]
+    wait_until(lambda: service.snapshot(key).step >= 2, "a few steps painted")
     os.kill(victim["pid"], signal.SIGKILL)
     snap = service.wait(key, 600)
     assert snap.state == DONE, snap.error
@@ -200,7 +190,7 @@ def test_a_painter_killed_mid_batch_loses_nothing_the_picture_arrives_painted_on
 
 def test_a_painter_that_cannot_load_is_reported_and_the_others_carry_on(painters, service_for, tmp_path):
     name = painters.add_painter(BackendSettings(model=str(tmp_path / "missing-weights"), device="cpu", max_size=64))
-    broken = wait_for(lambda: next((p for p in painters.painters() if p["name"] == name and p["state"] == "failed"),
+    broken = wait_until(lambda: next((p for p in painters.painters() if p["name"] == name and p["state"] == "failed"),
                                    None), "the broken painter reported")
     assert "missing-weights" in broken["message"] and broken["failures"] == 1
     assert painters.status().ready  # the others carry on
