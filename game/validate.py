@@ -17,6 +17,7 @@ from typing import Any
 from ruamel.yaml.scalarstring import FoldedScalarString
 from ruamel.yaml.scalarstring import LiteralScalarString
 
+from game import expressions as ex
 from game import state as st
 from game.story import CHOICE_KEYS
 from game.story import IMAGE_KEYS
@@ -131,9 +132,9 @@ class Validator:
             raise StoryError(self.source, [Problem(self.source,
                                                    "a story must be a YAML mapping with title, start and slides")])
         self.unknown_keys(doc, STORY_KEYS, None, "")
-        self.sandbox = st.Sandbox()
+        self.sandbox = ex.Sandbox()
         self.variables = self.state(doc)
-        self.types = {name: st.kind(value) or "" for name, value in self.variables.items()}
+        self.types = {name: ex.kind(value) or "" for name, value in self.variables.items()}
         title = self.text(doc, "title", None, required=True)
         style = self.style(doc.get("style"), doc, None)
         characters = self.characters(doc)
@@ -377,7 +378,7 @@ class Validator:
 
     # -- state --------------------------------------------------------------------------------------------------
 
-    def state(self, doc: dict) -> dict[str, st.Value]:
+    def state(self, doc: dict) -> dict[str, ex.Value]:
         node = doc.get("state")
         if node is None:
             return {}
@@ -387,7 +388,7 @@ class Validator:
             return {}
         if len(node) > st.MAX_VARIABLES:
             self.problem(f"declares {len(node)} variables; at most {st.MAX_VARIABLES}", doc, "state", field="state")
-        result: dict[str, st.Value] = {}
+        result: dict[str, ex.Value] = {}
         for name, value in node.items():
             message = st.name_error(name) or st.value_error(value)
             if message:
@@ -418,7 +419,7 @@ class Validator:
         try:
             names = self.sandbox.names(source, expression)
             result, mistakes = self.sandbox.kind_of(source, self.types, expression)
-        except st.StateError as exc:
+        except ex.StateError as exc:
             report(exc.message, exc.line)
             return None
         for name, offset in names:
@@ -455,8 +456,8 @@ class Validator:
                 continue
             if isinstance(value, str):
                 expression, got = value, self.expression(value, node, name, sid, where)
-            elif st.kind(value) is not None and st.value_error(value) is None:
-                expression, got = st.literal(value), st.kind(value)
+            elif ex.kind(value) is not None and st.value_error(value) is None:
+                expression, got = st.literal(value), ex.kind(value)
             else:
                 self.problem(f"must be a value or an expression, got {value!r}", node, name, slide=sid, field=where)
                 continue
