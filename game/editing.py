@@ -17,6 +17,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import LiteralScalarString
 
+from game import expressions as ex
 from game import state as st
 from game.library import SlideNotFound
 from game.story import MAX_CONTINUATIONS
@@ -73,7 +74,7 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
-def parse_value(raw: str, unquote: bool = True) -> st.Value:
+def parse_value(raw: str, unquote: bool = True) -> ex.Value:
     """A value typed into a form: true/false, a number, else text (with ``unquote``, quotes around it are taken
     off; an effect keeps them, since its text is an expression in which quoted text is a value)."""
     raw = raw.strip()
@@ -114,7 +115,7 @@ def state_text(document: Any) -> str:
 def apply_state(document: Any, text: str) -> None:
     """The story's variables and starting values from ``name = value`` lines (text in quotes keeps its spaces and
     stays text even when it looks like a number)."""
-    variables: dict[str, st.Value] = {}
+    variables: dict[str, ex.Value] = {}
     for name, raw in _pairs("state", text):
         value = parse_value(raw)
         problem = st.value_error(value)
@@ -282,7 +283,7 @@ def tuning_values(form: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def preview_values(declared: Mapping[str, st.Value], form: Mapping[str, str]) -> dict[str, st.Value]:
+def preview_values(declared: Mapping[str, ex.Value], form: Mapping[str, str]) -> dict[str, ex.Value]:
     """The variables the tuning page previews a slide with: each ``state.NAME`` field of the form, of its
     variable's kind (true/false, a number, text cut to its bound); a variable the form leaves out starts as
     declared."""

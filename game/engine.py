@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from game import expressions as ex
 from game import state as st
 from game.story import Slide
 from game.story import Story
@@ -41,7 +42,7 @@ class SlideGone(PlayError):
         self.slide_id = slide_id
 
 
-Diff = tuple[tuple[str, st.Value], ...]  # the variables that differ from the story's starting values, sorted
+Diff = tuple[tuple[str, ex.Value], ...]  # the variables that differ from the story's starting values, sorted
 
 
 @dataclass(frozen=True)
@@ -127,13 +128,13 @@ def _diff(entry: Any) -> Diff | None:
     return tuple(sorted(entry.items()))
 
 
-def values(story: Story, state: PlayState | None, step: int = -1) -> dict[str, st.Value]:
+def values(story: Story, state: PlayState | None, step: int = -1) -> dict[str, ex.Value]:
     """Every variable of the story as the player had it at ``step`` of the path (the starting values without a
     state)."""
     return st.normalize(story.variables, dict(state.diff_at(step)) if state is not None else None)
 
 
-def _mark(story: Story, values_: dict[str, st.Value]) -> Diff:
+def _mark(story: Story, values_: dict[str, ex.Value]) -> Diff:
     return tuple(sorted(st.difference(story.variables, values_).items()))
 
 
@@ -145,7 +146,7 @@ def _fit(state: PlayState) -> PlayState:
     return state
 
 
-def _extend(story: Story, state: PlayState, slide_id: str, values_: dict[str, st.Value]) -> PlayState:
+def _extend(story: Story, state: PlayState, slide_id: str, values_: dict[str, ex.Value]) -> PlayState:
     marks = tuple(state.diff_at(i) for i in range(len(state.path))) + (_mark(story, values_),)
     path = (*state.path, slide_id)
     first = state.first + max(0, len(path) - MAX_PATH)
@@ -184,7 +185,7 @@ class SlideView:
     text: str
     image: str | None
     options: tuple[Option, ...]
-    values: dict[str, st.Value]
+    values: dict[str, ex.Value]
     step: int  # the slide's step number on the path (`PlayState.step`); the page sends it back with a choice
 
     @property
@@ -192,7 +193,7 @@ class SlideView:
         return not self.slide.choices
 
 
-def options(story: Story, slide_id: str, values_: dict[str, st.Value]) -> tuple[Option, ...]:
+def options(story: Story, slide_id: str, values_: dict[str, ex.Value]) -> tuple[Option, ...]:
     """The choices of a slide as a player with ``values_`` sees them: hidden ones left out, disabled ones closed."""
     shown: list[Option] = []
     for index, choice in enumerate(story.slides[slide_id].choices):
@@ -217,10 +218,10 @@ class Next:
 
     index: int
     to: str
-    values: dict[str, st.Value]
+    values: dict[str, ex.Value]
 
 
-def leads_to(story: Story, slide_id: str, values_: dict[str, st.Value]) -> list[Next]:
+def leads_to(story: Story, slide_id: str, values_: dict[str, ex.Value]) -> list[Next]:
     """The state each open choice of a slide leads to: effects applied, nothing else changed.  Pure."""
     slide = story.slides[slide_id]
     return [Next(i, c.to, st.apply(story.sandbox, c.effects, story.variables, values_))

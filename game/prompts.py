@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from game import expressions as ex
 from game import state as st
 from game.story import DEFAULT_STRENGTH
 from game.story import Story
@@ -108,7 +109,7 @@ def _split(text: str | None) -> list[str]:
     return [p.strip() for p in (text or "").split(",") if p.strip()]
 
 
-def setting_for(story: Story, slide_id: str, values: Mapping[str, st.Value] | None = None) -> str | None:
+def setting_for(story: Story, slide_id: str, values: Mapping[str, ex.Value] | None = None) -> str | None:
     """The ``image`` of the nearest slide before this one (on the shortest way from the start) that has one,
     rendered with ``values`` (the starting values when None)."""
     parents = story.parents()
@@ -120,7 +121,7 @@ def setting_for(story: Story, slide_id: str, values: Mapping[str, st.Value] | No
     return None
 
 
-def _render(story: Story, source: str | None, values: Mapping[str, st.Value] | None) -> str:
+def _render(story: Story, source: str | None, values: Mapping[str, ex.Value] | None) -> str:
     return st.render(story.sandbox, source or "", st.normalize(story.variables, values))
 
 
@@ -145,7 +146,7 @@ def varying_pictures(story: Story, slide_id: str) -> list[str]:
     return [s for s in [slide_id, *story.sources(slide_id)] if depends_on_state(story, s)]
 
 
-def prompt_parts(story: Story, slide_id: str, values: Mapping[str, st.Value] | None = None) -> list[PromptPart]:
+def prompt_parts(story: Story, slide_id: str, values: Mapping[str, ex.Value] | None = None) -> list[PromptPart]:
     """The candidate parts of a slide's prompt, in prompt order, before any are dropped."""
     slide = story.slides[slide_id]
     spec = story.style.merged(slide.style)
@@ -166,7 +167,7 @@ def prompt_parts(story: Story, slide_id: str, values: Mapping[str, st.Value] | N
 
 
 def compose(story: Story, slide_id: str, count_tokens: TokenCounter | None = None,
-            budget: int = TOKEN_BUDGET, values: Mapping[str, st.Value] | None = None) -> Composition:
+            budget: int = TOKEN_BUDGET, values: Mapping[str, ex.Value] | None = None) -> Composition:
     """Build the GenerationRequest for one slide, fitting the prompt into CLIP's window.
 
     ``count_tokens`` is the loaded model's tokenizer (see ``Backend.count_tokens``); without one, or while it

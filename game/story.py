@@ -20,6 +20,7 @@ from dataclasses import field
 from dataclasses import fields
 from typing import Any
 
+from game import expressions as ex
 from game import state as st
 from game import yamlsafe
 from game.yamlsafe import cut
@@ -147,9 +148,9 @@ class Story:
     author: str = ""
     warnings: tuple[Problem, ...] = ()
     document: Any = field(default=None, compare=False, repr=False)
-    variables: dict[str, st.Value] = field(default_factory=dict)  # `state:`: each variable's starting value
+    variables: dict[str, ex.Value] = field(default_factory=dict)  # `state:`: each variable's starting value
     twine: dict[str, Any] = field(default_factory=dict)  # IFID, story format, ... of a story imported from Twine
-    sandbox: st.Sandbox = field(default_factory=st.Sandbox, compare=False, repr=False)
+    sandbox: ex.Sandbox = field(default_factory=ex.Sandbox, compare=False, repr=False)
 
     def parents(self) -> dict[str, str | None]:
         """Map each reachable slide to the slide it is first reached from (breadth-first; start -> None)."""

@@ -5,7 +5,9 @@ problem names the file, the line, the slide and the field (unknown `to`, missing
 ids, out-of-range picture settings, state mistakes); errors stop play (`StoryError` lists them all at once),
 warnings (an unreachable slide, an unknown key) stay on the Story; a slide no choice reaches whose picture a
 reachable slide's continues is no mistake (a picture source only) and gets no warning.  At most MAX_PROBLEMS of
-each severity are kept.
+each severity are kept.  This module walks the story's structure (slides, choices, characters) and keeps the
+problems; the checks of pictures (settings, ``image``, continuations) are in `game.validate_pictures`, those of
+the state (variables, conditions, effects, templates) in `game.validate_state`.
 """
 
 from __future__ import annotations
@@ -17,49 +19,24 @@ from typing import Any
 from ruamel.yaml.scalarstring import FoldedScalarString
 from ruamel.yaml.scalarstring import LiteralScalarString
 
+from game import expressions as ex
 from game import state as st
+from game import validate_pictures
+from game import validate_state
 from game.story import CHOICE_KEYS
-from game.story import IMAGE_KEYS
 from game.story import MAX_CHOICES
-from game.story import MAX_CONTINUATIONS
 from game.story import SLIDE_ID_RE
 from game.story import SLIDE_KEYS
 from game.story import STORY_KEYS
-from game.story import STYLE_KEYS
 from game.story import Choice
-from game.story import ImageSpec
 from game.story import Problem
 from game.story import Slide
 from game.story import Story
 from game.story import StoryError
 from game.yamlsafe import cut
 from game.yamlsafe import shown
-from inference.request import MAX_SEED
-from inference.request import GenerationRequest
-from inference.request import RequestError
-from inference.request import resolve_sampler
-from inference.request import resolve_schedule
 
 MAX_PROBLEMS = 50  # of each severity; past it, "... and N more"
-
-
-def style_value_error(key: str, value: Any) -> str | None:
-    """Return why one picture setting is invalid (None when it is fine), by the painter's own rules."""
-    if isinstance(value, (dict, list, tuple, set)):
-        return f"must be a single value, not a {'mapping' if isinstance(value, dict) else 'list'}"
-    try:
-        if key == "seed":
-            if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value <= MAX_SEED:
-                return f"must be a whole number from 0 to {MAX_SEED} (or -1 for a random picture), got {shown(value)}"
-        elif key == "scheduler":
-            resolve_schedule(str(value))
-        elif key == "sampler_name":
-            resolve_sampler(str(value))
-        else:
-            GenerationRequest(**{"prompt": "", key: value})
-    except RequestError as exc:
-        return cut(exc.message)
-    return None
 
 
 def _plain(value: Any) -> Any:
@@ -131,11 +108,11 @@ class Validator:
             raise StoryError(self.source, [Problem(self.source,
                                                    "a story must be a YAML mapping with title, start and slides")])
         self.unknown_keys(doc, STORY_KEYS, None, "")
-        self.sandbox = st.Sandbox()
-        self.variables = self.state(doc)
-        self.types = {name: st.kind(value) or "" for name, value in self.variables.items()}
+        self.sandbox = ex.Sandbox()
+        self.variables = validate_state.variables(self, doc)
+        self.types = {name: ex.kind(value) or "" for name, value in self.variables.items()}
         title = self.text(doc, "title", None, required=True)
-        style = self.style(doc.get("style"), doc, None)
+        style = validate_pictures.style(self, doc.get("style"), doc, None)
         characters = self.characters(doc)
         slides = self.slides(doc, set(characters))
         start = doc.get("start")
@@ -143,21 +120,14 @@ class Validator:
             self.problem("missing: name the slide the story starts on", doc, field="start")
         elif not isinstance(start, str) or start not in slides:
             self.problem(f"no slide called {shown(start)}{self.suggest(start, slides)}", doc, "start", field="start")
-        self.continuations(doc, slides)
+        validate_pictures.continuations(self, doc, slides)
         for slide in slides.values():
             for i, choice in enumerate(slide.choices):
                 if choice.to not in slides:
                     node = doc["slides"][self.keys[slide.id]]["choices"][i]
                     self.problem(f"goes to {shown(choice.to)}, which is not a slide{self.suggest(choice.to, slides)}",
                                  node, "to", slide=slide.id, field=f"choices[{i}].to")
-        # A sampler and a schedule type are only valid together: check the story's pair, then each slide's.
-        for slide_id, spec in [(None, style)] + [(s.id, style.merged(s.style)) for s in slides.values()
-                                                 if s.style.sampler_name or s.style.scheduler]:
-            try:
-                resolve_sampler(spec.sampler_name or "DPM++ 2M", spec.scheduler or "automatic")
-            except RequestError as exc:
-                node, key = (doc["slides"], self.keys[slide_id]) if slide_id else (doc, "style")
-                self.problem(exc.message, node, key, slide=slide_id, field="style.scheduler")
+        validate_pictures.schedules(self, doc, style, slides)
         if any(p.severity == "error" for p in self.problems) or self.dropped["error"]:
             raise StoryError(self.source, self.finish())
         story = Story(self.slug, title, str(start), slides, style, characters, self.optional_text(doc, "description"),
@@ -206,23 +176,6 @@ class Validator:
                 result[str(name)] = str(description).strip()
         return result
 
-    def style(self, node: Any, parent: Any, slide: str | None) -> ImageSpec:
-        if node is None:
-            return ImageSpec()
-        if not isinstance(node, dict):
-            self.problem("must be a mapping of picture settings", parent, "style", slide=slide, field="style")
-            return ImageSpec()
-        self.unknown_keys(node, STYLE_KEYS, slide, "style.")
-        values = {k: node[k] for k in STYLE_KEYS if k in node and node[k] is not None}
-        if isinstance(values.get("cfg_scale"), int) and not isinstance(values["cfg_scale"], bool):
-            values["cfg_scale"] = float(values["cfg_scale"])
-        for key, value in list(values.items()):
-            message = style_value_error(key, value)
-            if message:
-                self.problem(message, node, key, slide=slide, field=f"style.{key}")
-                del values[key]
-        return ImageSpec(**values)
-
     def slides(self, doc: dict, known_characters: set[str]) -> dict[str, Slide]:
         node = doc.get("slides")
         if not isinstance(node, dict) or not node:
@@ -246,7 +199,7 @@ class Validator:
                 continue
             self.unknown_keys(body, SLIDE_KEYS, sid, "")
             text = self.text(body, "text", sid, required=True)
-            image, continuation = self.image(body, sid)
+            image, continuation = validate_pictures.image(self, body, sid)
             characters = body.get("characters") or []
             if not isinstance(characters, list):
                 self.problem("must be a list of character names", body, "characters", slide=sid, field="characters")
@@ -256,83 +209,14 @@ class Validator:
                     self.problem(f"unknown character {shown(name)}{self.suggest(name, known_characters)}; add it "
                                  "under the story's characters", body, "characters", slide=sid, field="characters")
             if text:
-                self.template(text, body, "text", sid)
+                validate_state.template(self, text, body, "text", sid)
             choices = self.choices(body, sid)
-            self.stuck(choices, body, sid)
-            style = dataclasses.replace(self.style(body.get("style"), body, sid), **continuation)
+            validate_state.stuck(self, choices, body, sid)
+            style = dataclasses.replace(validate_pictures.style(self, body.get("style"), body, sid), **continuation)
             slides[sid] = Slide(sid, text.strip(), image.strip() if image else None,
                                 tuple(c for c in characters if isinstance(c, str) and c in known_characters),
                                 choices, style, self.twine(body, sid))
         return slides
-
-    def image(self, body: dict, sid: str) -> tuple[str | None, dict[str, Any]]:
-        """A slide's ``image``: what the painter should see (text), or a mapping of that (``prompt``) and the slide
-        whose picture it continues (``from``, ``strength``).  Returns the text and the continuation's fields."""
-        node = body.get("image")
-        if not isinstance(node, dict):
-            image = self.text(body, "image", sid) or None
-            if image:
-                self.template(image, body, "image", sid)
-            return image, {}
-        self.unknown_keys(node, IMAGE_KEYS, sid, "image.")
-        image = self.text(node, "prompt", sid, prefix="image.") or None
-        if image:
-            self.template(image, node, "prompt", sid, "image.prompt")
-        found: dict[str, Any] = {}
-        source = node.get("from")
-        if "from" in node:
-            if isinstance(source, str) and source.strip():
-                found["source"] = source.strip()
-            else:
-                self.problem(f"must name the slide whose picture this one continues, got {shown(source)}", node,
-                             "from", slide=sid, field="image.from")
-        strength = node.get("strength")
-        if strength is not None:
-            if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
-                self.problem("must be a number from 0 (the source picture as it is) to 1 (a new picture in its "
-                             f"place), got {shown(strength)}", node, "strength", slide=sid, field="image.strength")
-            elif "from" not in node:
-                self.problem("has no effect without 'from' (the slide whose picture this one continues)", node,
-                             "strength", slide=sid, field="image.strength", severity="warning")
-            else:
-                found["strength"] = float(strength)
-        return image, found
-
-    def continuations(self, doc: dict, slides: dict[str, Slide]) -> None:
-        """Each ``image.from`` names another slide, no pictures continue each other in a cycle, and no chain of
-        continuations is longer than MAX_CONTINUATIONS."""
-        def where(sid: str) -> tuple[Any, str]:
-            return doc["slides"][self.keys[sid]]["image"], "from"
-
-        for slide in slides.values():
-            source = slide.source
-            if source == slide.id:
-                self.problem("continues its own picture: name another slide (the picture to start from)",
-                             *where(slide.id), slide=slide.id, field="image.from")
-            elif source is not None and source not in slides:
-                others = [s for s in slides if s != slide.id]
-                self.problem(f"continues the picture of {shown(source)}, which is not a slide"
-                             f"{self.suggest(source, others)}", *where(slide.id), slide=slide.id, field="image.from")
-        cycles: set[frozenset[str]] = set()
-        for sid in slides:
-            path = [sid]
-            current = slides[sid].source
-            while current in slides and current not in path:
-                path.append(current)
-                current = slides[current].source
-            if current in path and current != path[-1]:  # a cycle (a slide continuing itself is said above)
-                cycle = path[path.index(current):]
-                if frozenset(cycle) not in cycles:
-                    cycles.add(frozenset(cycle))
-                    shown_cycle = " -> ".join(cycle + [current])
-                    for member in cycle:
-                        self.problem(f"the pictures of {', '.join(repr(c) for c in cycle)} continue each other in a "
-                                     f"cycle ({shown_cycle}), so none of them can be painted first: make one of them "
-                                     "a plain picture (no 'from')", *where(member), slide=member, field="image.from")
-            elif current is None and len(path) - 1 > MAX_CONTINUATIONS:
-                self.problem(f"its picture is painted from a chain of {len(path) - 1} pictures ("
-                             f"{' -> '.join(path[:4])} -> ... -> {path[-1]}); at most {MAX_CONTINUATIONS} 'from' "
-                             "steps lead to a plain picture", *where(sid), slide=sid, field="image.from")
 
     def choices(self, body: dict, sid: str) -> tuple[Choice, ...]:
         node = body.get("choices") or []
@@ -363,7 +247,7 @@ class Validator:
                                  slide=sid, field=field_ + "if")
                     condition = None
                 else:
-                    self.expression(condition, item, "if", sid, field_ + "if")
+                    validate_state.expression(self, condition, item, "if", sid, field_ + "if")
             otherwise = item.get("otherwise", st.HIDE)
             if otherwise not in (st.HIDE, st.DISABLE):
                 self.problem(f"must be '{st.HIDE}' or '{st.DISABLE}' (shown greyed out), got {otherwise!r}", item,
@@ -372,113 +256,15 @@ class Validator:
             elif "otherwise" in item and condition is None:
                 self.problem("has no effect without an 'if' condition", item, "otherwise", slide=sid,
                              field=field_ + "otherwise", severity="warning")
-            result.append(Choice(text.strip(), target, condition, otherwise, self.effects(item, sid, field_)))
+            effects = validate_state.effects(self, item, sid, field_)
+            result.append(Choice(text.strip(), target, condition, otherwise, effects))
         return tuple(result)
-
-    # -- state --------------------------------------------------------------------------------------------------
-
-    def state(self, doc: dict) -> dict[str, st.Value]:
-        node = doc.get("state")
-        if node is None:
-            return {}
-        if not isinstance(node, dict):
-            self.problem("must map each variable's name to its starting value (true/false, a number or short text)",
-                         doc, "state", field="state")
-            return {}
-        if len(node) > st.MAX_VARIABLES:
-            self.problem(f"declares {len(node)} variables; at most {st.MAX_VARIABLES}", doc, "state", field="state")
-        result: dict[str, st.Value] = {}
-        for name, value in node.items():
-            message = st.name_error(name) or st.value_error(value)
-            if message:
-                self.problem(message, node, name, field=f"state.{name}")
-            else:
-                result[str(name)] = st.plain(value.strip() if isinstance(value, str) else value)
-        size = st.worst_case_chars(result)
-        if size > st.MAX_STATE_CHARS:
-            self.problem(f"these variables can take {size} characters of a player's session; at most "
-                         f"{st.MAX_STATE_CHARS} fit: use fewer or shorter-named variables, or fewer text ones", doc,
-                         "state", field="state")
-        return result
 
     def base_line(self, node: Any, key: str) -> int | None:
         """The line of a field's first line of text (a block scalar starts on the line after its key)."""
         line = _line(node, key)
         value = node.get(key) if isinstance(node, dict) else None
         return line + 1 if line and isinstance(value, (LiteralScalarString, FoldedScalarString)) else line
-
-    def checked(self, source: str, node: Any, key: str, sid: str | None, field: str, expression: bool) -> str | None:
-        """Report what is wrong with an expression or template; return its kind (expressions only)."""
-        base = self.base_line(node, key)
-
-        def report(message: str, offset: int | None, severity: str = "error") -> None:
-            line = base + (offset or 1) - 1 if base else None
-            self.problem(message, slide=sid, field=field, severity=severity, line=line)
-
-        try:
-            names = self.sandbox.names(source, expression)
-            result, mistakes = self.sandbox.kind_of(source, self.types, expression)
-        except st.StateError as exc:
-            report(exc.message, exc.line)
-            return None
-        for name, offset in names:
-            if name not in self.variables:
-                hint = _suggest(name, self.variables) or (" (declare it under the story's state:)" if not
-                                                           self.variables else "")
-                report(f"unknown variable '{name}'{hint}", offset)
-        for message, where in mistakes:
-            report(message, where)
-        return result
-
-    def expression(self, source: str, node: Any, key: str, sid: str | None, field: str) -> str | None:
-        return self.checked(source, node, key, sid, field, True)
-
-    def template(self, source: str, node: Any, key: str, sid: str | None, field: str | None = None) -> None:
-        if self.sandbox.is_template(source):
-            self.checked(source, node, key, sid, field or key, False)
-
-    def effects(self, item: dict, sid: str, field_: str) -> tuple[st.Effect, ...]:
-        node = item.get("set")
-        if node is None:
-            return ()
-        if not isinstance(node, dict):
-            self.problem("must map variables to new values, like {lantern: true, coins: coins - 1}", item, "set",
-                         slide=sid, field=field_ + "set")
-            return ()
-        result = []
-        for name, value in node.items():
-            where = f"{field_}set.{name}"
-            if name not in self.variables:
-                self.problem(f"sets '{name}', which is not declared under the story's state:"
-                             f"{_suggest(name, self.variables)}",
-                             node, name, slide=sid, field=where)
-                continue
-            if isinstance(value, str):
-                expression, got = value, self.expression(value, node, name, sid, where)
-            elif st.kind(value) is not None and st.value_error(value) is None:
-                expression, got = st.literal(value), st.kind(value)
-            else:
-                self.problem(f"must be a value or an expression, got {value!r}", node, name, slide=sid, field=where)
-                continue
-            want = self.types[str(name)]
-            if got and got != want:
-                self.problem(f"'{name}' holds {want}, but this sets it to {got}"
-                             + (" (write text in quotes inside the YAML string: '\"Ann\"')" if want == "text" else ""),
-                             node, name, slide=sid, field=where)
-            result.append(st.Effect(str(name), expression))
-        return tuple(result)
-
-    def stuck(self, choices: tuple[Choice, ...], body: dict, sid: str) -> None:
-        if not choices or any(c.condition is None for c in choices):
-            return
-        example = st.may_all_fail(self.sandbox, [c.condition or "" for c in choices], self.variables)
-        if example == "may":
-            self.problem("every choice has a condition: if none holds the player is stuck here; add a choice without "
-                         "'if' or make sure one always holds", body, "choices", slide=sid, field="choices",
-                         severity="warning")
-        elif example:
-            self.problem(f"every choice is closed when {example}: the player would be stuck here; add a choice "
-                         "without 'if'", body, "choices", slide=sid, field="choices", severity="warning")
 
     def twine(self, node: dict, sid: str | None) -> dict[str, Any]:
         value = node.get("twine")

@@ -24,9 +24,11 @@ from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 import requests
 from PIL import Image
 
+from game.story import StoryError
 from game.story import load_story
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -338,6 +340,13 @@ slides:
   cellar:
     text: The cellar.
 """
+
+
+def story_errors(text: str) -> list[str]:
+    """The errors that refuse a story read as stories/t.yaml, each as shown: file, line, slide, field, message."""
+    with pytest.raises(StoryError) as info:
+        load_story(text, "stories/t.yaml", "t")
+    return [str(p) for p in info.value.problems if p.severity == "error"]
 
 
 TWEE = """\

@@ -241,7 +241,7 @@ def test_a_waiting_player_goes_before_an_api_call_that_is_painting(make_app):
 @pytest.mark.slow
 def test_api_work_is_capped_per_call_and_per_client_with_clear_answers(make_app):
     from inference.sdapi_models import megapixel_steps
-    from web.sdapi import MAX_MEGAPIXEL_STEPS
+    from web.sdapi.common import MAX_MEGAPIXEL_STEPS
 
     assert megapixel_steps(150, 1024, 1024, 8) == MAX_MEGAPIXEL_STEPS  # the default: 8 pictures, 150 steps, 1024x1024
     with served(make_app()) as url:

@@ -3,19 +3,13 @@ HTTP are in test_hostile.py)."""
 
 import pytest
 
-from game.story import StoryError
 from game.story import load_story
 from game.yamlsafe import MAX_STORY_BYTES
 from game.yamlsafe import YamlProblem
 from game.yamlsafe import parse
 from game.yamlsafe import shown
 from tests.support import GOOD
-
-
-def problems(text):
-    with pytest.raises(StoryError) as info:
-        load_story(text, "stories/t.yaml", "t")
-    return [str(p) for p in info.value.problems if p.severity == "error"]
+from tests.support import story_errors
 
 
 @pytest.mark.parametrize(
@@ -31,7 +25,7 @@ def problems(text):
 )
 def test_text_that_is_not_yaml_names_the_file_and_line(before, after, expected):
     assert before in GOOD
-    found = problems(GOOD.replace(before, after))
+    found = story_errors(GOOD.replace(before, after))
     assert len(found) == 1 and expected in found[0], found
 
 
@@ -47,14 +41,14 @@ def test_an_alias_expanding_past_the_bound_is_refused_even_for_one_long_text():
     long_text = "x" * 300_000
     text = f"t: &t '{long_text}'\n" + GOOD.replace("    text: The end.\n", "    text: *t\n" + "".join(
         f"  c{i}:\n    text: *t\n" for i in range(10)))
-    assert problems(text) == ["stories/t.yaml, line 9: its aliases (*name) expand it to more than 2,097,152 "
-                              "characters; write the values out or share fewer"]
+    assert story_errors(text) == ["stories/t.yaml, line 9: its aliases (*name) expand it to more than 2,097,152 "
+                                  "characters; write the values out or share fewer"]
 
 
 @pytest.mark.slow
 def test_too_many_values_are_refused():
     huge = "title: T\nstart: s\nslides:\n" + "".join(f"  s{i}: {{text: hi}}\n" for i in range(7000))
-    assert "it holds more than 20,000 values" in problems(huge)[0]
+    assert "it holds more than 20,000 values" in story_errors(huge)[0]
 
 
 @pytest.mark.parametrize(

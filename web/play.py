@@ -24,6 +24,7 @@ from flask import url_for
 from flask.typing import ResponseReturnValue
 
 from game import engine
+from game import expressions as ex
 from game import state as st
 from game.engine import PlayError
 from game.engine import PlayState
@@ -104,7 +105,7 @@ def show_slide(story: Story, state: PlayState, code: int = 200, notice: str | No
 Chain = list[tuple[GenerationRequest, str]]
 
 
-def picture_chain(story: Story, slide_id: str, values: Mapping[str, st.Value]) -> Chain:
+def picture_chain(story: Story, slide_id: str, values: Mapping[str, ex.Value]) -> Chain:
     """The picture of a slide for a player with these variables (its description rendered with them), after the
     pictures it continues (a slide with ``image: {from: ...}``), each with what it is for the admin's notes: the
     generation service's `submit_chain` takes it as it is.  The slide's own request is the last."""
@@ -112,12 +113,12 @@ def picture_chain(story: Story, slide_id: str, values: Mapping[str, st.Value]) -
     return labelled(story, pictures(composition, services.images().key))
 
 
-def picture_key(story: Story, slide_id: str, values: Mapping[str, st.Value]) -> str:
+def picture_key(story: Story, slide_id: str, values: Mapping[str, ex.Value]) -> str:
     """The key of a slide's picture for these variables (see `picture_chain`)."""
     return services.images().key(picture_chain(story, slide_id, values)[-1][0])
 
 
-def ask_picture(story: Story, slide_id: str, values: Mapping[str, st.Value] | None = None) -> Snapshot:
+def ask_picture(story: Story, slide_id: str, values: Mapping[str, ex.Value] | None = None) -> Snapshot:
     """Ask for the slide's picture for this player, at player priority (and the pictures it continues first);
     raise `QueueFull` when the painter cannot take it now.  ``values``: the variables it is painted for (the
     player's own on that slide when None)."""
@@ -128,7 +129,7 @@ def ask_picture(story: Story, slide_id: str, values: Mapping[str, st.Value] | No
     return snap
 
 
-def start_picture(story: Story, slide_id: str, values: Mapping[str, st.Value] | None = None) -> dict[str, Any]:
+def start_picture(story: Story, slide_id: str, values: Mapping[str, ex.Value] | None = None) -> dict[str, Any]:
     """Ask for the slide's picture (`ask_picture`): inline it when finished, else a frame that streams it, or
     that checks it every few seconds when this client or the server has as many streams open as allowed."""
     try:
@@ -142,7 +143,7 @@ def start_picture(story: Story, slide_id: str, values: Mapping[str, st.Value] | 
     return {"picture": "stream", "frame": frame_context(snap)}
 
 
-def prefetch(story: Story, slide_id: str, values: Mapping[str, st.Value]) -> None:
+def prefetch(story: Story, slide_id: str, values: Mapping[str, ex.Value]) -> None:
     """Queue the pictures of the slides this one leads to, while the player reads: each open choice's target as
     it will look with the variables that choice leaves (its effects applied), PREFETCH_DEPTH choices deep; a
     continuation with the pictures it continues, which are painted before it and never twice."""
@@ -164,7 +165,7 @@ def prefetch(story: Story, slide_id: str, values: Mapping[str, st.Value]) -> Non
         level = next_level
 
 
-def drop_siblings(story: Story, slide_id: str, values: Mapping[str, st.Value], chosen: int) -> None:
+def drop_siblings(story: Story, slide_id: str, values: Mapping[str, ex.Value], chosen: int) -> None:
     """Withdraw this player's paint-ahead of the choices not taken (others may still want them); ``values`` are
     the variables the choice was made with, ``chosen`` its index."""
     if current_app.config["PREFETCH_CANCEL"]:

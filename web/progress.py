@@ -16,7 +16,7 @@ from flask import session
 from flask import url_for
 
 from game import engine
-from game import state as st
+from game import expressions as ex
 from game.engine import PlayState
 from game.story import Story
 
@@ -67,7 +67,7 @@ def player_id() -> str:
     return session["player"]
 
 
-def player_values(story: Story, slide_id: str) -> dict[str, st.Value]:
+def player_values(story: Story, slide_id: str) -> dict[str, ex.Value]:
     """This player's variables on ``slide_id``: at the step the request names (?step=N), else at their latest
     visit of it, else (a slide they have not been on, someone who never played) the story's starting values."""
     state = saved_state(story)

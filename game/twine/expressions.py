@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from game import state as st
+from game import expressions as ex
 from game.twine.nodes import Context
 from game.twine.nodes import SetVar
 from game.twine.nodes import our_name
@@ -84,7 +84,7 @@ def translate(source: str, ctx: Context) -> str | None:
         return None
     try:
         ctx.sandbox.parse(expression, True)
-    except st.StateError:
+    except ex.StateError:
         return None
     return expression
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
-from game import state as st
+from game import expressions as ex
 from game.twine.twee import Passage
 from game.twine.twee import TwineStory
 
@@ -70,7 +70,7 @@ class Context:
     temps: set[str]  # temporary (_x) names set somewhere
     warnings: list[str]
     parse: Callable[[str, Context], list[Any]]  # the story format's reader: a passage's text as a tree
-    sandbox: st.Sandbox = field(default_factory=st.Sandbox)
+    sandbox: ex.Sandbox = field(default_factory=ex.Sandbox)
     stack: list[str] = field(default_factory=list)  # passages being converted (the first is the slide's own)
     templates: list[str] = field(default_factory=list)  # SugarCube ?templates met in the current passage
     in_link: int = 0  # inside a link's hook or body, where a goto is the link's target
@@ -100,7 +100,7 @@ def our_name(name: str) -> str:
     name = re.sub(r"\W+", "_", name.replace(".", "_")).strip("_") or "v"
     if not name[0].isalpha() or not name.isascii():
         name = "v_" + name
-    if name in st.RESERVED:
+    if name in ex.RESERVED:
         name = "v_" + name
     return name[:32]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from game import expressions as ex
 from game import state as st
 from game.twine.nodes import CHAPBOOK
 from game.twine.nodes import HARLOWE
@@ -46,7 +47,7 @@ def effects_mapping(effects: list[tuple[str, str]]) -> dict[str, str]:
     return result
 
 
-def declarations(ctx: Context, sets: list[SetVar], reads: set[str], start_sets: list[SetVar]) -> dict[str, st.Value]:
+def declarations(ctx: Context, sets: list[SetVar], reads: set[str], start_sets: list[SetVar]) -> dict[str, ex.Value]:
     """Each variable's kind (from the values it is set to) and starting value (after the init passages)."""
     types: dict[str, str] = {}
     for _ in range(3):
@@ -61,7 +62,7 @@ def declarations(ctx: Context, sets: list[SetVar], reads: set[str], start_sets: 
     for name in sorted(reads - set(types)):
         types[name] = "true/false"
         ctx.warnings.append(f"variable '{name}' is read but never set; it starts as false")
-    defaults: dict[str, st.Value] = {"true/false": False, "number": 0, "text": ""}
+    defaults: dict[str, ex.Value] = {"true/false": False, "number": 0, "text": ""}
     declared = {name: defaults[kind] for name, kind in types.items()}
     values = st.apply(ctx.sandbox, [st.Effect(s.var, s.expr) for s in start_sets], declared, declared)
     return {name: values[name] for name in types}
@@ -71,7 +72,7 @@ def _safe(ctx: Context, expression: str) -> bool:
     try:
         ctx.sandbox.parse(expression, True)
         return True
-    except st.StateError:
+    except ex.StateError:
         return False
 
 
@@ -81,6 +82,6 @@ def reads(ctx: Context, expressions: list[str], templates: list[str]) -> set[str
     for source, is_expression in [(e, True) for e in expressions] + [(t, False) for t in templates]:
         try:
             names |= {n for n, _ in ctx.sandbox.names(source, is_expression)}
-        except st.StateError:
+        except ex.StateError:
             pass
     return names

@@ -10,6 +10,7 @@ from typing import Any
 
 from jinja2 import nodes as n
 
+from game import expressions as ex
 from game import state as st
 from game.story import Story
 from game.twine.expressions import unwrap
@@ -168,7 +169,7 @@ class Writer:
             line = self.branch("if", self.condition(choice.condition), line) + self.branch("end", None, "")
         return line
 
-    def starting(self, values: dict[str, st.Value]) -> str:
+    def starting(self, values: dict[str, ex.Value]) -> str:
         lines = []
         for name, value in values.items():
             literal = json.dumps(value)
