@@ -193,9 +193,8 @@ class Sandbox:
             raise StateError(f"failed: {exc}") from None
 
 
-def _infer(node: nodes.Node, types: Mapping[str, str], problems: list[tuple[str, int | None]]) -> str | None:  # noqa: C901 - one case per kind of expression node
+def _infer(node: nodes.Node, types: Mapping[str, str], problems: list[tuple[str, int | None]]) -> str | None:
     """The kind of an expression node ('true/false', 'number', 'text', 'list' or None); records visible mistakes."""
-    line = getattr(node, "lineno", None)
 
     def sub(n: nodes.Node) -> str | None:
         return _infer(n, types, problems)
@@ -214,10 +213,6 @@ def _infer(node: nodes.Node, types: Mapping[str, str], problems: list[tuple[str,
     if isinstance(node, (nodes.And, nodes.Or)):
         left, right = sub(node.left), sub(node.right)
         return left if left == right else None
-    if isinstance(node, (nodes.Neg, nodes.Pos)):
-        if sub(node.node) not in (None, "number"):
-            problems.append(("- and + before a value need a number", line))
-        return "number"
     if isinstance(node, nodes.Concat):
         for item in node.nodes:
             sub(item)
@@ -230,32 +225,50 @@ def _infer(node: nodes.Node, types: Mapping[str, str], problems: list[tuple[str,
         sub(node.test)
         a, b = sub(node.expr1), sub(node.expr2) if node.expr2 is not None else None
         return a if a == b else None
+    if isinstance(node, (nodes.Neg, nodes.Pos, nodes.BinExpr)):
+        return _infer_arithmetic(node, types, problems)
+    if isinstance(node, nodes.Compare):
+        return _infer_compare(node, types, problems)
+    return None
+
+
+def _infer_arithmetic(node: nodes.Neg | nodes.Pos | nodes.BinExpr, types: Mapping[str, str],
+                      problems: list[tuple[str, int | None]]) -> str | None:
+    """The kind of a sign (``-x``, ``+x``) or an arithmetic node (``+ - * / // %``): a number, or text for ``+``
+    between texts; records a sign or an operator before values it cannot take (``+`` between a number and text)."""
+    line = getattr(node, "lineno", None)
+    if isinstance(node, (nodes.Neg, nodes.Pos)):
+        if _infer(node.node, types, problems) not in (None, "number"):
+            problems.append(("- and + before a value need a number", line))
+        return "number"
+    left, right = _infer(node.left, types, problems), _infer(node.right, types, problems)
     if isinstance(node, nodes.Add):
-        left, right = sub(node.left), sub(node.right)
         if {left, right} == {"number", "text"}:
             problems.append(("adds a number and text; join text with ~ instead of +", line))
             return None
         return left if left == right else None
-    if isinstance(node, nodes.BinExpr):  # - * / // %
-        left, right = sub(node.left), sub(node.right)
-        for side in (left, right):
-            if side in ("text", "true/false", "list"):
-                problems.append((f"'{node.operator}' needs numbers, not {side}", line))
-                return None
-        return "number"
-    if isinstance(node, nodes.Compare):
-        left = sub(node.expr)
-        for operand in node.ops:
-            right = sub(operand.expr)
-            if operand.op in ("eq", "ne") and left and right and left != right and "list" not in (left, right) \
-                    and {left, right} != {"true/false", "number"}:
-                problems.append((f"compares {left} with {right}; they are never equal", line))
-            elif operand.op in ("lt", "lteq", "gt", "gteq") and left and right and (
-                    left != right or left in ("true/false", "list")):
-                problems.append((f"orders {left} against {right}; compare numbers with numbers, text with text",
-                                 line))
-            elif operand.op in ("in", "notin") and right not in (None, "text", "list"):
-                problems.append((f"'in' needs text or a [list] on its right, not {right}", line))
-            left = right
-        return "true/false"
-    return None
+    for side in (left, right):  # - * / // %
+        if side in ("text", "true/false", "list"):
+            problems.append((f"'{node.operator}' needs numbers, not {side}", line))
+            return None
+    return "number"
+
+
+def _infer_compare(node: nodes.Compare, types: Mapping[str, str], problems: list[tuple[str, int | None]]) -> str:
+    """The kind of a comparison (always 'true/false'); records each link of a chain (``a < b < c``) that can never
+    hold as written: equality between kinds never equal, ordering of different kinds, ``in`` with nothing to look
+    in."""
+    line = getattr(node, "lineno", None)
+    left = _infer(node.expr, types, problems)
+    for operand in node.ops:
+        right = _infer(operand.expr, types, problems)
+        if operand.op in ("eq", "ne") and left and right and left != right and "list" not in (left, right) \
+                and {left, right} != {"true/false", "number"}:
+            problems.append((f"compares {left} with {right}; they are never equal", line))
+        elif operand.op in ("lt", "lteq", "gt", "gteq") and left and right and (
+                left != right or left in ("true/false", "list")):
+            problems.append((f"orders {left} against {right}; compare numbers with numbers, text with text", line))
+        elif operand.op in ("in", "notin") and right not in (None, "text", "list"):
+            problems.append((f"'in' needs text or a [list] on its right, not {right}", line))
+        left = right
+    return "true/false"

@@ -166,6 +166,60 @@ def prompt_parts(story: Story, slide_id: str, values: Mapping[str, ex.Value] | N
     return parts
 
 
+class _TokenMeter:
+    """Counts the tokens of a prompt made of parts with the model's tokenizer, estimating them when there is none or
+    it returns None; ``measured`` stays True only while every count was the tokenizer's."""
+
+    def __init__(self, count_tokens: TokenCounter | None):
+        self.count_tokens = count_tokens
+        self.measured = True
+
+    def __call__(self, parts: list[PromptPart]) -> int:
+        text = ", ".join(p.text for p in parts)
+        value = self.count_tokens(text) if self.count_tokens is not None else None
+        if value is None:
+            self.measured = False
+            return estimate_tokens(text)
+        return value
+
+
+def fit_prompt(parts: list[PromptPart], budget: int,
+               count: Callable[[list[PromptPart]], int]) -> tuple[list[PromptPart], list[PromptPart], int]:
+    """The parts kept (in prompt order), those dropped (in the order they were) and the kept prompt's tokens: the
+    least important part (the later one on ties) is dropped until the prompt fits, never the main subject (the first
+    part); a subject too long on its own then loses its last words."""
+    kept = list(parts)
+    dropped: list[PromptPart] = []
+    tokens = count(kept)
+    while tokens > budget and len(kept) > 1:
+        victim = min(kept[1:], key=lambda p: (p.priority, -kept.index(p)))
+        kept.remove(victim)
+        dropped.append(victim)
+        tokens = count(kept)
+    if tokens > budget:
+        words = kept[0].text.split()
+        while len(words) > 1 and count([PromptPart(" ".join(words), SUBJECT, 100)]) > budget:
+            words.pop()
+        cut = kept[0].text[len(" ".join(words)):].strip()
+        dropped.append(PromptPart(cut, SUBJECT, 100))
+        kept[0] = PromptPart(" ".join(words), SUBJECT, 100)
+        tokens = count(kept)
+    return kept, dropped, tokens
+
+
+def slide_seed(story: Story, slide_id: str, variant: str | None) -> int:
+    """The seed of a slide's picture: the slide's own seed as it is, -1 (random) when the story asks for it,
+    otherwise derived from the story seed, the slide id and ``variant`` (its rendered description, when it depends
+    on the story's variables)."""
+    slide = story.slides[slide_id]
+    spec = story.style.merged(slide.style)
+    if slide.style.seed is not None:
+        return slide.style.seed
+    if spec.seed == -1:
+        return -1
+    return derive_seed(spec.seed if spec.seed is not None else DEFAULT_SEED, slide_id, variant)
+
+
 def compose(story: Story, slide_id: str, count_tokens: TokenCounter | None = None,
             budget: int = TOKEN_BUDGET, values: Mapping[str, ex.Value] | None = None) -> Composition:
     """Build the GenerationRequest for one slide, fitting the prompt into CLIP's window.
@@ -175,48 +229,24 @@ def compose(story: Story, slide_id: str, count_tokens: TokenCounter | None = Non
     starting values when None): a description with conditional parts is rendered with them and gets its own seed.
     """
     slide = story.slides[slide_id]
-    spec = story.style.merged(slide.style)
-    # 1. Gather the parts, most important first within each role.
-    kept = prompt_parts(story, slide_id, values)
-    variant = ", ".join(p.text for p in kept if p.role in (SUBJECT, SETTING)) if depends_on_state(story, slide_id) \
+    parts = prompt_parts(story, slide_id, values)
+    variant = ", ".join(p.text for p in parts if p.role in (SUBJECT, SETTING)) if depends_on_state(story, slide_id) \
         else None
-    dropped: list[PromptPart] = []
-    measured = True
-
-    def count(parts: list[PromptPart]) -> int:
-        nonlocal measured
-        text = ", ".join(p.text for p in parts)
-        value = count_tokens(text) if count_tokens is not None else None
-        if value is None:
-            measured = False
-            return estimate_tokens(text)
-        return value
-
-    # 2. Drop the least important part (the later one on ties) until the prompt fits; never the main subject.
-    tokens = count(kept)
-    while tokens > budget and len(kept) > 1:
-        victim = min(kept[1:], key=lambda p: (p.priority, -kept.index(p)))
-        kept.remove(victim)
-        dropped.append(victim)
-        tokens = count(kept)
-    # 3. A subject too long on its own loses its last words.
-    if tokens > budget:
-        words = kept[0].text.split()
-        while len(words) > 1 and count([PromptPart(" ".join(words), SUBJECT, 100)]) > budget:
-            words.pop()
-        cut = kept[0].text[len(" ".join(words)):].strip()
-        dropped.append(PromptPart(cut, SUBJECT, 100))
-        kept[0] = PromptPart(" ".join(words), SUBJECT, 100)
-        tokens = count(kept)
-    # 4. Fill in the request: explicit slide seed as is, otherwise derived from the story seed and slide id.
-    if slide.style.seed is not None:
-        seed = slide.style.seed
-    elif spec.seed == -1:
-        seed = -1
-    else:
-        seed = derive_seed(spec.seed if spec.seed is not None else DEFAULT_SEED, slide_id, variant)
-    # 5. A continuation: its source composed with the same values; the source's size unless the slide sets its own.
+    meter = _TokenMeter(count_tokens)
+    kept, dropped, tokens = fit_prompt(parts, budget, meter)
+    seed = slide_seed(story, slide_id, variant)
+    # A continuation: its source composed with the same values.
     source = compose(story, slide.source, count_tokens, budget, values) if slide.source is not None else None
+    request = slide_request(story, slide_id, ", ".join(p.text for p in kept), seed, source)
+    return Composition(request, tuple(kept), tuple(dropped), tokens, budget, meter.measured, slide_id, source)
+
+
+def slide_request(story: Story, slide_id: str, prompt: str, seed: int, source: Composition | None) -> GenerationRequest:
+    """The request for a slide's picture: the story's style with the slide's over the painter's defaults; a
+    continuation of ``source`` is img2img from it, at the source's size unless the slide sets its own, with the
+    style's strength (DEFAULT_STRENGTH when none)."""
+    slide = story.slides[slide_id]
+    spec = story.style.merged(slide.style)
     defaults = GenerationRequest(prompt="")
     width, height = spec.width or defaults.width, spec.height or defaults.height
     img2img: dict[str, Any] = {}
@@ -225,8 +255,8 @@ def compose(story: Story, slide_id: str, count_tokens: TokenCounter | None = Non
         height = slide.style.height or source.request.height
         img2img = {"denoising_strength": spec.strength if spec.strength is not None else DEFAULT_STRENGTH,
                    "resize_mode": CROP_AND_RESIZE}
-    request = GenerationRequest(
-        prompt=", ".join(p.text for p in kept),
+    return GenerationRequest(
+        prompt=prompt,
         negative_prompt=spec.negative_prompt or "",
         seed=seed,
         steps=spec.steps or defaults.steps,
@@ -238,7 +268,6 @@ def compose(story: Story, slide_id: str, count_tokens: TokenCounter | None = Non
         tiling=bool(spec.tiling),
         **img2img,
     )
-    return Composition(request, tuple(kept), tuple(dropped), tokens, budget, measured, slide_id, source)
 
 
 def pictures(composition: Composition, key: Callable[[GenerationRequest], str]) -> list[tuple[str, GenerationRequest]]:

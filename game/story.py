@@ -262,17 +262,13 @@ def breadth_first(start: str, targets: Callable[[str], Iterable[str]]) -> dict[s
     return reached
 
 
-def story_graph(document: Any) -> tuple[list[GraphNode], list[GraphEdge]]:
-    """Slides as nodes laid out in columns by distance from the start, choices and continuations as edges; works on
-    broken stories.  A slide that no choice reaches but whose picture a reachable slide's continues (a picture
-    source only) stands in the column before that slide; other unreachable slides and missing ones in a last
-    column."""
-    slides = document.get("slides") if isinstance(document, dict) else None
-    if not isinstance(slides, dict):
-        return [], []
+def graph_links(slides: dict) -> tuple[dict[str, list[str]], list[tuple[str, dict]], dict[str, tuple[str, str]]]:
+    """What a (possibly broken) ``slides`` mapping links: where each slide's choices lead, every choice with a ``to``
+    as (its slide, the choice), and each continuation as slide -> (the slide its picture continues, the strength as
+    written, shortened)."""
     targets: dict[str, list[str]] = {}
     found: list[tuple[str, dict]] = []
-    continues: dict[str, tuple[str, str]] = {}  # slide -> (the slide its picture continues, strength as written)
+    continues: dict[str, tuple[str, str]] = {}
     for sid, body in slides.items():
         choices = body.get("choices") if isinstance(body, dict) else None
         choices = [c for c in choices if isinstance(c, dict) and c.get("to")] if isinstance(choices, list) else []
@@ -282,20 +278,48 @@ def story_graph(document: Any) -> tuple[list[GraphNode], list[GraphEdge]]:
         if isinstance(image, dict) and isinstance(image.get("from"), str) and image["from"]:
             strength = image.get("strength")
             continues[str(sid)] = (image["from"], "" if strength is None else cut(str(strength), 12))
-    start = str(document.get("start", ""))
-    depth = {sid: d for sid, (_, d) in breadth_first(start, lambda sid: targets.get(sid, [])).items()
-             } if start in targets else {}
-    last = max(depth.values(), default=0) + 1
-    # A picture source that no choice reaches: one column before the first slide painted from it (chains too).
-    source_column: dict[str, int] = {}
+    return targets, found, continues
+
+
+def source_columns(depth: dict[str, int], targets: dict[str, list[str]],
+                   continues: dict[str, tuple[str, str]]) -> dict[str, int]:
+    """The column of each picture source that no choice reaches (not in ``depth``): one before the first slide
+    painted from it, following chains of continuations."""
+    columns: dict[str, int] = {}
     for sid in sorted(depth, key=lambda s: depth[s]):
         current, seen = sid, {sid}
         while current in continues and continues[current][0] in targets and continues[current][0] not in seen:
             source = continues[current][0]
             if source not in depth:
-                source_column.setdefault(source, max(0, depth.get(current, source_column.get(current, 1)) - 1))
+                columns.setdefault(source, max(0, depth.get(current, columns.get(current, 1)) - 1))
             current = source
             seen.add(current)
+    return columns
+
+
+def choice_edge(source: str, choice: dict, targets: dict[str, list[str]]) -> GraphEdge:
+    """The edge of one choice of slide ``source``, its text, condition and effects shortened for the graph."""
+    target = str(choice["to"])
+    return GraphEdge(source, target, target not in targets, cut(str(choice.get("text") or ""), 80),
+                     cut(shown_condition(choice.get("if")), 120) if choice.get("if") not in (None, "") else None,
+                     st.DISABLE if choice.get("otherwise") == st.DISABLE else st.HIDE,
+                     cut(shown_effects(choice.get("set")), 120))
+
+
+def story_graph(document: Any) -> tuple[list[GraphNode], list[GraphEdge]]:
+    """Slides as nodes laid out in columns by distance from the start, choices and continuations as edges; works on
+    broken stories.  A slide that no choice reaches but whose picture a reachable slide's continues (a picture
+    source only) stands in the column before that slide; other unreachable slides and missing ones in a last
+    column."""
+    slides = document.get("slides") if isinstance(document, dict) else None
+    if not isinstance(slides, dict):
+        return [], []
+    targets, found, continues = graph_links(slides)
+    start = str(document.get("start", ""))
+    depth = {sid: d for sid, (_, d) in breadth_first(start, lambda sid: targets.get(sid, [])).items()
+             } if start in targets else {}
+    last = max(depth.values(), default=0) + 1
+    source_column = source_columns(depth, targets, continues)
     rows: dict[int, int] = {}
     nodes = []
     for sid in list(targets) + sorted({t for ts in targets.values() for t in ts if t not in targets}):
@@ -305,11 +329,7 @@ def story_graph(document: Any) -> tuple[list[GraphNode], list[GraphEdge]]:
         nodes.append(GraphNode(sid, 90 + 170 * column, 40 + 60 * row, sid == start,
                                sid in targets and not targets[sid], sid not in depth, sid not in targets,
                                sid in source_column))
-    edges = [GraphEdge(s, str(c["to"]), str(c["to"]) not in targets, cut(str(c.get("text") or ""), 80),
-                       cut(shown_condition(c.get("if")), 120) if c.get("if") not in (None, "") else None,
-                       st.DISABLE if c.get("otherwise") == st.DISABLE else st.HIDE,
-                       cut(shown_effects(c.get("set")), 120))
-             for s, c in found]
+    edges = [choice_edge(s, c, targets) for s, c in found]
     # A `from` naming no slide, or the slide itself, is an error the check lists: no edge to draw for it.
     placed = {n.id: n for n in nodes}
     edges += [GraphEdge(source, sid, False, cut(f"continues the picture of {source}", 100), kind=CONTINUATION,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from typing import Any
@@ -288,48 +289,68 @@ def stream(slug: str, slide_id: str) -> Response:
         return busy(story, slide_id, exc)
     frame_template = current_app.jinja_env.get_template("play/_frame.html")
     context = {"story": story, "slide": player_slide(story, slide_id)}  # alt text rendered: no template source
+
+    def render_frame(snap: Snapshot, poll: bool) -> str:
+        return frame_template.render(frame=frame_context(snap, poll=poll), **context)
+
     # Each open stream holds a server thread: only so many per client and in all, so that pages always get one.
     release = services.images().followers.take(client_key())
+    return event_stream(picture_events(key, render_frame, following=release is not None), release)
 
-    def events() -> Iterator[str]:
-        yield "retry: 3000\n\n"
-        snap = services.images().snapshot(key)
-        if release is None:  # at the cap: show where the picture stands, then let the frame poll instead
-            yield sse("frame", frame_template.render(frame=frame_context(snap, poll=True), **context))
-            yield sse("done", "")
-            return
-        version, shown, deadline = -1, None, time.monotonic() + STREAM_LIFETIME
-        preview, sent_at = None, 0.0  # the preview in the last frame sent, and when it was sent
-        while True:
-            if snap.version > version or snap.state not in ("queued", "running"):
-                frame = frame_context(snap)  # a picture that would fail the moment it is taken reads as failed now
-                ended = frame["state"] not in ("queued", "running")
-                overdue = not ended and time.monotonic() > deadline
-                # A frame that would only move the progress bar, re-sending the same preview, waits for news (a new
-                # preview, the picture) or PROGRESS_EVERY, whichever comes first: previews are most of a stream's bytes.
-                wait = PROGRESS_EVERY - (time.monotonic() - sent_at)
-                same_preview = frame["state"] == "running" and snap.preview is not None and snap.preview == preview
-                if same_preview and not overdue and wait > 0:
-                    snap = services.images().follow(key, snap.version, timeout=wait) or services.images().snapshot(key)
-                    continue
-                version = snap.version
-                # A frame only when it differs from the last one sent (a failed model, say, is told once).
-                html = frame_template.render(frame=frame_context(snap, poll=overdue), **context)
-                if html != shown:
-                    shown, preview, sent_at = html, snap.preview, time.monotonic()
-                    yield sse("frame", html)
-                if ended or overdue:
-                    yield sse("done", "")
-                    return
-            else:
-                yield ": still here\n\n"  # a client that has gone is noticed on this write
-            if services.images().closed:
+
+def picture_events(key: str, render_frame: Callable[[Snapshot, bool], str], following: bool) -> Iterator[str]:
+    """The Server-Sent Events that follow one picture: a ``frame`` (``render_frame(snapshot, poll)``) whenever what
+    it shows changes, a keep-alive comment on a quiet stream, ``done`` when the picture has ended or the stream has
+    lived STREAM_LIFETIME (its last frame then polls).  Not ``following`` (at the cap on streams): one frame telling
+    where the picture stands, polling, then ``done``."""
+    yield "retry: 3000\n\n"
+    snap = services.images().snapshot(key)
+    if not following:
+        yield sse("frame", render_frame(snap, True))
+        yield sse("done", "")
+        return
+    version, shown, deadline = -1, None, time.monotonic() + STREAM_LIFETIME
+    preview, sent_at = None, 0.0  # the preview in the last frame sent, and when it was sent
+    while True:
+        if snap.version > version or snap.state not in ("queued", "running"):
+            frame = frame_context(snap)  # a picture that would fail the moment it is taken reads as failed now
+            ended = frame["state"] not in ("queued", "running")
+            overdue = not ended and time.monotonic() > deadline
+            # A frame that would only move the progress bar, re-sending the same preview, waits for news (a new
+            # preview, the picture) or PROGRESS_EVERY, whichever comes first: previews are most of a stream's bytes.
+            wait = PROGRESS_EVERY - (time.monotonic() - sent_at)
+            same_preview = frame["state"] == "running" and snap.preview is not None and snap.preview == preview
+            if same_preview and not overdue and wait > 0:
+                snap = next_snapshot(key, snap.version, wait)
+                continue
+            version = snap.version
+            # A frame only when it differs from the last one sent (a failed model, say, is told once).
+            html = render_frame(snap, overdue)
+            if html != shown:
+                shown, preview, sent_at = html, snap.preview, time.monotonic()
+                yield sse("frame", html)
+            if ended or overdue:
+                yield sse("done", "")
                 return
-            snap = services.images().follow(key, version, timeout=STREAM_HEARTBEAT) or services.images().snapshot(key)
+        else:
+            yield ": still here\n\n"  # a client that has gone is noticed on this write
+        if services.images().closed:
+            return
+        snap = next_snapshot(key, version, STREAM_HEARTBEAT)
 
-    response = Response(stream_with_context(events()), mimetype="text/event-stream")
-    if release is not None:
-        response.call_on_close(release)  # when the stream ends, fails, or its client goes away
+
+def next_snapshot(key: str, seen_version: int, timeout: float) -> Snapshot:
+    """The picture's first snapshot newer than ``seen_version``, or, after ``timeout`` seconds without one, its
+    current one."""
+    return services.images().follow(key, seen_version, timeout=timeout) or services.images().snapshot(key)
+
+
+def event_stream(events: Iterator[str], on_close: Callable[[], None] | None) -> Response:
+    """A Server-Sent Events answer streaming ``events`` (in the request's context), kept out of caches and proxy
+    buffers; ``on_close`` runs when the stream ends, fails, or its client goes away."""
+    response = Response(stream_with_context(events), mimetype="text/event-stream")
+    if on_close is not None:
+        response.call_on_close(on_close)
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response

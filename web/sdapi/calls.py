@@ -140,6 +140,18 @@ def build_requests(params: dict[str, Any], kind: str = "txt2img") -> Call:
         if len(pictures) > 1:
             batch_size = len(pictures)
             count = batch_size * params["n_iter"]
+    prompt, negative = styled_prompts(params)
+    base = params["seed"] if params["seed"] not in (None, -1) else random.randint(0, MAX_SEED)
+    seeds = [(base + i) % (MAX_SEED + 1) for i in range(count)]
+    firsts = first_requests(params, prompt, negative, seeds[0], pictures, fields)
+    requests_ = [firsts[i % batch_size % len(firsts)].replace(seed=seed) for i, seed in enumerate(seeds)]
+    check_work(requests_[0], count)
+    return Call(kind, params, requests_, seeds, requests_[0].sampler_name, batch_size, extra)
+
+
+def styled_prompts(params: dict[str, Any]) -> tuple[str, str]:
+    """The call's prompt and negative prompt with its prompt styles appended, in the order named; an unknown style
+    is a 422."""
     prompt, negative = params["prompt"], params["negative_prompt"]
     styles = {s["name"]: s for s in prompt_styles()}
     for name in params["styles"] or []:
@@ -148,11 +160,17 @@ def build_requests(params: dict[str, Any], kind: str = "txt2img") -> Call:
             raise field_error(["body", "styles"], f"unknown style {name!r}; valid: {', '.join(styles)}")
         prompt = ", ".join(p for p in (prompt, style["prompt"]) if p)
         negative = ", ".join(p for p in (negative, style["negative_prompt"]) if p)
-    base = params["seed"] if params["seed"] not in (None, -1) else random.randint(0, MAX_SEED)
-    seeds = [(base + i) % (MAX_SEED + 1) for i in range(count)]
+    return prompt, negative
+
+
+def first_requests(params: dict[str, Any], prompt: str, negative: str, seed: int, pictures: list[bytes | None],
+                   fields: dict[str, Any]) -> list[GenerationRequest]:
+    """One request for each init picture (``None`` for txt2img) with the call's (styled) prompts, its first seed and
+    the img2img ``fields``; a value GenerationRequest refuses is a 422 naming the body's field.  Each picture is
+    hashed here, once for every request made from it (see GenerationRequest.replace)."""
     sampler = params["sampler_name"] or params["sampler_index"] or "Euler"
     try:
-        firsts = [GenerationRequest(prompt=prompt, negative_prompt=negative, seed=seeds[0], steps=params["steps"],
+        firsts = [GenerationRequest(prompt=prompt, negative_prompt=negative, seed=seed, steps=params["steps"],
                                     cfg_scale=params["cfg_scale"], width=params["width"], height=params["height"],
                                     sampler_name=sampler, scheduler=params["scheduler"] or "automatic",
                                     tiling=bool(params["tiling"]), restore_faces=bool(params["restore_faces"]),
@@ -163,11 +181,15 @@ def build_requests(params: dict[str, Any], kind: str = "txt2img") -> Call:
         if exc.field == "sampler_name" and not params["sampler_name"]:
             name = "sampler_index"
         raise field_error(["body", name], exc.message) from None
-    for first in firsts:  # each picture hashed once for every request made from it (see GenerationRequest.replace)
+    for first in firsts:
         first.digest("init_image")
         first.digest("mask")
-    requests_ = [firsts[i % batch_size % len(firsts)].replace(seed=seed) for i, seed in enumerate(seeds)]
-    first = requests_[0]
+    return firsts
+
+
+def check_work(first: GenerationRequest, count: int) -> None:
+    """Refuse (422) a call of ``count`` pictures like ``first`` that is more work than this server allows per call
+    (SDAPI_MAX_MEGAPIXEL_STEPS)."""
     work = megapixel_steps(first.steps, first.width, first.height, count)
     if work > state().max_megapixel_steps:
         raise ApiError(422, [{"loc": ["body"], "msg": (
@@ -175,4 +197,3 @@ def build_requests(params: dict[str, Any], kind: str = "txt2img") -> Call:
             f"megapixel-steps (1 megapixel = 1024x1024); this server allows at most "
             f"{state().max_megapixel_steps:g} per call: ask for fewer pictures, fewer steps or a smaller size"),
             "type": "value_error.work"}])
-    return Call(kind, params, requests_, seeds, first.sampler_name, batch_size, extra)

@@ -21,6 +21,7 @@ from inference import infotext as a1111
 from inference.jobs import API
 from inference.jobs import DONE
 from inference.jobs import QueueFull
+from inference.jobs import Snapshot
 from inference.request import SCHEDULES
 from inference.request import GenerationRequest
 from inference.request import effective_schedule
@@ -125,13 +126,20 @@ def our_notes(params: dict[str, Any], asked: int, done: list[Any], interrupted: 
 
 def paint(call: Call) -> ResponseReturnValue:
     """Paint a checked txt2img or img2img call for the caller and answer it like A1111."""
-    params, requests_, seeds = call.params, call.requests, call.seeds
     client = caller()
     owner = f"{client}{uuid.uuid4().hex[:8]}"
-    if len(requests_) > state().client_limit:
-        raise ApiError(429, f"This call asks for {len(requests_)} pictures; this server lets one API client have at "
-                       f"most {state().client_limit} waiting (--sdapi-client-limit). Ask for fewer pictures.")
-    # 2. Queue every picture through the shared service (coalescing and cache included), below every player.
+    if len(call.requests) > state().client_limit:
+        raise ApiError(429, f"This call asks for {len(call.requests)} pictures; this server lets one API client have "
+                       f"at most {state().client_limit} waiting (--sdapi-client-limit). Ask for fewer pictures.")
+    keys = queue_all(call.requests, owner, client)
+    snaps, interrupted = wait_all(keys, owner)
+    return answer(call, snaps, interrupted)
+
+
+def queue_all(requests_: list[GenerationRequest], owner: str, client: str) -> list[str]:
+    """Queue every picture of a call through the shared service (coalescing and cache included), below every
+    player, and return their keys; all or nothing: a call the queue turns away leaves no pictures behind and is a
+    429 (the caller has too many waiting) or a 503 (the painter is busy)."""
     keys: list[str] = []
     try:
         for req in requests_:
@@ -139,7 +147,7 @@ def paint(call: Call) -> ResponseReturnValue:
             if snap is not None:  # only paint-ahead is ever turned away without QueueFull
                 keys.append(snap.key)
     except QueueFull as exc:
-        for key in keys:  # all or nothing: a refused call leaves no pictures behind
+        for key in keys:
             service().withdraw(key, owner)
         headers = {"Retry-After": str(exc.retry_after)}
         if exc.mine:
@@ -148,8 +156,15 @@ def paint(call: Call) -> ResponseReturnValue:
                            "other calls have finished.", f"retry after {exc.retry_after} s", headers) from None
         raise ApiError(503, "The painter is busy; try again later", f"queue full, retry after {exc.retry_after} s",
                        headers) from None
-    # 3. Wait for them; an interrupt stops ours and drops the rest, a skip only the picture being painted.
-    snaps, interrupted = [], False
+    return keys
+
+
+def wait_all(keys: list[str], owner: str) -> tuple[list[Snapshot], bool]:
+    """Wait for a call's queued pictures, in order: their final snapshots, and whether the call was interrupted.  An
+    interrupt stops ours and drops the rest, a skip only the picture being painted; a picture that fails withdraws
+    the rest and is a 500."""
+    snaps: list[Snapshot] = []
+    interrupted = False
     for index, key in enumerate(keys):
         if interrupted:
             service().withdraw(key, owner)
@@ -161,16 +176,32 @@ def paint(call: Call) -> ResponseReturnValue:
                 service().withdraw(rest, owner)
             raise ApiError(500, "", f"{snap.error} {snap.hint}".strip())
         snaps.append(snap)
-    # 4. Answer like A1111: base64 PNGs with infotext, the request echoed, info as a JSON string.
+    return snaps, interrupted
+
+
+def answer(call: Call, snaps: list[Snapshot], interrupted: bool) -> ResponseReturnValue:
+    """A1111's answer to a painted call: base64 PNGs with their infotext, the request echoed, ``info`` as a JSON
+    string."""
+    params, requests_, seeds = call.params, call.requests, call.seeds
     title = state().model_title
     done = [(req, seed, snap) for req, seed, snap in zip(requests_, seeds, snaps, strict=False)
             if snap.state == DONE and snap.png is not None]
     texts = [infotext(req, seed, title, call.extra) for req, seed, _ in done]
     images = [png_with_info(snap.png, text) for (_, _, snap), text in zip(done, texts, strict=True)
               if snap.png is not None] if params["send_images"] else []
+    notes = our_notes(params, len(requests_), [snap for _, _, snap in done], interrupted)
+    info = call_info(call, title, texts, notes)
+    if call.kind == "img2img" and not params["include_init_images"]:
+        params = {**params, "init_images": None, "mask": None}  # A1111 echoes the pictures only when asked to
+    return jsonify({"images": images, "parameters": params, "info": json.dumps(info)})
+
+
+def call_info(call: Call, title: str, texts: list[str], notes: dict[str, str]) -> dict[str, Any]:
+    """A1111's ``info`` about a call (before it is turned into a JSON string): what was painted, with the model
+    ``title``, each picture's infotext and Lanternslide's ``notes`` among the extra generation parameters."""
+    params, requests_, seeds = call.params, call.requests, call.seeds
     first = requests_[0]
-    extra = our_notes(params, len(requests_), [snap for _, _, snap in done], interrupted)
-    info = {
+    return {
         "prompt": first.prompt,
         "all_prompts": [r.prompt for r in requests_],
         "negative_prompt": first.negative_prompt,
@@ -198,7 +229,7 @@ def paint(call: Call) -> ResponseReturnValue:
         "extra_generation_params": {
             "Schedule type": SCHEDULES[effective_schedule(first.sampler_name, first.scheduler)][0],
             **call.extra,
-            **extra,
+            **notes,
         },
         "index_of_first_image": 0,
         "infotexts": texts,
@@ -208,9 +239,6 @@ def paint(call: Call) -> ResponseReturnValue:
         "is_using_inpainting_conditioning": False,
         "version": VERSION,
     }
-    if call.kind == "img2img" and not params["include_init_images"]:
-        params = {**params, "init_images": None, "mask": None}  # A1111 echoes the pictures only when asked to
-    return jsonify({"images": images, "parameters": params, "info": json.dumps(info)})
 
 
 @bp.get("/progress")
