@@ -121,6 +121,7 @@ class RayPainters:
         self.log_level = log_level
         self.gpu = False
         self.per_node = False  # a cluster without GPUs: each painter is bound to a machine and takes its CPUs
+        self._retired: list[str] = []  # the machines of painters retired for good (they get no new one)
         self._slots: list[Slot] = []
         self._names = 0
         self._lock = threading.Lock()
@@ -227,7 +228,7 @@ class RayPainters:
 
         nodes = {n["NodeID"]: int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]}
         with self._lock:
-            taken = [slot.place for slot in self._slots]
+            taken = [slot.place for slot in self._slots] + self._retired
         for place in node_places(nodes, taken, self.count):
             if joined:
                 log.info("starting a painter on Ray node %s (a machine that joined the cluster, or one with room "
@@ -241,6 +242,8 @@ class RayPainters:
         with self._lock:
             slot = next(s for s in self._slots if s.name == name)
             self._slots.remove(slot)
+            if slot.place:
+                self._retired.append(slot.place)
         ray.kill(slot.actor, no_restart=True)
 
     def close(self) -> None:

@@ -217,6 +217,11 @@ class RayCluster:
                 raise RuntimeError(f"`{' '.join(command)}` did not start:\n{log_path.read_text()}")
             time.sleep(0.2)
 
+    def leave(self, index: int) -> None:
+        """The node started ``index``-th leaves the cluster at once (its machine is switched off)."""
+        self._signal(self.nodes[index].pid, signal.SIGKILL)
+        self.nodes[index].wait()
+
     def stop(self) -> None:
         for node in reversed(self.nodes):
             self._signal(node.pid, signal.SIGTERM)

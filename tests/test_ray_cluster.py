@@ -2,7 +2,7 @@
 
 The game runs as a real process and joins the cluster, as a user's would; this test process talks to it over HTTP
 only (its own Ray, tests/conftest.py's `ray_session`, is another cluster).  The cluster has no GPU, so each of its
-machines gets one painter that takes that machine's CPUs.
+machines gets one painter that takes that machine's CPUs, and a machine that leaves takes its painter with it.
 """
 
 import base64
@@ -51,8 +51,13 @@ def painters_when(server, ready):
     return wait_until(check, f"{ready} painter(s) ready")
 
 
+def painter_names(server):
+    time.sleep(0.5)
+    return [p["name"] for p in server.status()["painters"]]
+
+
 @pytest.mark.slow
-def test_the_game_paints_on_a_cluster_made_with_ray_start_and_a_machine_that_joins_later_paints_too(cluster, game):
+def test_the_game_paints_on_a_cluster_made_with_ray_start_and_on_each_machine_that_joins_until_it_leaves(cluster, game):
     (first,) = painters_when(game, 1)
     assert "Ray node " in first["node"] and first["device"] == "cpu, 1 torch thread(s)"
 
@@ -81,3 +86,8 @@ def test_the_game_paints_on_a_cluster_made_with_ray_start_and_a_machine_that_joi
     assert painted[second["name"]] >= 1 and sum(painted.values()) == 3, painted
     dashboard = requests.get(game.url + "/admin/dashboard", auth=("admin", ADMIN_PASSWORD), timeout=30).text
     assert second["name"] in dashboard and second["node"] in dashboard
+
+    cluster.leave(1)  # that machine is switched off: its painter goes from the list, the head's paints on
+    wait_until(lambda: painter_names(game) == [first["name"]], "the painter of the machine that left gone")
+    assert paint("a green door") == (64, 64)
+    assert painter_names(game) == [first["name"]]  # a machine that left gets no painter again
