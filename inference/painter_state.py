@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import socket
 import time
+from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from inference.backend import FAILED
@@ -46,6 +48,7 @@ class Slot:
     idle_since: float = 0.0
     pending: Any = None  # the status call in flight
     reported: bool = False
+    place: str = ""  # the Ray node it is bound to (a cluster without GPUs: painters are placed node by node)
 
     def heard(self, info: dict[str, Any]) -> bool:
         """A heartbeat came back; True when it says, for the first time since a (re)start, that this painter
@@ -78,8 +81,8 @@ def summary(slots: list[Slot]) -> BackendStatus:
         return BackendStatus(LOADING, waiting[0].message, waiting[0].hint)
     if slots:
         return BackendStatus(FAILED, slots[0].message, slots[0].hint)
-    return BackendStatus(LOADING, "Waiting for a painter: the Ray cluster has no GPU free yet.",
-                         f"Add a GPU machine with `ray start --address=...`. {FALLBACK}")
+    return BackendStatus(LOADING, "Waiting for a painter: the Ray cluster has no free GPU (nor, without GPUs, a "
+                         "machine with CPUs) yet.", f"Add a machine with `ray start --address=...`. {FALLBACK}")
 
 
 def listing(slots: list[Slot]) -> list[dict[str, Any]]:
@@ -105,6 +108,28 @@ def resolved(settings: BackendSettings, gpu: bool, address: str) -> BackendSetti
         max_size = 0 if gpu or (not address and gpu_likely(device)) else CPU_DRAFT_SIZE
     compile_cache = None if address else settings.compile_cache  # a folder of this machine
     return dataclasses.replace(settings, device=device, max_size=max_size, compile_cache=compile_cache)
+
+
+def node_places(nodes: Mapping[str, int], taken: list[str], count: int | None) -> list[tuple[str, int]]:
+    """Where new painters go on a Ray cluster without GPUs, as (Ray node id, CPUs to take) for each one to start.
+
+    Args:
+        nodes: the cluster's live nodes and the CPUs each offers Ray (``ray start --num-cpus``); 0 = paints nothing.
+        taken: the node of each painter there is already (one entry per painter).
+        count: None = one painter on every node with a CPU that has none yet, taking all its CPUs (a CPU painter
+            uses every core it gets); N = painters up to N in all, each going where it gets the most whole CPUs
+            (the node's CPUs shared among its painters), on the node with fewer painters when that is even.
+    """
+    offered = {node: cpus for node, cpus in sorted(nodes.items()) if cpus >= 1}
+    load = Counter(node for node in taken if node in offered)
+    if count is None:
+        return [(node, cpus) for node, cpus in offered.items() if not load[node]]
+    chosen = []
+    for _ in range(max(0, count - len(taken)) if offered else 0):
+        node = max(offered, key=lambda n: (offered[n] // (load[n] + 1), -load[n], offered[n]))
+        load[node] += 1
+        chosen.append(node)
+    return [(node, max(1, offered[node] // load[node])) for node in chosen]
 
 
 def check_reachable(address: str) -> None:

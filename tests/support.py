@@ -13,10 +13,13 @@ import itertools
 import json
 import os
 import re
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from html.parser import HTMLParser
@@ -71,19 +74,23 @@ class ServerProcess:
 
 
 class LiveServer(ServerProcess):
-    """`python app.py` running for real (waitress) on a free port, loading the tiny model by path."""
+    """`python app.py` running for real (waitress) on a free port, loading the tiny model by path (more flags in
+    ``extra``; ``environ`` instead of this process's environment)."""
 
-    def __init__(self, tiny_model: Path, workdir: Path):
+    def __init__(self, tiny_model: Path, workdir: Path, extra: tuple[str, ...] = (),
+                 environ: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "server.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "LANTERNSLIDE_ADMIN_PASSWORD": ADMIN_PASSWORD}
+        env = {**(os.environ if environ is None else environ), "PYTHONUNBUFFERED": "1",
+               "LANTERNSLIDE_ADMIN_PASSWORD": ADMIN_PASSWORD}
         stories = self.stories = workdir / "stories"
         shutil.copytree(STORIES, stories)
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "app.py"), "--port", str(self.port), "--model", str(tiny_model),
-             "--device", "cpu", "--max-size", "64", "--stories", str(stories), "--instance", str(workdir / "instance")],
+             "--device", "cpu", "--max-size", "64", "--stories", str(stories), "--instance", str(workdir / "instance"),
+             *extra],
             stdout=self.log_path.open("w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT,
         )
         self.first_page_seconds = self._wait_for("/", lambda r: r.status_code == 200)
@@ -178,6 +185,90 @@ class ApiServer(ServerProcess):
         raise TimeoutError(self.log_path.read_text())
 
 
+class RayCluster:
+    """Ray nodes started with this venv's `ray` command line, as a user makes a cluster (`ray start --head`, then
+    `ray start --address=...` per machine), here all on this machine, each with its own few CPUs and no GPU.
+
+    Every node runs `ray start --block` in a process group of its own; `stop` ends those groups (and any process
+    still naming the cluster's folder), never other Ray processes of this machine (`ray stop` would end them all).
+    The cluster asks for a token of its own (Ray's token authentication): its file is at ``RAY_AUTH_TOKEN_PATH`` in
+    ``environ``, the environment a process needs to join it (this one's, less any ``RAY_*`` setting of this
+    process's own Ray).  As README says, the head turns token mode on because it finds a token; a machine that
+    joins is told with ``RAY_AUTH_MODE=token``.
+    """
+
+    def __init__(self, workdir: Path):
+        self.folder = Path(tempfile.mkdtemp(prefix="ls-ray-"))  # short: Ray's socket paths must fit 107 bytes
+        token = workdir / "ray_auth_token"
+        token.write_text(secrets.token_hex(32))
+        self.environ = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        self.environ.update(RAY_AUTH_TOKEN_PATH=str(token), RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
+        self.workdir = workdir
+        self.address = ""
+        self.nodes: list[subprocess.Popen] = []
+
+    def add(self, cpus: int = 1) -> None:
+        """Start a node with ``cpus`` CPUs: the head first, then machines joining it; return once it runs."""
+        ports = ["--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port())]
+        environ = self.environ
+        if self.address:
+            role = [f"--address={self.address}"]
+            environ = {**environ, "RAY_AUTH_MODE": "token"}
+        else:
+            self.address = f"127.0.0.1:{free_port()}"
+            role = ["--head", "--port", self.address.rpartition(":")[2], "--include-dashboard=false",
+                    "--dashboard-port", str(free_port())]
+        log_path = self.workdir / f"ray-node-{len(self.nodes)}.log"
+        command = [str(Path(sys.executable).with_name("ray")), "start", "--block", *role, *ports,
+                   f"--num-cpus={cpus}", "--num-gpus=0", "--object-store-memory=100000000",
+                   f"--temp-dir={self.folder / str(len(self.nodes))}", "--disable-usage-stats"]
+        node = subprocess.Popen(command, stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=environ,
+                                start_new_session=True)
+        self.nodes.append(node)
+        deadline = time.monotonic() + 180  # against a hang only
+        while "Ray runtime started." not in log_path.read_text():
+            if node.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"`{' '.join(command)}` did not start:\n{log_path.read_text()}")
+            time.sleep(0.2)
+
+    def leave(self, index: int) -> None:
+        """The node started ``index``-th leaves the cluster at once (its machine is switched off)."""
+        self._signal(self.nodes[index].pid, signal.SIGKILL)
+        self.nodes[index].wait()
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            self._signal(node.pid, signal.SIGTERM)
+        for node in reversed(self.nodes):
+            try:
+                node.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            self._signal(node.pid, signal.SIGKILL)  # what is left of its group
+            node.wait()
+        for pid in self.stragglers():
+            self._signal(pid, signal.SIGKILL, group=False)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def stragglers(self) -> list[int]:
+        """Processes still naming this cluster's folder (Ray's workers do), by process id."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and str(self.folder).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    @staticmethod
+    def _signal(pid: int, sig: int, group: bool = True) -> None:
+        try:
+            os.killpg(pid, sig) if group else os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def csrf_token(client, path="/admin/login"):
     return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
 
@@ -247,7 +338,11 @@ def editor_state(client, slug):
 
 def events(client, url):
     """Read a picture stream to its end; return [(event, data)]."""
-    body = client.get(url).get_data(as_text=True)
+    return parse_events(client.get(url).get_data(as_text=True))
+
+
+def parse_events(body: str) -> list[tuple[str, str]]:
+    """A server-sent event stream's events, as [(event, data)]."""
     found = []
     for block in body.split("\n\n"):
         lines = block.splitlines()

@@ -20,6 +20,7 @@ from inference.cache import ImageCache
 from inference.jobs import DONE
 from inference.jobs import PLAYER
 from inference.jobs import PREFETCH
+from inference.painter_state import node_places
 from inference.painters import PaintersUnavailable
 from inference.painters import check_reachable
 from inference.request import GenerationRequest
@@ -227,3 +228,16 @@ def test_the_game_and_the_api_alone_take_the_painter_settings():
         assert vars(build_parser(api_alone).parse_args([]))["PAINTERS"] == "inprocess"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--painters", "0"])
+
+
+def test_on_a_cluster_without_gpus_each_machine_gets_a_painter_that_takes_its_cpus():
+    machines = {"big": 4, "small": 1, "head": 0}  # CPUs each offers Ray (`ray start --num-cpus`); the head none
+    assert node_places(machines, [], None) == [("big", 4), ("small", 1)]
+    assert node_places({**machines, "late": 2}, ["big", "small"], None) == [("late", 2)]  # one that joined later
+    assert node_places(machines, ["gone", "big"], None) == [("small", 1)]  # a machine that left takes none
+    assert node_places({"head": 0}, [], None) == []  # nothing to paint on yet: painters come when machines do
+    # --painters N: N in all, each where it gets the most CPUs, the machine's CPUs shared out
+    assert node_places(machines, [], 1) == [("big", 4)]
+    assert node_places(machines, [], 3) == [("big", 2), ("big", 2), ("small", 1)]
+    assert node_places(machines, ["big", "big"], 3) == [("small", 1)]  # the one lost is made again
+    assert node_places(machines, ["big", "big", "small"], 3) == []

@@ -96,7 +96,8 @@ SETTINGS = (
         "RAY",
         "",
         "paint on the Ray cluster at this address (HOST:6379 from `ray start --head`): one painter "
-        "per GPU, GPUs that join later included (or --painters N of them)",
+        "per GPU, GPUs that join later included (or --painters N of them); without GPUs, one per machine, "
+        "taking its CPUs",
     ),
     Setting(
         "MODEL",
