@@ -41,10 +41,12 @@ def bake_command(story: str) -> None:
     failed = plain = 0
     with click.progressbar(keys, label=f"Baking {len(keys)} pictures of {loaded.title}") as bar:
         for key in bar:
-            snap = images.wait(key)
-            while snap.state not in (DONE, FAILED) and feeder.is_alive():  # not handed over yet
-                time.sleep(0.2)
+            while True:
+                feeding = feeder.is_alive()  # asked before the wait: a picture not handed over yet reads as cancelled
                 snap = images.wait(key)
+                if snap.state in (DONE, FAILED) or not feeding:
+                    break
+                time.sleep(0.2)
             failed += snap.state != DONE
             plain += snap.state == DONE and "fallback" in snap.meta
     notes = f" {failed} failed." if failed else ""

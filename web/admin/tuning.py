@@ -247,11 +247,12 @@ def bake_progress(slug: str) -> dict[str, Any]:
     cancelled), and whether the bake is still handing pictures to the painter."""
     story = services.stories().get(slug)
     images = services.images()
+    feeding = services.bakes().feeding(slug)  # asked first: a picture handed over meanwhile is counted below
     states = [images.state_of(key) for key in bake_keys(story)]
     done, failed = states.count("done"), states.count("failed")
     painting = states.count("queued") + states.count("running")
     return {"slug": slug, "done": done, "failed": failed, "painting": painting, "total": len(states),
-            "missing": len(states) - done - failed - painting, "feeding": services.bakes().feeding(slug)}
+            "missing": len(states) - done - failed - painting, "feeding": feeding}
 
 
 @bp.post("/stories/<slug>/bake")
