@@ -18,6 +18,7 @@ from typing import Any
 from inference.backend import Backend
 from inference.backend import Painters
 from inference.cache import ImageCache
+from inference.encodings import EncodeAhead
 from inference.followers import Followers
 from inference.jobqueue import JobQueue
 from inference.jobs import CANCELLED
@@ -45,7 +46,7 @@ class JobTable:
     def __init__(self, backend: Backend, cache: ImageCache, model: str, max_queue: int = 64, max_batch: int = 4,
                  workers: int = 1, preview_every: int = 2, seconds_per_job: float = 5.0, max_per_client: int = 0,
                  timeout: float = 0, gather: float = 0.02, max_per_api_client: int = 0, max_streams: int = 0,
-                 max_streams_per_client: int = 0):
+                 max_streams_per_client: int = 0, encode_ahead: EncodeAhead | None = None):
         self.backend = backend
         self.cache = cache
         self.model = model
@@ -56,6 +57,7 @@ class JobTable:
         self.max_per_api_client = max_per_api_client
         self.timeout = timeout
         self.gather = gather
+        self.encode_ahead = encode_ahead
         self._jobs: dict[str, Job] = {}
         self._ended = Ended()  # how jobs that left the table ended, for followers that look later (bounded)
         self._queue = JobQueue()
@@ -87,6 +89,8 @@ class JobTable:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        if self.encode_ahead is not None:
+            self.encode_ahead.close()
 
     def key(self, request: GenerationRequest) -> str:
         """The cache key of ``request``'s picture (model + normalized request), by which its job is followed."""
@@ -244,4 +248,5 @@ class JobTable:
             "notes": notes,
             "backend": {"state": self.backend.status().state, "message": self.backend.status().message},
             **({"painters": self._pool.painters()} if self._pool is not None else {}),
+            **({"encode_ahead": self.encode_ahead.stats()} if self.encode_ahead is not None else {}),
         }

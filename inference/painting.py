@@ -147,6 +147,8 @@ class PaintingThreads(Continuations):
                 meta["fallback"] = job.fallback
             else:
                 self.cache.put(job.key, png, meta)
+                if self.encode_ahead is not None:  # for the pages, before they ask (it starts before they can)
+                    self.encode_ahead.offer(job.key, png)
             with self._cond:
                 job.png, job.meta, job.state, job.preview, job.ended = png, meta, DONE, None, time.monotonic()
                 self._changed(job)

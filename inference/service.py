@@ -39,6 +39,7 @@ from inference.backend import Backend
 from inference.backend import BackendSettings
 from inference.backend import create_backend
 from inference.cache import ImageCache
+from inference.encodings import EncodeAhead
 from inference.jobs import API
 from inference.jobs import CANCELLED
 from inference.jobs import DONE
@@ -73,6 +74,8 @@ class GenerationService(PaintingThreads):
             oldest job's submission, for compatible jobs asked for at the same moment (0 = start at once).
         max_streams, max_streams_per_client (`int`, *optional*): open followers (picture streams) in total and
             per client (0 = no cap); see `Followers`.
+        encode_ahead (`EncodeAhead`, *optional*): gets each picture painted, to encode it for the pages before
+            they ask; closed with the service.
     """
 
     # -- asking for pictures ---------------------------------------------------------------------------------
@@ -265,9 +268,11 @@ class GenerationService(PaintingThreads):
 
 
 def build_service(settings: Mapping[str, Any], instance: Path, backend: Backend | None = None,
-                  warmup: list[tuple[int, int, bool]] | None = None) -> GenerationService:
+                  warmup: list[tuple[int, int, bool]] | None = None,
+                  encode_ahead: EncodeAhead | None = None) -> GenerationService:
     """The image side, the same for the game and the API alone: backend (started here unless handed in), disk cache
-    and service, from the settings table's values (``BACKEND``, ``MODEL``, ``QUEUE_LIMIT``...)."""
+    and service, from the settings table's values (``BACKEND``, ``MODEL``, ``QUEUE_LIMIT``...); ``encode_ahead``
+    (the game's) encodes each picture painted for the pages."""
     if backend is None:
         backend_settings = BackendSettings(
             kind=settings["BACKEND"], api_url=settings["API_URL"], api_auth=settings["API_AUTH"],
@@ -295,6 +300,6 @@ def build_service(settings: Mapping[str, Any], instance: Path, backend: Backend 
                                 preview_every=settings["PREVIEW_EVERY"], max_per_client=settings["PLAYER_QUEUE_LIMIT"],
                                 timeout=settings["GENERATION_TIMEOUT"],
                                 max_per_api_client=settings["SDAPI_CLIENT_LIMIT"], max_streams=settings["MAX_STREAMS"],
-                                max_streams_per_client=settings["STREAMS_PER_CLIENT"])
+                                max_streams_per_client=settings["STREAMS_PER_CLIENT"], encode_ahead=encode_ahead)
     service.start()
     return service
