@@ -251,9 +251,8 @@ class DiffusersBackend:
         with self._tokenizer_lock:
             return len(counter(text, truncation=False)["input_ids"]) - 2
 
-    def generate(
-        self, requests: list[GenerationRequest], on_step: StepCallback | None = None
-    ) -> list[GenerationResult]:
+    def generate(self, requests: list[GenerationRequest],
+                 on_step: StepCallback | None = None) -> list[GenerationResult]:
         """Paint every request; compatible requests (same size, steps, sampler, cfg, tiling) share a batch."""
         if self._pipe is None:
             raise BackendUnavailable(self._status)
