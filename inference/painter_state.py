@@ -98,8 +98,8 @@ def listing(slots: list[Slot]) -> list[dict[str, Any]]:
 def resolved(settings: BackendSettings, gpu: bool, address: str) -> BackendSettings:
     """Settings every painter shares, decided here once so cache keys made in this process name them: the
     device Ray gives (``cuda`` inside the painter), and ``--max-size auto`` (drafts on CPUs only)."""
-    from inference.diffusers_backend import CPU_DRAFT_SIZE
-    from inference.diffusers_backend import gpu_likely
+    from inference.loading import CPU_DRAFT_SIZE
+    from inference.loading import gpu_likely
 
     gpu_device = settings.device in ("auto", "cuda") or settings.device.startswith("cuda:")
     device = "cuda" if gpu and gpu_device else settings.device  # Ray shows each painter its GPU only

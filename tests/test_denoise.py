@@ -162,9 +162,9 @@ def test_max_level_compiles_during_warm_up_only_and_paints_the_plain_picture(tin
     minutes on 2 shared cores, and the optimize=compile test already covers it."""
     from torch._dynamo.utils import counters
 
-    from inference import diffusers_backend
+    from inference import optimizations
 
-    monkeypatch.setattr(diffusers_backend, "COMPILE_BACKEND", "eager")
+    monkeypatch.setattr(optimizations, "COMPILE_BACKEND", "eager")
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     engine = load(tiny_model, "max", compile_cache=str(tmp_path / "inductor"))
     assert "optimized: max (own loop" in engine.status().message

