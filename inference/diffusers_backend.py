@@ -83,8 +83,8 @@ class DiffusersBackend:
             steps (the ``DeepCache`` package; faster, slightly different pictures); 0 = off.
         compile_cache (`str`, *optional*): folder for torch.compile's inductor cache, so a restart does not recompile.
         warmup (`list`, *optional*, defaults to the model's own size): the (width, height, tiling) shapes that
-            optimize=compile prepares for before the model is ready, each painted one and two at once (after which
-            batches of any size reuse the compiled code).  A picture of another shape or tiling
+            optimize=compile prepares for before the model is ready, one picture each (after which batches of any
+            size reuse the compiled code).  A picture of another shape or tiling
             is compiled for when it is first asked for: about a minute on a GPU, once.
     """
 

@@ -50,9 +50,12 @@ def optimize(torch: Any, pipe: Any, device: str, requested: str, deepcache: int,
         started = time.perf_counter()
         native = pipe.unet.config.sample_size * pipe.vae_scale_factor
         pipe.unet = torch.compile(pipe.unet)
-        # runs before the compiled code, so that it never sees another timestep dtype (see _float_timestep)
-        pipe.unet.register_forward_pre_hook(_float_timestep, with_kwargs=True)
-        pipe.vae.decode = torch.compile(pipe.vae.decode)
+        # runs before the compiled code, so that it never sees another timestep dtype nor compiles again for
+        # another batch size (see _compile_once)
+        pipe.unet.register_forward_pre_hook(_compile_once, with_kwargs=True)
+        # the decoder always sees one picture (a batch is decoded one by one), so it is compiled once
+        pipe.vae.enable_slicing()
+        pipe.vae.decoder = torch.compile(pipe.vae.decoder)
         runs = warmup_runs(warmup, max_size, (native, native))
         for number, (width, height, tiling, batch) in enumerate(runs, 1):
             say(f"Compiling the model for speed, {number} of {len(runs)}: {width}x{height}"
@@ -100,24 +103,33 @@ def prepare_own_loop(torch: Any, pipe: Any, level: str, warmup: list[tuple[int, 
 def warmup_runs(warmup: list[tuple[int, int, bool]], max_size: int,
                 native: tuple[int, int] = (512, 512)) -> list[tuple[int, int, bool, int]]:
     """The (width, height, tiling, batch) pictures painted to compile for: each ``warmup`` shape (or else the
-    model's ``native`` size, 512 for SD 2.1-base and 768 for SD 2.1) as painted after ``max_size``, one and then
-    two at once, which makes its compiled code take any batch size without recompiling
-    (torch.compile marks a dimension dynamic once it has seen it change; measured on CPU: a batch of 3 after these
-    runs compiles nothing new, while without the batch of 2 the first batched picture waited 12 s, tiny model)."""
+    model's ``native`` size, 512 for SD 2.1-base and 768 for SD 2.1) as painted after ``max_size``, one picture
+    each: its compiled code then takes any batch size without compiling again (see _compile_once)."""
     wanted = warmup or [(*native, False)]
     shapes = dict.fromkeys((*scale_to_fit(w, h, max_size), bool(t)) for w, h, t in wanted)
-    return [(*shape, batch) for shape in shapes for batch in (1, 2)]
+    return [(*shape, 1) for shape in shapes]
 
 
-def _float_timestep(unet: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    """Hand a compiled UNet its timestep as float32, whatever the sampler made it.
+def _compile_once(unet: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Hand a compiled UNet its inputs so that it is compiled once per picture size: the batch marked as any size,
+    the timestep as float32.
 
-    Samplers give int64 (DPM++, DDIM, UniPC…), float32 (Euler, Heun, LMS…) or float64 (DPM2 with Karras,
-    Exponential or Beta sigmas) timesteps, and torch.compile compiles the whole UNet again for each new dtype
-    (measured on the CPU with the tiny model: the first Euler a picture after a DPM++ warm-up waited 46 s, the first
-    DPM2 Karras one 35 s).  The UNet turns the timestep into float32 first thing (diffusers'
-    get_timestep_embedding calls ``.float()``), so casting it here, outside the compiled code, changes no picture.
+    Without the mark, torch.compile compiles the UNet for the warm-up's batch, and again for any other batch
+    (measured on the CPU with the tiny model: the first batched picture waited 12 s; on this 2-core machine the UNet
+    compiles in about a minute each time).  Samplers give int64 (DPM++, DDIM, UniPC…), float32 (Euler, Heun, LMS…) or
+    float64 (DPM2 with Karras, Exponential or Beta sigmas) timesteps, and a new dtype compiles the whole UNet again
+    (measured: the first Euler a picture after a DPM++ warm-up waited 46 s, the first DPM2 Karras one 35 s).  The UNet
+    turns the timestep into float32 first thing (diffusers' get_timestep_embedding calls ``.float()``), so casting
+    it here, outside the compiled code, changes no picture.
     """
+    import torch
+
+    sample = args[0] if args else kwargs.get("sample")
+    context = args[2] if len(args) > 2 else kwargs.get("encoder_hidden_states")
+    for tensor in (sample, context):
+        # a batch of one (no CFG) stays specialised: torch.compile treats sizes 0 and 1 as constants
+        if isinstance(tensor, torch.Tensor) and tensor.shape[0] > 1:
+            torch._dynamo.mark_dynamic(tensor, 0)
     if len(args) > 1 and hasattr(args[1], "float"):
         args = (args[0], args[1].float(), *args[2:])
     elif hasattr(kwargs.get("timestep"), "float"):

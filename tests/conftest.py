@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -19,10 +20,26 @@ from tests.tiny_pipeline import build_tiny_pipeline
 SLOW_FIXTURES = {"live_server", "api_server", "ray_session", "painters"}
 
 
+# Under pytest-xdist (`-n 2 --dist loadgroup`, pyproject.toml), the tests sharing one of these session-wide servers
+# or Ray run in one worker, so that each is started once per run, not once per worker.
+SHARED_FIXTURES = {"ray_session": "ray", "painters": "ray", "live_server": "live", "api_server": "api"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Two workers on two cores: one torch thread each (and in the servers they start), not two fighting for one
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES.intersection(fixtures):
             item.add_marker(pytest.mark.slow)
+        for fixture, group in SHARED_FIXTURES.items():
+            if fixture in fixtures:
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
 
 
 @pytest.fixture(scope="session")

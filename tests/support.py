@@ -9,6 +9,7 @@ import base64
 import html
 import http.client
 import io
+import itertools
 import json
 import os
 import re
@@ -40,10 +41,23 @@ HTMX = {"HX-Request": "true"}
 ADMIN_PASSWORD = "test-admin-password"
 
 
+_next_port = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that is free now and that no other test process will pick before our server binds it (a server takes
+    seconds to start): below Linux's ephemeral range, which connections and ``bind(0)`` draw from, in a block of its
+    own for each pytest-xdist worker."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    for _ in range(1000):
+        port = 20000 + worker * 1000 + next(_next_port) % 1000
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in 20000 + {worker} * 1000 + 0..999")
 
 
 class ServerProcess:

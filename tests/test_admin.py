@@ -341,6 +341,36 @@ def test_bake_paints_every_slide_with_progress_and_from_the_command_line(author,
     assert "Error: no story called 'nope'" in app.test_cli_runner().invoke(args=["bake", "nope"]).output
 
 
+def five_rooms(stories_dir: Path, slug: str, seed: int) -> None:
+    """A story of five slides, each with a picture of its own, painted in 2 steps."""
+    slides = "".join(f"  r{i}:\n    text: Room {i}.\n    image: room number {i}\n"
+                     + (f"    choices:\n      - {{text: on, to: r{i + 1}}}\n" if i < 4 else "") for i in range(5))
+    (stories_dir / f"{slug}.yaml").write_text(
+        f"title: {slug}\nstart: r0\nstyle: {{steps: 2, seed: {seed}}}\nslides:\n{slides}")
+
+
+@pytest.mark.slow
+def test_a_story_with_more_pictures_than_the_queue_takes_is_baked_whole(make_app, stories_dir):
+    five_rooms(stories_dir, "rooms", 1)
+    five_rooms(stories_dir, "halls", 2)
+    app = make_app(ADMIN_PASSWORD="open sesame", QUEUE_LIMIT=1)  # the queue takes one picture at a time
+    client = app.test_client()
+    sign_in(client)
+    html = client.post("/admin/stories/rooms/bake", data={"csrf_token": csrf_token(client, "/admin/stories")})
+    assert '<progress max="5"' in html.get_data(as_text=True)
+    deadline = time.monotonic() + 600  # a generous bound against a hang, not a speed limit
+    while time.monotonic() < deadline:
+        html = client.get("/admin/stories/rooms/bake").get_data(as_text=True)
+        if "hx-trigger" not in html:  # the fragment stops polling: nothing is painting or waiting for room
+            break
+        time.sleep(0.2)
+    assert "5 of 5 pictures ready: every slide comes at once" in html, html
+
+    result = app.test_cli_runner().invoke(args=["bake", "halls"])
+    assert result.exit_code == 0, result.output
+    assert "Baking 5 pictures" in result.output and "5 of 5 pictures are in the cache." in result.output
+
+
 # -- form editing ---------------------------------------------------------------------------------------------
 
 

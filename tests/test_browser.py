@@ -11,6 +11,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PICTURE = "#picture img[src^='data:image/webp;base64,']"
 
+pytestmark = pytest.mark.browser
+
 if not os.path.exists(CHROMIUM):
     if os.environ.get("CI"):
         raise RuntimeError("chromium is missing: .ci/run installs Debian's chromium package")
@@ -263,7 +265,6 @@ def test_author_compares_strengths_of_a_continuation_side_by_side_and_keeps_one(
     context.close()
 
 
-@pytest.mark.browser
 def test_the_shelf_shows_each_story_as_a_book_whose_cover_arrives_without_a_reload(page, live_server):
     from playwright.sync_api import expect
 
@@ -288,7 +289,6 @@ def test_the_shelf_shows_each_story_as_a_book_whose_cover_arrives_without_a_relo
     assert page.locator("#picture img.final").count() == 1  # the cover was this first picture: it came at once
 
 
-@pytest.mark.browser
 def test_the_shelf_fits_a_phone(browser, live_server):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = context.new_page()

@@ -81,7 +81,7 @@ def test_own_loop_batches_match_single_plain_pictures_and_keep_order(fast, backe
 def test_progress_each_step_with_latents_and_cancelling_stops(fast):
     seen = []
     fast.generate([REQUEST.replace(steps=4)], lambda step, total, latents: seen.append((step, total, latents().shape)))
-    assert seen == [(1, 4, (1, 4, 32, 32)), (2, 4, (1, 4, 32, 32)), (3, 4, (1, 4, 32, 32)), (4, 4, (1, 4, 32, 32))]
+    assert seen == [(1, 4, (1, 4, 8, 8)), (2, 4, (1, 4, 8, 8)), (3, 4, (1, 4, 8, 8)), (4, 4, (1, 4, 8, 8))]
 
     def stop_after_two(step, total, latents):
         seen.append(step)

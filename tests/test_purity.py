@@ -14,6 +14,7 @@ HEAVY = {"torch", "diffusers", "transformers", "ray"}
 TORCH = {"torch", "diffusers", "transformers"}
 LAZY_HEAVY = {"inference/diffusers_backend.py": TORCH, "inference/loading.py": TORCH,
               "inference/diffusers_img2img.py": TORCH, "inference/denoise.py": TORCH, "inference/checkpoints.py": TORCH,
+              "inference/optimizations.py": TORCH,
               "inference/painters.py": {"ray"}}
 
 

@@ -21,7 +21,7 @@ def read_events(response):
             name, data = None, []
 
 
-def many_slides_story(live_server, slug, count):
+def many_slides_story(live_server, slug, count, steps=4):
     """Write a story whose slides all need fresh pictures (the server picks it up without a restart)."""
     slides = "".join(
         f"  s{i}:\n    text: Room number {i}.\n    image: a room with the number {i} {slug}\n"
@@ -29,11 +29,11 @@ def many_slides_story(live_server, slug, count):
         for i in range(count)
     )
     (live_server.log_path.parent / "stories" / f"{slug}.yaml").write_text(
-        f"title: {slug}\nstart: s0\nstyle: {{steps: 4, seed: 3}}\nslides:\n{slides}")
+        f"title: {slug}\nstart: s0\nstyle: {{steps: {steps}, seed: 3}}\nslides:\n{slides}")
 
 
 def test_events_arrive_in_order_and_each_is_flushed_at_once(live_server):
-    many_slides_story(live_server, "order", 2)
+    many_slides_story(live_server, "order", 2, steps=40)  # long enough to look at the painter while it paints
     with requests.get(live_server.url + "/play/order/s0/stream", stream=True, timeout=60) as response:
         assert response.headers["Content-Type"].startswith("text/event-stream")
         events = read_events(response)

@@ -2,9 +2,12 @@
 
 Weights cannot be downloaded here, so tests (and the CPU benches) load this folder through the normal
 ``--model PATH`` route.  Shapes follow diffusers' own SD2 fast tests (tests/pipelines/stable_diffusion_2):
-two-level UNet with linear projections and SD2-style head dims, a two-level VAE (scale factor 2, so 64x64
-images come from 32x32 latents) and a 5-layer CLIP text encoder sized for the full CLIP vocabulary, with the
-tokenizer files shipped in inference/configs/tokenizer.
+two-level UNet with linear projections and SD2-style head dims (one layer per block), a four-level VAE (scale
+factor 8 as SD 2.1's, so 64x64 images come from 8x8 latents and a preview is 8x8) and a 5-layer CLIP text encoder
+sized for the full CLIP vocabulary, with the tokenizer files shipped in inference/configs/tokenizer.  Kept this
+small on purpose: the whole suite paints hundreds of pictures on a 2-core machine (a 64x64 picture in 4 steps
+takes ~0.09 s; with SD2's fast-test VAE of scale factor 2 and two layers per block it took ~0.35 s), and
+torch.compile's test compiles the UNet, whose compile time grows with its layers.
 
     python tests/tiny_pipeline.py OUT_DIR
 """
@@ -31,7 +34,7 @@ def build_tiny_pipeline(out_dir: str | Path, prediction_type: str = "epsilon") -
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64),
-        layers_per_block=2,
+        layers_per_block=1,
         sample_size=32,
         in_channels=4,
         out_channels=4,
@@ -52,11 +55,11 @@ def build_tiny_pipeline(out_dir: str | Path, prediction_type: str = "epsilon") -
     )
     torch.manual_seed(0)
     vae = AutoencoderKL(
-        block_out_channels=[32, 64],
+        block_out_channels=[32, 32, 32, 32],
         in_channels=3,
         out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
         latent_channels=4,
         sample_size=64,
     )

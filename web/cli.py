@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import click
@@ -9,8 +10,10 @@ from flask.cli import with_appcontext
 
 from game.library import LibraryError
 from game.prompts import story_pictures
+from inference.baking import submit_all
 from inference.jobs import ADMIN
 from inference.jobs import DONE
+from inference.jobs import FAILED
 from web import services
 
 
@@ -30,14 +33,20 @@ def bake_command(story: str) -> None:
     status = backend.status()
     if not status.ready:
         raise click.ClickException(f"{status.message} {status.hint}")
-    keys: dict[str, None] = {}  # every picture once, sources before their continuations
-    for chain in story_pictures(loaded, images.key, backend.count_tokens):
-        if images.submit_chain(chain, ADMIN, "bake:cli") is not None:
-            keys.update((images.key(request), None) for request, _ in chain)
+    chains = story_pictures(loaded, images.key, backend.count_tokens)
+    keys = list(dict.fromkeys(images.key(request) for chain in chains for request, _ in chain))
+    # A story can hold more pictures than the queue takes at once: they are handed over as it makes room.
+    feeder = threading.Thread(target=submit_all, args=(images, chains, ADMIN, "bake:cli"), name="bake", daemon=True)
+    feeder.start()
     failed = plain = 0
-    with click.progressbar(list(keys), label=f"Baking {len(keys)} pictures of {loaded.title}") as bar:
+    with click.progressbar(keys, label=f"Baking {len(keys)} pictures of {loaded.title}") as bar:
         for key in bar:
-            snap = images.wait(key)
+            while True:
+                feeding = feeder.is_alive()  # asked before the wait: a picture not handed over yet reads as cancelled
+                snap = images.wait(key)
+                if snap.state in (DONE, FAILED) or not feeding:
+                    break
+                time.sleep(0.2)
             failed += snap.state != DONE
             plain += snap.state == DONE and "fallback" in snap.meta
     notes = f" {failed} failed." if failed else ""

@@ -16,6 +16,7 @@ from game.engine import Roster
 from game.library import StoryLibrary
 from game.prompts import picture_shapes
 from inference.backend import Backend
+from inference.baking import Bakes
 from inference.encodings import BrowserEncodings
 from inference.encodings import EncodeAhead
 from inference.service import GenerationService
@@ -44,6 +45,7 @@ def init_services(app: Flask, with_stories: bool = True) -> None:
     # A backend handed in through config (tests, embedding) is owned and started by the caller.
     app.extensions["images"] = build_service(app.config, instance, app.config.get("BACKEND_INSTANCE"), warmup, ahead)
     app.extensions["encodings"] = encodings
+    app.extensions["bakes"] = Bakes(app.extensions["images"])
 
 
 def _get(name: str) -> Any:
@@ -78,3 +80,8 @@ def encodings() -> BrowserEncodings:
 def covers() -> BrowserEncodings:
     """The story covers of the front page, made once each (small copies of the start slides' pictures)."""
     return _get("covers")
+
+
+def bakes() -> Bakes:
+    """The stories being handed to the painter in the background (the admin's Bake button)."""
+    return _get("bakes")

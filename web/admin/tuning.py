@@ -243,30 +243,32 @@ def bake_keys(story: Story) -> list[str]:
 
 
 def bake_progress(slug: str) -> dict[str, Any]:
+    """How many of the story's pictures are painted, failed, on their way, or none of those (not asked for yet, or
+    cancelled), and whether the bake is still handing pictures to the painter."""
     story = services.stories().get(slug)
     images = services.images()
+    feeding = services.bakes().feeding(slug)  # asked first: a picture handed over meanwhile is counted below
     states = [images.state_of(key) for key in bake_keys(story)]
-    return {"slug": slug, "done": states.count("done"), "failed": states.count("failed"), "total": len(states)}
+    done, failed = states.count("done"), states.count("failed")
+    painting = states.count("queued") + states.count("running")
+    return {"slug": slug, "done": done, "failed": failed, "painting": painting, "total": len(states),
+            "missing": len(states) - done - failed - painting, "feeding": feeding}
 
 
 @bp.post("/stories/<slug>/bake")
 @admin_required
 def bake(slug: str) -> ResponseReturnValue:
     """Paint every slide of the story into the cache, at admin priority (players still come first); a slide whose
-    picture continues another's after that one, which is painted once."""
+    picture continues another's after that one, which is painted once.  A story with more pictures than the queue
+    takes is handed over as the queue makes room."""
     story = services.stories().get(slug)
-    queued = 0
-    for chain in bake_chains(story):
-        try:
-            services.images().submit_chain(chain, ADMIN, f"bake:{slug}")
-            queued += 1
-        except QueueFull:
-            break
-    return render_template("admin/_bake.html", queued=queued, **bake_progress(slug))
+    if not services.bakes().start(slug, bake_chains(story), ADMIN, f"bake:{slug}"):
+        return render_template("admin/_bake.html", busy=services.bakes().limit, **bake_progress(slug)), 429
+    return render_template("admin/_bake.html", **bake_progress(slug))
 
 
 @bp.get("/stories/<slug>/bake")
 @admin_required
 def bake_status(slug: str) -> ResponseReturnValue:
     """How far the bake has come (polled by the bake button's fragment)."""
-    return render_template("admin/_bake.html", queued=None, **bake_progress(slug))
+    return render_template("admin/_bake.html", **bake_progress(slug))
