@@ -1,8 +1,10 @@
 """Speed-ups of the in-process diffusers backend (``--optimize``): the levels, and the warm-up that prepares them.
 
 Cumulative: channels_last memory layout for the UNet and VAE; then torch.compile of the UNet and the VAE decoder.
-"auto" is channels_last on CUDA (safe everywhere) and none elsewhere; compile is opt-in until GPU figures
-(bench/gpu.py) show it wins on the hardware at hand.  "graphs" and "max" paint with our own denoise loop
+"auto" is graphs on CUDA (measured on an H100 with bench/gpu_check.sh, README "Performance": a picture through the
+service 0.67 s -> 0.31 s, the first after ready 1.5 s -> 0.38 s, ready 4 s after loading) and none elsewhere;
+channels_last on CUDA with DeepCache (which rewires the UNet the graphs capture).  compile and max are opt-in: they
+compile for minutes at the first start.  "graphs" and "max" paint with our own denoise loop
 (inference/denoise.py): channels_last, prompt embeddings cached, no host sync per step, the UNet replayed from CUDA
 graphs per size and batch bucket; "max" adds torch.compile of the UNet (inside the graphs) and of the VAE decoder.
 Compiling and capturing happen while the model loads, by painting warm-up pictures (`warmup_runs`), so no player's
@@ -36,7 +38,7 @@ def optimize(torch: Any, pipe: Any, device: str, requested: str, deepcache: int,
     of ``warmup`` and ``max_size``; batches up to ``max_batch`` for the own loop) and telling ``say`` how far it is.
     Return the level in effect, as the ready message names it, and inference/denoise.py's Denoiser for graphs and max
     (else None)."""
-    level = requested if requested != "auto" else ("channels_last" if device.startswith("cuda") else "none")
+    level = chosen_level(requested, device, deepcache)
     if level in ("channels_last", "compile", *OWN_LOOP):
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
@@ -73,6 +75,16 @@ def optimize(torch: Any, pipe: Any, device: str, requested: str, deepcache: int,
         helper.enable()
         level += f" + DeepCache every {deepcache} steps"
     return level, None
+
+
+def chosen_level(requested: str, device: str, deepcache: int = 0) -> str:
+    """The level ``requested`` means on ``device``: "auto" is graphs on CUDA (channels_last with DeepCache, which
+    cannot be captured) and none elsewhere (the own loop gains nothing without graphs on a CPU)."""
+    if requested != "auto":
+        return requested
+    if not device.startswith("cuda"):
+        return "none"
+    return "channels_last" if deepcache else "graphs"
 
 
 def prepare_own_loop(torch: Any, pipe: Any, level: str, warmup: list[tuple[int, int, bool]], max_size: int,

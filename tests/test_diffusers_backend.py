@@ -12,6 +12,7 @@ from inference.backend import GenerationCancelled
 from inference.diffusers_backend import CONFIGS_DIR
 from inference.diffusers_backend import DiffusersBackend
 from inference.loading import looks_like_path
+from inference.optimizations import chosen_level
 from inference.request import SAMPLERS
 from inference.request import GenerationRequest
 from inference.request import RequestError
@@ -282,6 +283,14 @@ def test_the_compile_warm_up_paints_each_shape_once_as_painted():
     assert engine.warmup_runs() == [(256, 256, False, 1), (256, 168, True, 1)]
     # without stories (the API alone) the model's own size: 768 for SD 2.1
     assert DiffusersBackend("x").warmup_runs((768, 768)) == [(768, 768, False, 1)]
+
+
+@pytest.mark.parametrize(("device", "deepcache", "level"), [
+    ("cuda", 0, "graphs"), ("cuda:1", 0, "graphs"), ("cuda", 3, "channels_last"), ("cpu", 0, "none"), ("mps", 0, "none"),
+])
+def test_auto_paints_with_cuda_graphs_on_a_cuda_gpu_and_plainly_elsewhere(device, deepcache, level):
+    assert chosen_level("auto", device, deepcache) == level
+    assert chosen_level("max", device, deepcache) == "max"  # a level asked for by name is that level
 
 
 def test_an_unknown_optimization_is_named():
