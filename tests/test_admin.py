@@ -2,6 +2,7 @@
 
 import io
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -369,6 +370,50 @@ def test_a_story_with_more_pictures_than_the_queue_takes_is_baked_whole(make_app
     result = app.test_cli_runner().invoke(args=["bake", "halls"])
     assert result.exit_code == 0, result.output
     assert "Baking 5 pictures" in result.output and "5 of 5 pictures are in the cache." in result.output
+
+
+class HeldPainter:
+    """Fault injection: the tiny backend, stuck on its first picture until ``go`` is set (a painter busy with a
+    long batch), so the queue stays full and every bake waits for room in it."""
+
+    def __init__(self, real):
+        self.real = real
+        self.go = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def generate(self, requests, on_step=None):
+        assert self.go.wait(600)  # a generous bound against a hang
+        return self.real.generate(requests, on_step)
+
+
+@pytest.mark.slow
+def test_a_fifth_story_baking_at_once_is_refused_until_one_is_done(make_app, stories_dir, story_backend):
+    for number in range(5):
+        five_rooms(stories_dir, f"rooms{number}", 10 + number)
+    painter = HeldPainter(story_backend)
+    app = make_app(ADMIN_PASSWORD="open sesame", QUEUE_LIMIT=1, BACKEND_INSTANCE=painter)
+    client = app.test_client()
+    sign_in(client)
+    token = {"csrf_token": csrf_token(client, "/admin/stories")}
+    try:
+        for number in range(4):  # four stories wait for room in the queue, each on a thread of its own
+            assert client.post(f"/admin/stories/rooms{number}/bake", data=token).status_code == 200
+        refused = client.post("/admin/stories/rooms4/bake", data=token)
+        assert refused.status_code == 429
+        html = refused.get_data(as_text=True)
+        assert "4 other stories are being baked; bake this one when one of them is done." in html
+        assert '<progress max="5" value="0"' in html  # its fragment, nothing of it asked for
+        assert client.post("/admin/stories/rooms0/bake", data=token).status_code == 200  # already baking: no refusal
+    finally:
+        painter.go.set()
+    deadline = time.monotonic() + 600  # a generous bound against a hang, not a speed limit
+    while time.monotonic() < deadline:
+        if "5 of 5 pictures ready" in client.get("/admin/stories/rooms0/bake").get_data(as_text=True):
+            break
+        time.sleep(0.2)
+    assert client.post("/admin/stories/rooms4/bake", data=token).status_code == 200  # one is done: room for it
 
 
 # -- form editing ---------------------------------------------------------------------------------------------

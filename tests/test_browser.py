@@ -55,6 +55,24 @@ def see_slide(page, path: str, words: str) -> None:
     page.wait_for_selector(PICTURE)  # the slide's own picture arrived as a data URL
 
 
+def authored_story(browser, live_server, title: str, slug: str):
+    """A tab of its own (a wide window) signed in to the admin, on the editor of a story it has just created with
+    this title and slug; the caller closes ``page.context``."""
+    from tests.support import ADMIN_PASSWORD
+
+    page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    page.set_default_timeout(60_000)
+    page.goto(live_server.url + "/admin/login")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(live_server.url + "/admin/stories")
+    page.fill("input[name=title]", title)
+    page.fill("input[name=slug]", slug)
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url(f"**/admin/stories/{slug}")
+    return page
+
+
 def test_play_three_choices_then_back_and_reload(page, live_server):
     page.goto(live_server.url + "/")
     page.get_by_role("link", name="The Lighthouse Keeper").click()
@@ -152,19 +170,7 @@ def test_author_creates_a_story_sees_the_graph_update_and_a_stale_tab_is_refused
 
 
 def test_author_adds_three_slides_tunes_a_picture_keeps_a_seed_and_a_player_sees_it(browser, live_server):
-    from tests.support import ADMIN_PASSWORD
-
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(live_server.url + "/admin/login")
-    page.fill("#password", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
-    page.goto(live_server.url + "/admin/stories")
-    page.fill("input[name=title]", "The Garden")
-    page.fill("input[name=slug]", "garden")
-    page.get_by_role("button", name="Create").click()
-    page.wait_for_url("**/admin/stories/garden")
+    page = authored_story(browser, live_server, "The Garden", "garden")
     # three new slides, each reached by a choice created on the spot from the slide before it
     previous = "next"
     for name, label in (("gate", "Open the gate"), ("pond", "Walk to the pond"), ("bench", "Sit on the bench")):
@@ -203,7 +209,7 @@ def test_author_adds_three_slides_tunes_a_picture_keeps_a_seed_and_a_player_sees
     assert "You are at the gate." in player.locator("#slide-text").inner_text()
     player.wait_for_selector("#picture img.final")
     assert "seed 501" in player.locator("#picture .caption").inner_text()
-    context.close()
+    page.context.close()
 
 
 HARBOUR = """\
@@ -226,19 +232,7 @@ slides:
 
 
 def test_author_compares_strengths_of_a_continuation_side_by_side_and_keeps_one(browser, live_server):
-    from tests.support import ADMIN_PASSWORD
-
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(live_server.url + "/admin/login")
-    page.fill("#password", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
-    page.goto(live_server.url + "/admin/stories")
-    page.fill("input[name=title]", "The Harbour")
-    page.fill("input[name=slug]", "harbour")
-    page.get_by_role("button", name="Create").click()
-    page.wait_for_url("**/admin/stories/harbour")
+    page = authored_story(browser, live_server, "The Harbour", "harbour")
     page.locator(".yaml-form textarea").fill(HARBOUR)
     page.get_by_role("button", name="Save").click()
     page.wait_for_selector("text=Saved.")
@@ -262,7 +256,7 @@ def test_author_compares_strengths_of_a_continuation_side_by_side_and_keeps_one(
     page.goto(live_server.url + "/admin/stories/harbour/slides/dusk/edit")
     assert page.locator("input[name=image_strength]").input_value() == "0.8"
     assert page.locator("select[name=image_from]").input_value() == "quay"
-    context.close()
+    page.context.close()
 
 
 def test_the_shelf_shows_each_story_as_a_book_whose_cover_arrives_without_a_reload(page, live_server):

@@ -9,13 +9,9 @@ from game.editing import apply_slide_edit
 from game.editing import apply_state
 from game.editing import apply_story_settings
 from game.editing import choice_rows
-from game.editing import keep_picture
 from game.editing import load_document
-from game.editing import preview_values
 from game.editing import state_text
-from game.editing import tuning_values
 from game.library import SlideNotFound
-from game.prompts import compose
 from game.story import dump_document
 from game.story import load_story
 from tests.support import GOOD
@@ -62,21 +58,6 @@ def test_bad_slide_names_and_missing_slides_are_refused():
     assert "attic" in load_story(dump_document(document), "t.yaml", "t").slides
 
 
-def test_tuning_values_are_typed_and_a_kept_picture_writes_only_what_changed():
-    values = tuning_values({"image": " a red door ", "steps": "9", "cfg_scale": "5", "seed": "", "tiling": "on"})
-    assert values["image"] == "a red door" and values["steps"] == 9 and values["cfg_scale"] == 5.0
-    assert "seed" not in values and values["tiling"] is True
-    with pytest.raises(EditError, match="steps: expected a number"):
-        tuning_values({"steps": "9.5"})
-    story = load_story(GOOD, "t.yaml", "t")
-    original = compose(story, "a").request
-    document = load_document(GOOD)
-    keep_picture(document, "t", "a", "a red door", original.replace(seed=77, steps=9), original)
-    kept = load_story(dump_document(document), "t.yaml", "t").slides["a"]
-    assert (kept.image, kept.style.seed, kept.style.steps) == ("a red door", 77, 9)
-    assert "cfg_scale" not in document["slides"]["a"]["style"]  # unchanged settings are not copied in
-
-
 def test_variables_are_written_typed_before_the_slides_and_read_back():
     document = load_document(GOOD)
     apply_state(document, 'lamp = true\ncoins: 3\nweight = 2.5\nname = "Ann Lee"\nword = 42x\nzip = "7"\n')
@@ -108,14 +89,3 @@ def test_conditions_and_effects_round_trip_through_the_slide_form():
     assert [(e.var, e.expression) for e in choice.effects] == [("coins", "coins - 1"), ("lantern", "true")]
     with pytest.raises(EditError, match="choice 1 set: line 1 .*has no value"):
         apply_slide_edit(document, "lantern", "hall", "Hall.", "", [], [ChoiceRow("Go", "hall", "", "", "hide", "x")])
-
-
-def test_preview_values_take_each_variable_in_its_kind():
-    declared = {"lantern": False, "coins": 3, "name": "Wren"}
-    assert preview_values(declared, {"state.lantern": "true", "state.coins": "2.5", "state.name": "x" * 99}) == \
-        {"lantern": True, "coins": 2.5, "name": "x" * 60}
-    assert preview_values(declared, {}) == declared
-    with pytest.raises(EditError, match="state.coins: must be a number"):
-        preview_values(declared, {"state.coins": "lots"})
-    with pytest.raises(EditError, match="state.lantern: must be true or false"):
-        preview_values(declared, {"state.lantern": "yes"})

@@ -1,11 +1,17 @@
-"""Picture streams against the real server (`python app.py`, waitress) read by a real HTTP client."""
+"""Picture streams (web/streams.py): through Flask's test client, and against the real server (`python app.py`,
+waitress) read by a real HTTP client."""
 
+import re
 import threading
+import time
 
+import pytest
 import requests
 
 from tests.support import ADMIN_PASSWORD
 from tests.support import HTMX
+from tests.support import data_url_image
+from tests.support import events
 
 
 def read_events(response):
@@ -30,6 +36,34 @@ def many_slides_story(live_server, slug, count, steps=4):
     )
     (live_server.log_path.parent / "stories" / f"{slug}.yaml").write_text(
         f"title: {slug}\nstart: s0\nstyle: {{steps: {steps}, seed: 3}}\nslides:\n{slides}")
+
+
+@pytest.mark.slow
+def test_picture_streams_then_arrives_as_a_data_url_of_the_painted_size(client):
+    found = events(client, "/play/lighthouse/shore/stream")
+    assert [name for name, _ in found][-2:] == ["frame", "done"]
+    assert any("Painting… step" in data for name, data in found if name == "frame")
+    image = data_url_image(found[-2][1])
+    assert image.size == (64, 64)
+
+
+@pytest.mark.slow
+def test_the_picture_stream_sends_each_preview_once_and_no_bigger_than_the_picture(client):
+    response = client.get("/play/lighthouse/shore/stream", buffered=False)
+    started, received = time.monotonic(), []
+    for chunk in response.iter_encoded():
+        for block in chunk.decode().split("\n\n"):
+            if block.startswith("event: frame"):
+                received.append("".join(line[6:] for line in block.splitlines() if line.startswith("data: ")))
+    seconds = time.monotonic() - started
+    previews = [re.search(r'class="preview" src="([^"]+)"', frame) for frame in received]
+    shown = [found.group(1) for found in previews if found]
+    assert len(set(shown)) >= 2  # the picture was seen taking shape
+    sizes = {data_url_image(f'src="{url}"').size for url in shown}
+    assert len(sizes) == 1 and max(sizes.pop()) <= 64  # square like the picture, not scaled up to 256 px
+    # A frame that only moves the progress bar, with the preview it already sent, comes at most once a second.
+    assert len(shown) - len(set(shown)) <= seconds + 1
+    assert max(len(frame) for frame in received if "preview" in frame) < 4000  # was ~20 KB: a 256 px preview
 
 
 def test_events_arrive_in_order_and_each_is_flushed_at_once(live_server):

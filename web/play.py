@@ -1,4 +1,5 @@
-"""The player's pages: the story list, the slides, the choices, and each slide's picture.
+"""The player's pages: the story list, the slides, the choices, and each slide's picture (its stream in
+web/streams.py).
 
 htmx requests get the fragment for their target; every other request gets the full page at the same URL, so
 plain links, reloads and history restores all work.  Errors come back as the same fragment with a 4xx/5xx
@@ -8,9 +9,6 @@ status; base.html configures htmx to swap those too.
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable
-from collections.abc import Iterator
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +18,6 @@ from flask import abort
 from flask import current_app
 from flask import redirect
 from flask import request
-from flask import stream_with_context
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
@@ -48,6 +45,7 @@ from inference.request import GenerationRequest
 from inference.request import to_data_url
 from web import covers
 from web import services
+from web import streams
 from web.htmx import is_htmx
 from web.htmx import render
 from web.progress import player_id
@@ -60,10 +58,7 @@ from web.security import client_key
 
 bp = Blueprint("play", __name__)
 PLAIN_IMAGE_WAIT = 300  # seconds a client without JavaScript waits for its picture
-STREAM_HEARTBEAT = 5  # seconds between keep-alive comments on a quiet stream (a gone client is noticed on a write)
-STREAM_LIFETIME = 300  # seconds after which a stream hands over to polling (the thread goes back to the pool)
 POLL_EVERY = 3  # seconds between checks of a picture that is not streamed
-PROGRESS_EVERY = 1.0  # seconds between frames that only move the progress bar (the preview in them is unchanged)
 
 
 def load_story(slug: str) -> Story:
@@ -184,9 +179,7 @@ def frame_context(snap: Snapshot, poll: bool = False) -> dict[str, Any]:
     """What play/_frame.html needs to draw a picture in any state; ``poll``: it is checked every few seconds
     instead of streamed (the frame then says so and asks again by itself)."""
     fmt = current_app.config["IMAGE_FORMAT"]
-    status = services.backend().status()
-    if snap.state == QUEUED and status.state == "failed":  # it would fail the moment it is taken: say so now
-        snap = dataclasses.replace(snap, state="failed", error=status.message, hint=status.hint)
+    snap = streams.as_told(snap)  # a picture that would fail the moment it is taken: say so now
     return {
         "state": snap.state,
         "position": snap.position,
@@ -295,71 +288,7 @@ def stream(slug: str, slide_id: str) -> Response:
 
     # Each open stream holds a server thread: only so many per client and in all, so that pages always get one.
     release = services.images().followers.take(client_key())
-    return event_stream(picture_events(key, render_frame, following=release is not None), release)
-
-
-def picture_events(key: str, render_frame: Callable[[Snapshot, bool], str], following: bool) -> Iterator[str]:
-    """The Server-Sent Events that follow one picture: a ``frame`` (``render_frame(snapshot, poll)``) whenever what
-    it shows changes, a keep-alive comment on a quiet stream, ``done`` when the picture has ended or the stream has
-    lived STREAM_LIFETIME (its last frame then polls).  Not ``following`` (at the cap on streams): one frame telling
-    where the picture stands, polling, then ``done``."""
-    yield "retry: 3000\n\n"
-    snap = services.images().snapshot(key)
-    if not following:
-        yield sse("frame", render_frame(snap, True))
-        yield sse("done", "")
-        return
-    version, shown, deadline = -1, None, time.monotonic() + STREAM_LIFETIME
-    preview, sent_at = None, 0.0  # the preview in the last frame sent, and when it was sent
-    while True:
-        if snap.version > version or snap.state not in ("queued", "running"):
-            frame = frame_context(snap)  # a picture that would fail the moment it is taken reads as failed now
-            ended = frame["state"] not in ("queued", "running")
-            overdue = not ended and time.monotonic() > deadline
-            # A frame that would only move the progress bar, re-sending the same preview, waits for news (a new
-            # preview, the picture) or PROGRESS_EVERY, whichever comes first: previews are most of a stream's bytes.
-            wait = PROGRESS_EVERY - (time.monotonic() - sent_at)
-            same_preview = frame["state"] == "running" and snap.preview is not None and snap.preview == preview
-            if same_preview and not overdue and wait > 0:
-                snap = next_snapshot(key, snap.version, wait)
-                continue
-            version = snap.version
-            # A frame only when it differs from the last one sent (a failed model, say, is told once).
-            html = render_frame(snap, overdue)
-            if html != shown:
-                shown, preview, sent_at = html, snap.preview, time.monotonic()
-                yield sse("frame", html)
-            if ended or overdue:
-                yield sse("done", "")
-                return
-        else:
-            yield ": still here\n\n"  # a client that has gone is noticed on this write
-        if services.images().closed:
-            return
-        snap = next_snapshot(key, version, STREAM_HEARTBEAT)
-
-
-def next_snapshot(key: str, seen_version: int, timeout: float) -> Snapshot:
-    """The picture's first snapshot newer than ``seen_version``, or, after ``timeout`` seconds without one, its
-    current one."""
-    return services.images().follow(key, seen_version, timeout=timeout) or services.images().snapshot(key)
-
-
-def event_stream(events: Iterator[str], on_close: Callable[[], None] | None) -> Response:
-    """A Server-Sent Events answer streaming ``events`` (in the request's context), kept out of caches and proxy
-    buffers; ``on_close`` runs when the stream ends, fails, or its client goes away."""
-    response = Response(stream_with_context(events), mimetype="text/event-stream")
-    if on_close is not None:
-        response.call_on_close(on_close)
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"
-    return response
-
-
-def sse(event: str, data: str) -> str:
-    """One Server-Sent Event; every line of ``data`` gets its own ``data:`` field."""
-    lines = [line for line in data.splitlines() if line.strip()] or [""]
-    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
+    return streams.event_stream(streams.picture_events(key, render_frame, following=release is not None), release)
 
 
 def busy(story: Story, slide_id: str, exc: QueueFull) -> Response:

@@ -14,13 +14,13 @@ from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
+from game.graph import story_graph
 from game.library import SLUG_RE
 from game.library import InvalidStory
 from game.library import LibraryError
 from game.library import StaleRevision
 from game.library import StoryExists
 from game.story import dump_document
-from game.story import story_graph
 from game.twine import TwineError
 from game.twine import export_report
 from game.twine import export_twee

@@ -15,17 +15,8 @@ from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
-from game.editing import COMPARED_STRENGTHS
-from game.editing import MAX_COMPARED
-from game.editing import TUNABLE
 from game.editing import EditError
-from game.editing import compared_strengths
-from game.editing import keep_picture
 from game.editing import load_document
-from game.editing import preview_values
-from game.editing import strength_value
-from game.editing import tuning_continuation
-from game.editing import tuning_values
 from game.editing import value_text
 from game.library import InvalidStory
 from game.library import SlideNotFound
@@ -41,6 +32,15 @@ from game.story import SLIDE_ID_RE
 from game.story import ImageSpec
 from game.story import Story
 from game.story import dump_document
+from game.tuning import COMPARED_STRENGTHS
+from game.tuning import MAX_COMPARED
+from game.tuning import TUNABLE
+from game.tuning import compared_strengths
+from game.tuning import keep_picture
+from game.tuning import preview_values
+from game.tuning import strength_value
+from game.tuning import tuning_continuation
+from game.tuning import tuning_values
 from inference.jobs import ADMIN
 from inference.jobs import QueueFull
 from inference.request import SAMPLERS
