@@ -52,8 +52,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     lost = [item.nodeid for item in session.items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
     if lost:
-        raise pytest.UsageError(f"pytest-xdist did not group {len(lost)} tests (e.g. {lost[0]}); use the pytest version "
-                                "pinned in requirements-dev.txt")
+        raise pytest.UsageError(f"pytest-xdist did not group {len(lost)} tests (e.g. {lost[0]}); use the pytest "
+                                "version pinned in requirements-dev.txt")
 
 
 @pytest.fixture(scope="session")
@@ -138,7 +138,11 @@ def author(make_app):
 @pytest.fixture(scope="session")
 def live_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     server = LiveServer(tiny_model, tmp_path_factory.mktemp("live"))
-    server.wait_for_model()
+    try:
+        server.wait_for_model()
+    except BaseException:
+        server.stop()
+        raise
     yield server
     server.stop()
 

@@ -93,7 +93,11 @@ class LiveServer(ServerProcess):
              *extra],
             stdout=self.log_path.open("w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT,
         )
-        self.first_page_seconds = self._wait_for("/", lambda r: r.status_code == 200)
+        try:
+            self.first_page_seconds = self._wait_for("/", lambda r: r.status_code == 200)
+        except BaseException:
+            self.stop()  # a server that did not come up is not left running
+            raise
 
     def status(self) -> dict:
         return requests.get(self.url + "/admin/status.json", auth=("admin", ADMIN_PASSWORD), timeout=10).json()
@@ -106,7 +110,7 @@ class LiveServer(ServerProcess):
             try:
                 if ok(requests.get(self.url + path, timeout=5, headers=HTMX, auth=("admin", ADMIN_PASSWORD))):
                     return time.perf_counter() - self.started
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or slow on a busy machine
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"{path} not ready after {timeout} s:\n{self.log_path.read_text()}")
@@ -156,16 +160,20 @@ class ApiServer(ServerProcess):
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             cwd=ROOT,
         )
-        deadline = time.perf_counter() + 120
-        while time.perf_counter() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"API server exited early:\n{self.log_path.read_text()}")
-            try:
-                requests.get(self.url + "/sdapi/v1/sd-models", timeout=5, auth=(self.user, self.password))
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        self.wait_ready()
+        try:
+            deadline = time.perf_counter() + 120
+            while time.perf_counter() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"API server exited early:\n{self.log_path.read_text()}")
+                try:
+                    requests.get(self.url + "/sdapi/v1/sd-models", timeout=5, auth=(self.user, self.password))
+                    break
+                except (requests.ConnectionError, requests.Timeout):
+                    time.sleep(0.1)
+            self.wait_ready()
+        except BaseException:
+            self.stop()  # a server that did not come up is not left running
+            raise
 
     def wait_ready(self) -> None:
         """Paint a first picture (the model loads meanwhile): a generous bound against a hang, not a speed limit."""

@@ -286,7 +286,8 @@ def test_the_compile_warm_up_paints_each_shape_once_as_painted():
 
 
 @pytest.mark.parametrize(("device", "deepcache", "level"), [
-    ("cuda", 0, "graphs"), ("cuda:1", 0, "graphs"), ("cuda", 3, "channels_last"), ("cpu", 0, "none"), ("mps", 0, "none"),
+    ("cuda", 0, "graphs"), ("cuda:1", 0, "graphs"), ("cuda", 3, "channels_last"), ("cpu", 0, "none"),
+    ("mps", 0, "none"),
 ])
 def test_auto_paints_with_cuda_graphs_on_a_cuda_gpu_and_plainly_elsewhere(device, deepcache, level):
     assert chosen_level("auto", device, deepcache) == level
