@@ -2,9 +2,9 @@
 
 `game.validate.Validator` runs them as it walks a story: each takes the validator (where problems are noted, each
 naming the file, the line, the slide and the field) and returns what it built.  Picture settings are checked by the
-painter's own rules (`inference.request`); a sampler and a schedule type only together; a continuation (``image:
-{from: <slide>, strength: ...}``) must name another slide, must not be part of a cycle, and no chain of them may be
-longer than MAX_CONTINUATIONS.
+painter's own rules (`inference.request`, `inference.samplers`); a sampler and a schedule type only together; a
+continuation (``image: {from: <slide>, strength: ...}``) must name another slide, must not be part of a cycle, and no
+chain of them may be longer than MAX_CONTINUATIONS.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from game.story import ImageSpec
 from game.story import Slide
 from game.yamlsafe import cut
 from game.yamlsafe import shown
+from inference.errors import RequestError
 from inference.request import MAX_SEED
 from inference.request import GenerationRequest
-from inference.request import RequestError
-from inference.request import resolve_sampler
-from inference.request import resolve_schedule
+from inference.samplers import resolve_sampler
+from inference.samplers import resolve_schedule
 
 if TYPE_CHECKING:
     from game.validate import Validator

@@ -16,7 +16,7 @@ from typing import Any
 from typing import Protocol
 from typing import runtime_checkable
 
-from inference.request import MIN_SIZE
+from inference.pictures import MIN_SIZE
 from inference.request import GenerationRequest
 from inference.request import GenerationResult
 

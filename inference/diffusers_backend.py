@@ -48,11 +48,11 @@ from inference.optimizations import circular_padding
 from inference.optimizations import optimize
 from inference.optimizations import warmup_runs
 from inference.request import MAX_SEED
-from inference.request import SAMPLERS
-from inference.request import SCHEDULES
 from inference.request import GenerationRequest
 from inference.request import GenerationResult
-from inference.request import effective_schedule
+from inference.samplers import SAMPLERS
+from inference.samplers import SCHEDULES
+from inference.samplers import effective_schedule
 
 log = logging.getLogger(__name__)
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from inference.errors import RequestError
 from inference.imageops import LANCZOS
 from inference.imageops import Img2ImgInput
 from inference.imageops import apply_overlay
 from inference.imageops import latent_mask
 from inference.imageops import prepare_img2img
 from inference.imageops import scaled_size
+from inference.pictures import load_picture
 from inference.request import GenerationRequest
-from inference.request import RequestError
-from inference.request import load_picture
 
 
 def prepare(request: GenerationRequest, width: int, height: int) -> Img2ImgInput:

@@ -155,7 +155,7 @@ def png_to(png: bytes, fmt: str, width: int = 0) -> bytes:
         return png
     from PIL import Image
 
-    from inference.request import encode_image
+    from inference.pictures import encode_image
 
     image: Image.Image = Image.open(io.BytesIO(png))
     if width and image.width > width:

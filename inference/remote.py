@@ -27,9 +27,9 @@ from inference.backend import BackendUnavailable
 from inference.backend import GenerationCancelled
 from inference.backend import StepCallback
 from inference.backend import scale_to_fit
+from inference.errors import RequestError
 from inference.request import GenerationRequest
 from inference.request import GenerationResult
-from inference.request import RequestError
 
 log = logging.getLogger(__name__)
 

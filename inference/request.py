@@ -4,73 +4,34 @@ Field names follow the AUTOMATIC1111 API (prompt, negative_prompt, seed, steps, 
 sampler_name, scheduler, tiling, restore_faces, and for img2img init_image, denoising_strength, resize_mode, mask,
 mask_blur, inpainting_fill, inpaint_full_res, inpaint_full_res_padding, inpainting_mask_invert), so the same object
 travels from a story slide, from the admin page and from /sdapi/v1/txt2img or img2img to any backend.  Validation
-names the field, the rule and the value, and never silently corrects anything.
+names the field, the rule and the value, and never silently corrects anything.  Sampler names are resolved by
+inference/samplers.py, the pictures an img2img request carries are checked by inference/pictures.py, and every wrong
+value raises inference/errors.py's `RequestError`.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import hashlib
-import io
 import json
 import re
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
-# A1111 sampler name -> (diffusers scheduler class, constructor overrides, schedule types it supports).
-# Sources: diffusers docs api/schedulers/overview.md; A1111 modules/sd_samplers_kdiffusion.py.
-_KARRAS_ETC = ("automatic", "karras", "exponential", "beta", "sgm_uniform")
-SAMPLERS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
-    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}, _KARRAS_ETC),
-    "DPM++ SDE": ("DPMSolverSinglestepScheduler", {}, _KARRAS_ETC),
-    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}, _KARRAS_ETC),
-    "Euler a": ("EulerAncestralDiscreteScheduler", {}, ("automatic", "sgm_uniform")),
-    "Euler": ("EulerDiscreteScheduler", {}, _KARRAS_ETC),
-    "LMS": ("LMSDiscreteScheduler", {}, _KARRAS_ETC),
-    "Heun": ("HeunDiscreteScheduler", {}, _KARRAS_ETC),
-    "DPM2": ("KDPM2DiscreteScheduler", {}, ("automatic", "karras", "exponential", "beta")),
-    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}, ("automatic", "karras", "exponential", "beta")),
-    "DDIM": ("DDIMScheduler", {}, ("automatic", "sgm_uniform")),
-    "PLMS": ("PNDMScheduler", {"skip_prk_steps": True}, ("automatic", "sgm_uniform")),
-    "UniPC": ("UniPCMultistepScheduler", {}, _KARRAS_ETC),
-    "DEIS": ("DEISMultistepScheduler", {}, _KARRAS_ETC),
-}
-SAMPLER_ALIASES = {
-    "k_dpmpp_2m": "DPM++ 2M",
-    "k_dpmpp_sde": "DPM++ SDE",
-    "k_dpmpp_2m_sde": "DPM++ 2M SDE",
-    "k_euler_a": "Euler a",
-    "k_euler": "Euler",
-    "k_lms": "LMS",
-    "k_heun": "Heun",
-    "k_dpm_2": "DPM2",
-    "k_dpm_2_a": "DPM2 a",
-}
-# What "automatic" means per sampler, as in A1111's sampler options ({"scheduler": "karras"}).
-AUTOMATIC_SCHEDULE = {"DPM++ 2M": "karras", "DPM++ SDE": "karras", "DPM++ 2M SDE": "karras"}
-# Schedule type name -> (A1111 label, diffusers scheduler overrides).
-SCHEDULES: dict[str, tuple[str, dict[str, Any]]] = {
-    "automatic": ("Automatic", {}),
-    "karras": ("Karras", {"use_karras_sigmas": True}),
-    "exponential": ("Exponential", {"use_exponential_sigmas": True}),
-    "beta": ("Beta", {"use_beta_sigmas": True}),
-    "sgm_uniform": ("SGM Uniform", {"timestep_spacing": "trailing"}),
-}
+from inference.errors import RequestError
+from inference.pictures import MAX_SIZE
+from inference.pictures import MIN_SIZE
+from inference.pictures import decode_base64_picture
+from inference.pictures import encode_image
+from inference.pictures import picture_header
+from inference.samplers import resolve_sampler
 
-MIN_SIZE, MAX_SIZE = 64, 2048
 MAX_STEPS = 150
 MAX_CFG = 30.0
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 4000
-IMAGE_FORMATS = ("webp", "png", "jpeg")
-# img2img: the pictures a request may carry (init image, mask), as encoded bytes.  Their size is checked when the
-# request is built (bytes and the header's pixel count, cheap); the pixels are decoded only where they are painted.
-MAX_PICTURE_BYTES = 16 * 1024 * 1024
-MAX_PICTURE_PIXELS = MAX_SIZE * MAX_SIZE
-PICTURE_FORMATS = {"PNG": "png", "WEBP": "webp", "JPEG": "jpeg", "MPO": "jpeg"}  # MPO: a phone camera's JPEG
 # A1111's names for the img2img choices (the infotext and the README use them).
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
 INPAINTING_FILLS = ("fill", "original", "latent noise", "latent nothing")
@@ -80,127 +41,6 @@ CACHE_KEY = re.compile(r"[0-9a-f]{64}")
 # The txt2img fields: every txt2img cache key and remote body is built from exactly these, as before img2img.
 TXT2IMG_FIELDS = ("prompt", "negative_prompt", "seed", "steps", "cfg_scale", "width", "height", "sampler_name",
                   "scheduler", "tiling", "restore_faces")
-
-
-class RequestError(ValueError):
-    """A request field is missing, of the wrong type or out of range.
-
-    Args:
-        field (`str`): the field at fault, in A1111 naming (e.g. ``"steps"``).
-        message (`str`): what is wrong and what would be right.
-    """
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-def resolve_sampler(name: str, scheduler: str | None = None) -> tuple[str, str]:
-    """Return the canonical (sampler_name, scheduler) for an A1111 sampler and schedule name.
-
-    Accepts aliases (``k_euler_a``), any letter case, and the legacy names with the schedule appended
-    (``"DPM++ 2M Karras"``), as A1111 does.  Raises `RequestError` listing the valid names otherwise.
-    """
-    by_lower = {n.lower(): n for n in SAMPLERS}
-    wanted = (name or "").strip()
-    schedule = resolve_schedule(scheduler) if scheduler else "automatic"
-    canonical = by_lower.get(wanted.lower()) or SAMPLER_ALIASES.get(wanted.lower())
-    if canonical is None:
-        # "DPM++ 2M Karras" -> sampler "DPM++ 2M" with schedule karras
-        for key, (label, _) in SCHEDULES.items():
-            suffix = " " + label.lower()
-            if wanted.lower().endswith(suffix) and wanted.lower()[: -len(suffix)] in by_lower:
-                canonical = by_lower[wanted.lower()[: -len(suffix)]]
-                if schedule == "automatic":
-                    schedule = key
-                break
-    if canonical is None:
-        raise RequestError("sampler_name", f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
-    supported = SAMPLERS[canonical][2]
-    if schedule not in supported:
-        raise RequestError(
-            "scheduler", f"{schedule!r} is not available with sampler {canonical!r}; valid: {', '.join(supported)}"
-        )
-    return canonical, schedule
-
-
-def effective_schedule(sampler_name: str, schedule: str) -> str:
-    """Return the schedule type actually used: "automatic" becomes the sampler's own default."""
-    return AUTOMATIC_SCHEDULE.get(sampler_name, "automatic") if schedule == "automatic" else schedule
-
-
-def resolve_schedule(name: str) -> str:
-    """Return the canonical schedule type for a name or label (``"Karras"`` -> ``"karras"``)."""
-    wanted = (name or "").strip().lower().replace(" ", "_")
-    for key, (label, _) in SCHEDULES.items():
-        if wanted in (key, label.lower().replace(" ", "_")):
-            return key
-    raise RequestError("scheduler", f"unknown scheduler {name!r}; valid: {', '.join(SCHEDULES)}")
-
-
-def picture_header(data: Any, name: str) -> tuple[str, int, int]:
-    """Check encoded picture bytes without decoding their pixels: size in bytes, format (PNG, WebP or JPEG) and pixel
-    count from the header.  Return (format, width, height); raise `RequestError` naming ``name`` otherwise."""
-    if not isinstance(data, bytes):
-        raise RequestError(name, f"must be the bytes of a PNG, WebP or JPEG picture, got {type(data).__name__}")
-    if len(data) > MAX_PICTURE_BYTES:
-        raise RequestError(name, f"is {len(data)} bytes; at most {MAX_PICTURE_BYTES} ({MAX_PICTURE_BYTES >> 20} MB) "
-                                 "allowed")
-    from PIL import Image
-    from PIL import UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind, (width, height) = image.format or "", image.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise RequestError(name, f"is not a picture Pillow can read ({type(exc).__name__}); send a PNG, WebP or "
-                                 "JPEG") from None
-    except Image.DecompressionBombError as exc:  # pragma: no cover - larger than our own bound below
-        raise RequestError(name, str(exc)) from None
-    if kind not in PICTURE_FORMATS:
-        raise RequestError(name, f"is a {kind or 'unknown'} picture; send a PNG, WebP or JPEG")
-    if width * height > MAX_PICTURE_PIXELS or not width or not height:
-        raise RequestError(name, f"is {width}x{height} pixels; at most {MAX_PICTURE_PIXELS} pixels "
-                                 f"({MAX_SIZE}x{MAX_SIZE}) allowed")
-    return PICTURE_FORMATS[kind], width, height
-
-
-def load_picture(data: bytes, name: str) -> Any:
-    """Decode checked picture bytes into a PIL image, as A1111 reads them (EXIF rotation applied); a truncated or
-    corrupt file raises `RequestError` naming ``name``."""
-    from PIL import Image
-    from PIL import ImageOps
-
-    picture_header(data, name)
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-        return ImageOps.exif_transpose(image)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise RequestError(name, f"cannot be decoded: {str(exc)[:200]}") from None
-
-
-def decode_base64_picture(text: Any, name: str) -> bytes:
-    """The picture bytes in base64 text, with or without a ``data:image/...;base64,`` prefix (as A1111 accepts them);
-    whitespace and missing padding are tolerated.  Raise `RequestError` naming ``name`` when it is not base64 or
-    too large (the picture itself is checked by `picture_header`)."""
-    if isinstance(text, bytes):
-        return text
-    if not isinstance(text, str):
-        raise RequestError(name, f"must be a base64 string, got {type(text).__name__}")
-    if text.startswith("data:"):
-        header, sep, text = text.partition(",")
-        if not sep or not header.endswith(";base64"):
-            raise RequestError(name, "a data: URL must read data:image/<type>;base64,<data>")
-    if len(text) > (MAX_PICTURE_BYTES // 3 + 1) * 4 * 105 // 100:  # base64 of the largest picture, with line breaks
-        raise RequestError(name, f"is {len(text)} characters of base64; pictures of at most {MAX_PICTURE_BYTES} "
-                                 "bytes allowed")
-    compact = "".join(text.split())
-    try:
-        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise RequestError(name, "is not valid base64") from None
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> int:
@@ -452,21 +292,3 @@ class GenerationResult:
         return encode_image(self.image, fmt)
 
 
-def encode_image(image: Any, fmt: str = "webp", pnginfo: Any = None) -> bytes:
-    """Encode a PIL image; WebP at quality 90, PNG losslessly (with optional text chunks), JPEG at 90."""
-    fmt = fmt.lower()
-    if fmt not in IMAGE_FORMATS:
-        raise RequestError("format", f"unknown image format {fmt!r}; valid: {', '.join(IMAGE_FORMATS)}")
-    buffer = io.BytesIO()
-    if fmt == "png":
-        image.save(buffer, format="PNG", pnginfo=pnginfo)
-    elif fmt == "webp":
-        image.save(buffer, format="WEBP", quality=90, method=4)
-    else:
-        image.convert("RGB").save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def to_data_url(data: bytes, fmt: str) -> str:
-    """Wrap encoded image bytes in a ``data:`` URL."""
-    return f"data:image/{fmt.lower()};base64,{base64.b64encode(data).decode('ascii')}"

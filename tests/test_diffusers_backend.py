@@ -11,11 +11,11 @@ from PIL import Image
 from inference.backend import GenerationCancelled
 from inference.diffusers_backend import CONFIGS_DIR
 from inference.diffusers_backend import DiffusersBackend
+from inference.errors import RequestError
 from inference.loading import looks_like_path
 from inference.optimizations import chosen_level
-from inference.request import SAMPLERS
 from inference.request import GenerationRequest
-from inference.request import RequestError
+from inference.samplers import SAMPLERS
 from tests.support import encoded_picture
 from tests.support import smooth_picture
 from tests.support import square_mask

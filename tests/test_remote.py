@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from inference.backend import BackendUnavailable
+from inference.errors import RequestError
 from inference.remote import RemoteBackend
 from inference.request import GenerationRequest
-from inference.request import RequestError
 from tests.support import ApiServer
 from tests.support import data_url_image
 from tests.support import encoded_picture

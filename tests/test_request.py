@@ -1,4 +1,4 @@
-"""GenerationRequest validation, sampler naming, cache keys and image encoding."""
+"""GenerationRequest: validation (naming the field), canonical sampler names, cache keys, batch keys, img2img."""
 
 import base64
 import hashlib
@@ -8,14 +8,9 @@ import json
 import pytest
 from PIL import Image
 
-from inference.request import SAMPLERS
+from inference.errors import RequestError
 from inference.request import GenerationRequest
-from inference.request import RequestError
-from inference.request import decode_base64_picture
-from inference.request import encode_image
-from inference.request import load_picture
-from inference.request import resolve_sampler
-from inference.request import to_data_url
+from inference.samplers import SAMPLERS
 
 
 @pytest.mark.parametrize(
@@ -53,21 +48,6 @@ def test_unknown_sampler_lists_every_valid_name():
         assert name in str(info.value)
 
 
-@pytest.mark.parametrize(
-    ("name", "schedule", "expected"),
-    [
-        ("Euler a", None, ("Euler a", "automatic")),
-        ("euler A", None, ("Euler a", "automatic")),
-        ("k_dpmpp_2m", "Karras", ("DPM++ 2M", "karras")),
-        ("DPM++ 2M Karras", None, ("DPM++ 2M", "karras")),
-        ("DPM++ 2M SDE Exponential", None, ("DPM++ 2M SDE", "exponential")),
-        ("UniPC", "SGM Uniform", ("UniPC", "sgm_uniform")),
-    ],
-)
-def test_sampler_names_resolve_like_a1111(name, schedule, expected):
-    assert resolve_sampler(name, schedule) == expected
-
-
 def test_request_is_canonicalised():
     request = GenerationRequest(prompt="x", sampler_name="DPM++ 2M Karras", scheduler="automatic")
     assert (request.sampler_name, request.scheduler) == ("DPM++ 2M", "karras")
@@ -88,21 +68,6 @@ def test_cache_key_is_stable_and_covers_every_field():
         assert base.replace(**change).cache_key("m") != base.cache_key("m"), change
     with pytest.raises(RequestError, match="seed"):
         GenerationRequest(prompt="x").cache_key("m")
-
-
-@pytest.mark.parametrize("fmt", ["webp", "png", "jpeg"])
-def test_encode_round_trips(fmt):
-    image = Image.new("RGB", (64, 48), (200, 100, 50))
-    data = encode_image(image, fmt)
-    decoded = Image.open(io.BytesIO(data))
-    assert decoded.size == (64, 48)
-    assert decoded.format.lower() == fmt
-    assert to_data_url(data, fmt).startswith(f"data:image/{fmt};base64,")
-
-
-def test_unknown_format_is_refused():
-    with pytest.raises(RequestError, match="valid: webp, png, jpeg"):
-        encode_image(Image.new("RGB", (8, 8)), "gif")
 
 
 # -- img2img ---------------------------------------------------------------------------------------------------
@@ -221,33 +186,3 @@ def test_to_dict_is_json_safe_and_round_trips():
     follow = GenerationRequest(prompt="x", init_from="ab" * 32)
     assert follow.to_dict()["init_images"] == [] and follow.to_dict()["init_from"] == "ab" * 32
     assert GenerationRequest.from_dict(json.loads(json.dumps(follow.to_dict()))) == follow
-
-
-@pytest.mark.parametrize("text", [
-    base64.b64encode(SOURCE).decode(),
-    "data:image/png;base64," + base64.b64encode(SOURCE).decode(),
-    base64.encodebytes(SOURCE).decode(),  # line breaks every 76 characters
-    base64.b64encode(SOURCE).decode().rstrip("="),
-])
-def test_base64_pictures_are_read_with_or_without_a_data_url(text):
-    assert decode_base64_picture(text, "init_images") == SOURCE
-
-
-@pytest.mark.parametrize(("text", "words"), [
-    ("not base64 at all!", "is not valid base64"),
-    ("data:image/png,abc", "data:image/<type>;base64,<data>"),
-    (5, "must be a base64 string, got int"),
-    ("A" * 25_000_000, "pictures of at most 16777216 bytes allowed"),
-])
-def test_bad_base64_is_named(text, words):
-    with pytest.raises(RequestError) as info:
-        decode_base64_picture(text, "init_images")
-    assert info.value.field == "init_images" and words in info.value.message
-
-
-def test_a_truncated_picture_passes_the_cheap_check_but_not_the_decode():
-    truncated = png((64, 64), color=(1, 2, 3))[:-30]
-    GenerationRequest(prompt="x", init_image=truncated)  # building a request reads the header only
-    with pytest.raises(RequestError, match="init_image: cannot be decoded"):
-        load_picture(truncated, "init_image")
-    assert load_picture(SOURCE, "init_image").size == (64, 64)

@@ -41,8 +41,8 @@ from inference.jobs import PREFETCH
 from inference.jobs import QUEUED
 from inference.jobs import QueueFull
 from inference.jobs import Snapshot
+from inference.pictures import to_data_url
 from inference.request import GenerationRequest
-from inference.request import to_data_url
 from web import covers
 from web import services
 from web import streams

@@ -25,8 +25,8 @@ from game.library import SlideNotFound
 from game.library import StaleRevision
 from game.story import DEFAULT_STRENGTH
 from game.story import dump_document
-from inference.request import SAMPLERS
-from inference.request import SCHEDULES
+from inference.samplers import SAMPLERS
+from inference.samplers import SCHEDULES
 from web import services
 from web.admin import admin_required
 from web.admin import bp

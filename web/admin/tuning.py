@@ -41,13 +41,13 @@ from game.tuning import preview_values
 from game.tuning import strength_value
 from game.tuning import tuning_continuation
 from game.tuning import tuning_values
+from inference.errors import RequestError
 from inference.jobs import ADMIN
 from inference.jobs import QueueFull
-from inference.request import SAMPLERS
-from inference.request import SCHEDULES
+from inference.pictures import to_data_url
 from inference.request import GenerationRequest
-from inference.request import RequestError
-from inference.request import to_data_url
+from inference.samplers import SAMPLERS
+from inference.samplers import SCHEDULES
 from web import htmx
 from web import services
 from web.admin import admin_required

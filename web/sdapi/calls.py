@@ -12,12 +12,12 @@ from typing import Any
 
 from PIL import ImageOps
 
+from inference.errors import RequestError
 from inference.imageops import binary_mask
+from inference.pictures import decode_base64_picture
+from inference.pictures import load_picture
 from inference.request import MAX_SEED
 from inference.request import GenerationRequest
-from inference.request import RequestError
-from inference.request import decode_base64_picture
-from inference.request import load_picture
 from inference.sdapi_models import BodyError
 from inference.sdapi_models import megapixel_steps
 from inference.sdapi_models import parse_img2img

@@ -12,10 +12,10 @@ from flask import current_app
 from flask import jsonify
 from flask.typing import ResponseReturnValue
 
-from inference.request import AUTOMATIC_SCHEDULE
-from inference.request import SAMPLER_ALIASES
-from inference.request import SAMPLERS
-from inference.request import SCHEDULES
+from inference.samplers import AUTOMATIC_SCHEDULE
+from inference.samplers import SAMPLER_ALIASES
+from inference.samplers import SAMPLERS
+from inference.samplers import SCHEDULES
 from web.sdapi.common import ApiError
 from web.sdapi.common import bp
 from web.sdapi.common import read_body

@@ -22,9 +22,9 @@ from inference.jobs import API
 from inference.jobs import DONE
 from inference.jobs import QueueFull
 from inference.jobs import Snapshot
-from inference.request import SCHEDULES
 from inference.request import GenerationRequest
-from inference.request import effective_schedule
+from inference.samplers import SCHEDULES
+from inference.samplers import effective_schedule
 from web.sdapi.calls import Call
 from web.sdapi.calls import build_requests
 from web.sdapi.calls import parse_fields

@@ -11,9 +11,9 @@ from flask.typing import ResponseReturnValue
 from PIL import Image
 
 from inference import infotext as a1111
-from inference.request import MAX_PICTURE_BYTES
-from inference.request import RequestError
-from inference.request import decode_base64_picture
+from inference.errors import RequestError
+from inference.pictures import MAX_PICTURE_BYTES
+from inference.pictures import decode_base64_picture
 from inference.sdapi_models import BodyError
 from inference.sdapi_models import PngInfoRequest
 from inference.sdapi_models import parse
