@@ -1,6 +1,7 @@
 """What the web process knows of its painter processes, without Ray: one slot per painter, the one status the pages
 see, the list the admin sees, the settings every painter shares, and the check made before joining a Ray cluster.
-inference/painters.py (the only module that imports Ray) keeps the slots up to date.
+inference/painters.py and inference/painter_actor.py (the only modules that import Ray) keep the slots up to
+date.
 """
 
 from __future__ import annotations

@@ -1,21 +1,19 @@
 """Painters: processes that each own one backend, placed by Ray on this machine's or a cluster's GPUs.
 
-Ray is imported here only, and only when painters are used (``--painters N`` or ``--ray ADDRESS``).  The generation
-service stays the one scheduler; `RayPainters` is the backend it sees.  For each batch the service reserves a free
-painter; the batch's step previews come back through a Ray streaming generator (an actor method that yields), a
-preemption or interruption cancels it cooperatively (``ray.cancel``, which the painter checks between two steps), and
-a painter that dies mid-batch becomes `PainterLost`, so the service puts the batch back in the queue.  A monitor thread
-asks every painter how it is once a second (the heartbeat); Ray restarts a painter that died (``max_restarts=-1``) and
-it loads its model again.  With ``--ray ADDRESS`` and no count there is one painter per GPU of the cluster, and GPUs
-that join later get theirs; a cluster without GPUs gets one painter per machine (Ray node) with CPUs, taking all the
-CPUs that machine offers Ray, and machines that join later get theirs too.
+Ray is imported here and in inference/painter_actor.py only, and only when painters are used (``--painters N`` or
+``--ray ADDRESS``).  The generation service stays the one scheduler; `RayPainters`, the pool, is the backend it sees.
+For each batch the service reserves a free painter, a `Lease` (inference/painter_actor.py: previews streamed,
+cooperative cancel, a painter lost mid-batch).  A monitor thread asks every painter how it is once a second (the
+heartbeat); Ray restarts a painter that died (``max_restarts=-1``) and it loads its model again.  With ``--ray
+ADDRESS`` and no count there is one painter per GPU of the cluster, and GPUs that join later get theirs; a cluster
+without GPUs gets one painter per machine (Ray node) with CPUs, taking all the CPUs that machine offers Ray, and
+machines that join later get theirs too.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from collections import OrderedDict
@@ -28,12 +26,10 @@ from inference.backend import READY
 from inference.backend import BackendSettings
 from inference.backend import BackendStatus
 from inference.backend import BackendUnavailable
-from inference.backend import GenerationCancelled
-from inference.backend import PainterLost
 from inference.backend import StepCallback
 from inference.backend import create_backend
-from inference.painter_process import EncodedResult
-from inference.painter_process import PainterProcess
+from inference.painter_actor import Lease
+from inference.painter_actor import actor_class
 from inference.painter_state import FALLBACK
 from inference.painter_state import PaintersUnavailable
 from inference.painter_state import Slot
@@ -51,48 +47,6 @@ INFERENCE_DIR = Path(__file__).resolve().parent
 TOKEN_MEMO = 4096  # prompt parts whose token counts are remembered
 OBJECT_STORE_BYTES = 256 * 1024 * 1024  # a local Ray's shared memory: previews and pictures in flight
 SCAN_SECONDS = 5.0  # between two looks at a cluster's GPUs or machines (those that joined get a painter)
-
-
-def actor_class() -> Any:
-    """The painter as a Ray actor class; its status and token counts answer while it paints a batch."""
-    import ray
-
-    @ray.remote(concurrency_groups={"paint": 1, "control": 2})
-    class Painter:
-        def __init__(self, settings: BackendSettings, torch_threads: int, log_level: str):
-            self.process = PainterProcess(settings, torch_threads, log_level)
-            node_id = ray.get_runtime_context().get_node_id()
-            self.node = f"{socket.gethostname()} ({ray.util.get_node_ip_address()}), Ray node {node_id[:8]}"
-            gpus = ray.get_gpu_ids()
-            self.device = (f"remote {settings.api_url}" if settings.kind == "remote" else
-                           f"GPU {','.join(str(g) for g in gpus)}" if gpus else
-                           f"{settings.device if settings.device != 'auto' else 'CPU'}"
-                           + (f", {torch_threads} torch thread(s)" if torch_threads else ""))
-
-        @ray.method(concurrency_group="control")
-        def status(self) -> dict[str, Any]:
-            return {**self.process.describe(), "node": self.node, "device": self.device}
-
-        @ray.method(concurrency_group="control")
-        def count_tokens(self, text: str) -> int | None:
-            return self.process.count_tokens(text)
-
-        @ray.method(concurrency_group="paint", num_returns="streaming")
-        def paint(self, requests: list[GenerationRequest], preview_every: int) -> Any:
-            yield from self.process.paint(requests, preview_every, ray.get_runtime_context().is_canceled)
-
-    return Painter
-
-
-class Lease:
-    """One painter reserved for one batch; painting hands it back."""
-
-    def __init__(self, pool: RayPainters, slot: Slot):
-        self.pool, self.slot = pool, slot
-
-    def generate(self, requests: list[GenerationRequest],
-                 on_step: StepCallback | None = None) -> list[GenerationResult]:
-        return self.pool.paint_on(self.slot, requests, on_step)
 
 
 class RayPainters:
@@ -312,7 +266,7 @@ class RayPainters:
                 return None
             slot = min(idle, key=lambda s: s.idle_since)  # the longest idle first: batches spread over painters
             slot.busy = True
-        return Lease(self, slot)
+        return Lease(slot, self._lock, self.preview_every)
 
     def watch(self, on_count: Callable[[int], None]) -> None:
         with self._lock:
@@ -323,57 +277,6 @@ class RayPainters:
     def painters(self) -> list[dict[str, Any]]:
         with self._lock:
             return listing(self._slots)
-
-    def paint_on(self, slot: Slot, requests: list[GenerationRequest],
-                 on_step: StepCallback | None) -> list[GenerationResult]:
-        """Paint one batch on a reserved painter, following its events; hand the painter back at the end."""
-        import ray
-        from ray.exceptions import RayError
-
-        with self._lock:
-            slot.batch = [f"{r.width}x{r.height}, {r.steps} steps: {r.prompt[:60]}" for r in requests]
-        stream = slot.actor.paint.remote(requests, self.preview_every)
-        try:
-            for ref in stream:
-                event = ray.get(ref)
-                if event[0] != "step":
-                    return self._finish(slot, event)
-                _, step, total, frames = event
-                slot.step = f"{step}/{total}"
-                if on_step is not None:
-                    try:
-                        on_step(step, total, _constant(frames))
-                    except BaseException:
-                        ray.cancel(stream)  # cooperative: the painter stops at its next step
-                        raise
-            raise PainterLost(f"{slot.name} ended a batch without its pictures")
-        except RayError as exc:
-            with self._lock:
-                slot.lost(exc)
-                slot.failures += 1
-            log.warning("%s on %s stopped mid-batch (%s); its pictures go back to the queue", slot.name,
-                        slot.node or "its node", type(exc).__name__)
-            raise PainterLost(f"{slot.name} on {slot.node or 'its node'} stopped mid-batch") from None
-        finally:
-            with self._lock:
-                slot.busy, slot.batch, slot.step, slot.idle_since = False, [], "", time.monotonic()
-
-    def _finish(self, slot: Slot, event: tuple) -> list[GenerationResult]:
-        kind = event[0]
-        if kind == "done":
-            results: list[GenerationResult] = [EncodedResult.from_event(*item) for item in event[1]]
-            with self._lock:
-                slot.painted += len(results)
-            return results
-        if kind == "cancelled":
-            raise GenerationCancelled("the painter stopped the batch")
-        if kind == "unavailable":
-            with self._lock:
-                slot.state, slot.message, slot.hint = event[1:4]
-            raise PainterLost(f"{slot.name} cannot paint: {event[2]}")
-        with self._lock:
-            slot.failures += 1
-        raise RuntimeError(event[1])
 
     # -- heartbeats ------------------------------------------------------------------------------------------
 
@@ -442,10 +345,3 @@ class RayPainters:
         log.error("%s on %s is gone for good; starting a new painter", slot.name, slot.node or "its node")
         if not self.per_node:
             self.add_painter()
-
-
-def _constant(value: Any) -> Callable[[], Any]:
-    """``on_step``'s previews callable: here the previews came ready-made with the step."""
-    return lambda: value
-
-

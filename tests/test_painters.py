@@ -1,4 +1,5 @@
-"""Painter processes on Ray (inference/painters.py) behind the generation service, on the real tiny model.
+"""Painter processes on Ray (inference/painters.py, inference/painter_actor.py) behind the generation service, on
+the real tiny model.
 
 Every test here shares the session's one Ray and its two painters (tests/conftest.py); they run in file order, and
 the last ones take painters away (a painter killed, one that cannot load, none left).
@@ -21,9 +22,9 @@ from inference.cache import ImageCache
 from inference.jobs import DONE
 from inference.jobs import PLAYER
 from inference.jobs import PREFETCH
+from inference.painter_state import PaintersUnavailable
+from inference.painter_state import check_reachable
 from inference.painter_state import node_places
-from inference.painters import PaintersUnavailable
-from inference.painters import check_reachable
 from inference.request import GenerationRequest
 from inference.service import GenerationService
 from tests.support import ROOT

@@ -15,7 +15,7 @@ TORCH = {"torch", "diffusers", "transformers"}
 LAZY_HEAVY = {"inference/diffusers_backend.py": TORCH, "inference/loading.py": TORCH,
               "inference/diffusers_img2img.py": TORCH, "inference/denoise.py": TORCH, "inference/checkpoints.py": TORCH,
               "inference/optimizations.py": TORCH,
-              "inference/painters.py": {"ray"}}
+              "inference/painters.py": {"ray"}, "inference/painter_actor.py": {"ray"}}
 
 
 def imports(path: Path, top_level_only: bool) -> set[str]:
