@@ -88,6 +88,7 @@ class Snapshot:
     error: str
     hint: str
     waiting_for: str = ""
+    task: str = "txt2img"  # what the job paints, in A1111's words: "txt2img", or "img2img" (from a picture)
 
 
 def expired(jobs: Iterable[Job], now: float | None = None) -> list[Job]:

@@ -159,7 +159,8 @@ class JobTable:
         status = self.backend.status()
         waiting_for = status.message if status.state == "loading" else ""
         return Snapshot(job.key, job.state, job.version, position, job.step, job.total, job.preview, job.png,
-                        dict(job.meta), job.error, job.hint, waiting_for)
+                        dict(job.meta), job.error, job.hint, waiting_for,
+                        "img2img" if job.request.is_img2img else "txt2img")
 
     def _remember(self, job: Job) -> None:
         """Keep how a job that leaves the table ended, so a follower that looks later still learns why."""

@@ -87,10 +87,13 @@ def test_setting_an_unknown_model_fails_like_a1111(api_server):
     assert "model 'nope.safetensors' not found" in response.json()["errors"]
 
 
-def test_progress_answers_while_a_job_runs_and_interrupt_stops_it(client):
+@pytest.mark.parametrize(("call", "job"), [("txt2img", "scripts_txt2img"), ("img2img", "scripts_img2img")])
+def test_progress_answers_while_a_job_runs_and_interrupt_stops_it(client, call, job):
+    # A1111's API names the call being painted as its own txt2img and img2img calls do (shared.state.begin(job=...))
+    pictures = {"images": [smooth_picture()], "denoising_strength": 1.0} if call == "img2img" else {}
     outcome = {}
-    worker = threading.Thread(target=lambda: outcome.update(result=client.txt2img(
-        prompt="a long painting", width=64, height=64, steps=150, seed=1)))
+    worker = threading.Thread(target=lambda: outcome.update(result=getattr(client, call)(
+        prompt="a long painting", width=64, height=64, steps=150, seed=1, **pictures)))
     worker.start()
     seen = None
     deadline = time.time() + 60
@@ -102,7 +105,7 @@ def test_progress_answers_while_a_job_runs_and_interrupt_stops_it(client):
         time.sleep(0.05)
     assert seen is not None
     assert 0 < seen["progress"] <= 1
-    assert seen["state"]["job"] == "txt2img" and seen["state"]["sampling_steps"] == 150
+    assert seen["state"]["job"] == job and seen["state"]["sampling_steps"] == 150
     client.interrupt()
     worker.join(60)
     assert "interrupted" in json.dumps(outcome["result"].info["extra_generation_params"])

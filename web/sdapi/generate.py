@@ -253,7 +253,8 @@ def progress() -> ResponseReturnValue:
                         "textinfo": None})
     snap, elapsed, count = running
     fraction = min(1.0, 0.01 + (snap.step / snap.total if snap.total else 0.0))
-    job_state = {**idle_state, "job": "txt2img", "job_count": count, "sampling_step": snap.step,
+    # A1111's API names the job after its call: shared.state.begin(job="scripts_txt2img") or "scripts_img2img"
+    job_state = {**idle_state, "job": f"scripts_{snap.task}", "job_count": count, "sampling_step": snap.step,
                  "sampling_steps": snap.total, "job_timestamp": datetime.now().strftime("%Y%m%d%H%M%S")}
     image = None if skip_image or not snap.preview else base64.b64encode(snap.preview).decode("ascii")
     return jsonify({"progress": fraction, "eta_relative": max(0.0, elapsed / fraction - elapsed), "state": job_state,
