@@ -4,9 +4,9 @@ outside the networks"), measured through the real service on this machine.
 A painter that hands back ready-made pictures at once (a bench stand-in for the model, so that only the service's
 work is timed: PNG for the cache, the cache write, waking the waiting players) paints 512x512 pictures with the
 spectrum of natural pictures (1/f colour fields: random-weight models paint noise, which compresses unlike a real
-picture).  For a batch of 1 and of 4 it prints the seconds from the painter's return to each job being done, with
-the cache's PNG at zlib level 6 (Pillow's default, what the service used before) and 1 (what it uses now), one
-picture after another (1 encoder) and side by side (the service's encoders), and the PNG's size.
+picture).  For a batch of 1 and of 4 it prints the time from the painter's return to the first and the last job
+being done, with the cache's PNG at zlib level 6 (Pillow's default, what the service used until 2026-11-26) and 1
+(`inference.pictures.PNG_LEVEL`, what it uses now), and the PNG's size.
 
     python -m bench.finish [--size 512] [--repeats 7]
 
@@ -16,6 +16,8 @@ Prints figures only; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import tempfile
 import threading
@@ -26,7 +28,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from bench.playthrough import machine
 from inference import pictures
 from inference.backend import READY
 from inference.backend import BackendStatus
@@ -79,11 +80,11 @@ class ReadyPictures:
         pass
 
 
-def finish_times(images: list[Image.Image], batch: int, encoders: int, workdir: Path, run: int) -> list[float]:
+def finish_times(images: list[Image.Image], batch: int, workdir: Path, run: int) -> list[float]:
     """Seconds from the painter's return to each of ``batch`` jobs being done."""
     painter = ReadyPictures(images)
-    service = GenerationService(painter, ImageCache(workdir / f"cache-{batch}-{encoders}-{run}"), model="bench",
-                                max_batch=batch, gather=0.5, encoders=encoders)
+    cache = ImageCache(workdir / f"cache-{pictures.PNG_LEVEL}-{batch}-{run}")
+    service = GenerationService(painter, cache, model="bench", max_batch=batch, gather=0.5)
     service.start()
     try:
         requests = [GenerationRequest(prompt=f"picture {run}-{i}", seed=i, width=images[0].width,
@@ -113,19 +114,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     images = [natural_picture(args.size, seed) for seed in range(4)]
-    print(f"machine: {machine()}; {args.size}x{args.size} pictures, median of {args.repeats} runs")
-    print("| PNG level | batch | encoders | first done ms | last done ms | PNG KB |")
-    print("|---|---|---|---|---|---|")
+    import PIL
+
+    print(f"machine: {platform.node()}: {os.cpu_count()} CPU cores, {platform.machine()}, Python "
+          f"{platform.python_version()}, Pillow {PIL.__version__}; {args.size}x{args.size} pictures, median of "
+          f"{args.repeats} runs")
+    print("| PNG level | batch | first done ms | last done ms | PNG KB |")
+    print("|---|---|---|---|---|")
     level_before = pictures.PNG_LEVEL
     with tempfile.TemporaryDirectory() as folder:
         for level in (6, 1):
             pictures.PNG_LEVEL = level
             size = len(pictures.encode_image(images[0], "png")) // 1024
-            for batch, encoders in ((1, 1), (4, 1), (4, 4)):
-                runs = [finish_times(images, batch, encoders, Path(folder), run) for run in range(args.repeats)]
+            for batch in (1, 4):
+                runs = [finish_times(images, batch, Path(folder), run) for run in range(args.repeats)]
                 first = statistics.median(r[0] for r in runs) * 1000
                 last = statistics.median(r[-1] for r in runs) * 1000
-                print(f"| {level} | {batch} | {encoders} | {first:.1f} | {last:.1f} | {size} |")
+                print(f"| {level} | {batch} | {first:.1f} | {last:.1f} | {size} |")
     pictures.PNG_LEVEL = level_before
 
 

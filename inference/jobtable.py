@@ -13,7 +13,6 @@ import itertools
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from inference.backend import Backend
@@ -36,7 +35,6 @@ from inference.jobs import expired
 from inference.request import GenerationRequest
 
 MAX_NOTES = 20  # notes for the admin kept (the newest): continuations painted as plain pictures
-ENCODERS = 4  # threads encoding a finished batch's pictures as PNG at once (a batch of 4 in the time of one)
 
 
 class JobTable:
@@ -48,7 +46,7 @@ class JobTable:
     def __init__(self, backend: Backend, cache: ImageCache, model: str, max_queue: int = 64, max_batch: int = 4,
                  workers: int = 1, preview_every: int = 2, seconds_per_job: float = 5.0, max_per_client: int = 0,
                  timeout: float = 0, gather: float = 0.02, max_per_api_client: int = 0, max_streams: int = 0,
-                 max_streams_per_client: int = 0, encode_ahead: EncodeAhead | None = None, encoders: int = ENCODERS):
+                 max_streams_per_client: int = 0, encode_ahead: EncodeAhead | None = None):
         self.backend = backend
         self.cache = cache
         self.model = model
@@ -80,8 +78,6 @@ class JobTable:
         self._pool = backend if isinstance(backend, Painters) else None
         self._workers = 0 if self._pool else workers
         self._threads: list[threading.Thread] = []
-        # PNG encoders for a finished batch's pictures, side by side (zlib lets go of the GIL), threads made on demand
-        self._encoders = ThreadPoolExecutor(max_workers=max(1, encoders), thread_name_prefix="encode-png")
 
     @property
     def closed(self) -> bool:
@@ -93,7 +89,6 @@ class JobTable:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._encoders.shutdown(wait=False, cancel_futures=True)
         if self.encode_ahead is not None:
             self.encode_ahead.close()
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import CancelledError
 from typing import Any
 
 from inference.backend import BackendUnavailable
@@ -141,7 +139,8 @@ class PaintingThreads(Continuations):
             self.counters["generated"] += len(batch)
             self.counters["batches"] += 1
             self._durations.append(seconds)
-        for job, result, png in zip(batch, results, self._encoded(results), strict=False):
+        for job, result in zip(batch, results, strict=False):
+            png = result.encode("png")
             meta = {"seed": result.seed, "info": result.info, "seconds": round(seconds, 3),
                     "width": result.image.width, "height": result.image.height}
             if job.fallback:  # not the real continuation: never cached under its key
@@ -155,27 +154,6 @@ class PaintingThreads(Continuations):
                 self._changed(job)
         with self._cond:
             self._forget_ended()
-
-    def _encoded(self, results: list[Any]) -> Iterator[bytes]:
-        """Each result's PNG in order, encoded side by side: the first picture of a batch is done as soon as its own
-        PNG is, and the last does not wait for the others' one after another."""
-        if len(results) == 1:
-            yield results[0].encode("png")
-            return
-        try:
-            futures = [self._encoders.submit(result.encode, "png") for result in results]
-        except RuntimeError:  # closed meanwhile: its encoders are gone, this thread encodes them
-            yield from (result.encode("png") for result in results)
-            return
-        try:
-            for future, result in zip(futures, results, strict=True):
-                try:
-                    yield future.result()
-                except CancelledError:  # closed meanwhile, before its turn
-                    yield result.encode("png")
-        finally:
-            for future in futures:
-                future.cancel()
 
     def _stopped(self, batch: list[Job]) -> None:
         """A batch stopped before its end: preempted paint-ahead goes back to the queue, the rest is cancelled."""

@@ -17,6 +17,9 @@ from inference.errors import RequestError
 # hold.
 MIN_SIZE, MAX_SIZE = 64, 2048
 IMAGE_FORMATS = ("webp", "png", "jpeg")  # what a painted picture is encoded in (`encode_image`)
+# zlib level of every PNG we make (the cache's, the API's): a painted 512x512 picture is done 30 ms after the model,
+# not 115 ms as at Pillow's default 6, for an 18% bigger file (bench/finish.py, 2-core CPU)
+PNG_LEVEL = 1
 # img2img: the pictures a request may carry (init image, mask), as encoded bytes.  Their size is checked when the
 # request is built (bytes and the header's pixel count, cheap); the pixels are decoded only where they are painted.
 MAX_PICTURE_BYTES = 16 * 1024 * 1024
@@ -89,13 +92,14 @@ def decode_base64_picture(text: Any, name: str) -> bytes:
 
 
 def encode_image(image: Any, fmt: str = "webp", pnginfo: Any = None) -> bytes:
-    """Encode a PIL image; WebP at quality 90, PNG losslessly (with optional text chunks), JPEG at 90."""
+    """Encode a PIL image; WebP at quality 90, PNG losslessly at zlib level `PNG_LEVEL` (with optional text
+    chunks), JPEG at 90."""
     fmt = fmt.lower()
     if fmt not in IMAGE_FORMATS:
         raise RequestError("format", f"unknown image format {fmt!r}; valid: {', '.join(IMAGE_FORMATS)}")
     buffer = io.BytesIO()
     if fmt == "png":
-        image.save(buffer, format="PNG", pnginfo=pnginfo)
+        image.save(buffer, format="PNG", pnginfo=pnginfo, compress_level=PNG_LEVEL)
     elif fmt == "webp":
         image.save(buffer, format="WEBP", quality=90, method=4)
     else:

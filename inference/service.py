@@ -76,8 +76,6 @@ class GenerationService(PaintingThreads):
             per client (0 = no cap); see `Followers`.
         encode_ahead (`EncodeAhead`, *optional*): gets each picture painted, to encode it for the pages before
             they ask; closed with the service.
-        encoders (`int`, *optional*, defaults to 4): threads that encode a painted batch's pictures as PNG side by
-            side (each picture is done as soon as its own PNG is).
     """
 
     # -- asking for pictures ---------------------------------------------------------------------------------
