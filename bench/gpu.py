@@ -16,8 +16,17 @@ variant groups (--only picks some):
                    auto, graphs and max) painting with live previews: the first picture after the model reports
                    ready, one picture, 4 players at once, 8 players at once, and a picture already painted asked
                    for again (our own overhead: job lookup and the browser encoding, first view and later views)
+    precision      the other half precision (bf16 next to an fp16 run; bf16 next to an fp32 run on a CPU): the graphs
+                   level, batch 1 and 4, and the plain pipeline, pictures compared with the run's plain pipeline
+    attention      each SDPA backend forced (torch.nn.attention.sdpa_kernel: FLASH_ATTENTION, EFFICIENT_ATTENTION,
+                   CUDNN_ATTENTION, MATH) on the graphs level and the plain pipeline, batch 1, the backend held
+                   from warm-up and capture on (a CUDA graph replays the kernels chosen when it was captured); where
+                   the backend cannot run every attention (the VAE's 512-wide head, say) but can run the UNet's, the
+                   row is "UNet only" (text encoder and VAE on torch's own choice) and a note says why; a backend
+                   that cannot run here at all is a row saying so
 
-Pictures of graphs and max are compared with the plain pipeline's at the same seed (max/mean pixel difference).
+Pictures of graphs, max, precision and attention are compared with the plain pipeline's at the same seed and in
+the run's dtype (max/mean pixel difference).
 --budget stops starting variants when their time would not fit (each skipped one is a row), and the Markdown table
 is rewritten after every row, so a run cut short still leaves its figures.
 
@@ -35,6 +44,7 @@ Prints figures only; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import statistics
 import sys
@@ -48,10 +58,18 @@ from inference.encodings import EncodeAhead
 
 ROOT = Path(__file__).resolve().parent.parent
 
-GROUPS = ("plain", "channels_last", "deepcache", "compile", "regional", "graphs", "max", "service")
+GROUPS = ("plain", "channels_last", "deepcache", "compile", "regional", "graphs", "max", "service", "precision",
+          "attention")
 SERVICE_LEVELS = ("auto", "graphs", "max")
-# seconds a variant needs on a GPU at least (compile warm-ups), for --budget; the others need NEEDS_DEFAULT
-NEEDS = {"compile": 150, "regional": 90, "max": 150, "service max": 90}
+SDPA_BACKENDS = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH")  # torch.nn.attention.SDPBackend
+OTHER_DTYPE = {"fp16": "bf16", "bf16": "fp16", "fp32": "bf16"}  # what the precision group paints in
+DTYPES = ("fp16", "bf16", "fp32")
+# seconds a variant needs on a GPU at least (compile warm-ups; SD 2.1-base at 512, 3 repeats), for --budget; the
+# others need NEEDS_DEFAULT
+NEEDS = {"compile": 150, "regional": 90, "max": 150, "service max": 90,
+         **{f"graphs (own loop), {d}": 20 for d in DTYPES}, **{f"plain (SDPA), {d}": 15 for d in DTYPES},
+         "attention graphs": 10, "attention plain": 10,
+         **{f"{level}, SDPA {b}": 10 for level in ("graphs", "plain") for b in SDPA_BACKENDS}}
 NEEDS_DEFAULT = 25
 SIZES = {"tiny": 64, "sd21-base": 512, "sd21-v": 768}
 # FLOPs per picture part, from ../shared/reference/performance.md section 2.1 (2 FLOP per multiply-add).
@@ -75,7 +93,8 @@ class Bench:
         self.args = args
         self.device = args.device
         self.cuda = self.device.startswith("cuda")
-        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
+        self.dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+        self.dtype = self.dtypes[args.dtype]
         self.name = (
             torch.cuda.get_device_name(0) if self.cuda else f"CPU ({platform.processor() or platform.machine()})"
         )
@@ -90,8 +109,9 @@ class Bench:
 
     # -- pipelines -----------------------------------------------------------------------------------------------
 
-    def build(self, model: str):
-        """A pipeline of the real SD 2.1 shapes with random weights (or the tiny test pipeline)."""
+    def build(self, model: str, dtype: str | None = None):
+        """A pipeline of the real SD 2.1 shapes with random weights (or the tiny test pipeline), in ``dtype`` (default
+        the run's): the same weights in every build, cast from the same float32 values."""
         torch = self.torch
         torch.manual_seed(0)  # the same random weights in every build, so pictures compare across variants
         from diffusers import AutoencoderKL
@@ -120,7 +140,7 @@ class Bench:
                 tokenizer=CLIPTokenizer.from_pretrained(str(ROOT / "inference" / "configs" / "tokenizer")),
                 scheduler=DPMSolverMultistepScheduler.from_pretrained(str(folder / "scheduler")),
                 safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False)
-        pipe = pipe.to(device=self.device, dtype=self.dtype)
+        pipe = pipe.to(device=self.device, dtype=self.dtypes[dtype] if dtype else self.dtype)
         pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)
         pipe.set_progress_bar_config(disable=True)
         return pipe
@@ -155,11 +175,12 @@ class Bench:
         """Time the parts and the whole; with ``parts`` False (DeepCache, whose wrapper needs the scheduler's own
         timesteps) the UNet step is derived from the whole picture less text encoding and VAE decode."""
         torch = self.torch
-        generator = [torch.Generator("cpu").manual_seed(i) for i in range(batch)]
+        pictures: list = []
 
-        def whole() -> None:
-            pipe(prompt=[PROMPT] * batch, negative_prompt=[NEGATIVE] * batch, width=size, height=size,
-                 num_inference_steps=steps, generator=generator, output_type="pil")
+        def whole() -> None:  # seeds 0..batch-1, as the plain pictures that the others are compared with
+            generator = [torch.Generator("cpu").manual_seed(i) for i in range(batch)]
+            pictures[:] = pipe(prompt=[PROMPT] * batch, negative_prompt=[NEGATIVE] * batch, width=size, height=size,
+                               num_inference_steps=steps, generator=generator, output_type="pil").images
 
         with torch.inference_mode():
             embeds, negative = pipe.encode_prompt(PROMPT, self.device, 1, True, NEGATIVE)
@@ -167,10 +188,10 @@ class Bench:
             latent = size // pipe.vae_scale_factor
             step = None
             if parts:
-                sample = torch.randn(2 * batch, 4, latent, latent, device=self.device, dtype=self.dtype)
+                sample = torch.randn(2 * batch, 4, latent, latent, device=self.device, dtype=pipe.unet.dtype)
                 context = torch.cat([negative, embeds]).repeat(batch, 1, 1)
                 step = self.timed(lambda: pipe.unet(sample, 500, encoder_hidden_states=context))
-            latents = torch.randn(batch, 4, latent, latent, device=self.device, dtype=self.dtype)
+            latents = torch.randn(batch, 4, latent, latent, device=self.device, dtype=pipe.vae.dtype)
             vae = self.timed(lambda: pipe.vae.decode(latents / pipe.vae.config.scaling_factor))
             if self.cuda:
                 torch.cuda.reset_peak_memory_stats()
@@ -178,16 +199,18 @@ class Bench:
         if step is None:
             step = max(1e-9, (picture - text - vae) / steps)
         return {"text": text, "step": step, "vae": vae, "picture": picture, "batch": batch, "steps": steps,
-                "peak": self.peak_memory()}
+                "peak": self.peak_memory(), "pictures": pictures}
 
     def peak_memory(self) -> float | None:
         return self.torch.cuda.max_memory_allocated() / 2**30 if self.cuda else None
 
     def reference(self, pipe, model: str, size: int, steps: int, batch: int):
-        """The plain pipeline's pixels for the bench prompt and seeds 0..batch-1 (kept for later variants)."""
+        """The plain pipeline's pixels for the bench prompt and seeds 0..batch-1 (kept for later variants); ``pipe``
+        is the plain pipeline in the run's dtype, or None to build one when the pixels are not kept yet."""
         import numpy as np
 
         if (model, batch) not in self.references:
+            pipe = pipe or self.build(model)
             generator = [self.torch.Generator("cpu").manual_seed(i) for i in range(batch)]
             with self.torch.inference_mode():
                 images = pipe(prompt=[PROMPT] * batch, negative_prompt=[NEGATIVE] * batch, width=size, height=size,
@@ -298,27 +321,61 @@ class Bench:
         if "service" in groups and "max" in self.args.service_levels.split(","):
             self.attempt(model, "service max", lambda: self.service(model, size, steps, "max"))
             self.release()
+        # last: what is left of --budget after every group above, so these never push out their rows
+        self.run_numerics(model, size, steps, groups)
 
-    def own_loop(self, model: str, size: int, steps: int, compiled: bool) -> None:
-        """Our own denoise loop on the pipeline's parts: CUDA graphs of the eager (or compiled) UNet, batch 1 and 4,
-        pictures compared with the plain pipeline's."""
-        from inference.denoise import Denoiser
+    def run_numerics(self, model: str, size: int, steps: int, groups: list[str]) -> None:
+        """The precision and attention groups."""
+        if "precision" in groups:
+            other = OTHER_DTYPE[self.args.dtype]
+            batches = tuple(int(b) for b in self.args.precision_batches.split(","))
+            self.attempt(model, f"graphs (own loop), {other}",
+                         lambda: self.own_loop(model, size, steps, compiled=False, dtype=other, batches=batches))
+            self.release()
+            self.attempt(model, f"plain (SDPA), {other}", lambda: self.plain_in(model, size, steps, other))
+            self.release()
+        if "attention" in groups:
+            for level in ("graphs", "plain"):
+                self.attempt(model, f"attention {level}", lambda level=level: self.attention(model, size, steps, level))
+                self.release()
 
+    def own_loop(self, model: str, size: int, steps: int, compiled: bool, dtype: str | None = None,
+                 batches: tuple[int, ...] = (1, 4)) -> None:
+        """Our own denoise loop on the pipeline's parts: CUDA graphs of the eager (or compiled) UNet, at each of
+        ``batches``, in the run's dtype or ``dtype``, pictures compared with the plain pipeline's in the run's
+        dtype."""
         torch = self.torch
-        pipe = self.build(model)
-        for batch in (1, 4):
-            self.reference(pipe, model, size, steps, batch)  # before the UNet is compiled: the plain pictures
+        if dtype:  # the plain pictures in the run's dtype, from a pipeline of its own
+            for batch in batches:
+                self.reference(None, model, size, steps, batch)
+        pipe = self.build(model, dtype)
+        if not dtype:  # the plain pictures, before the UNet is compiled
+            for batch in batches:
+                self.reference(pipe, model, size, steps, batch)
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
-        name = "max (compile + graphs)" if compiled else "graphs (own loop)"
+        name = "max (compile + graphs)" if compiled else "graphs (own loop)" + (f", {dtype}" if dtype else "")
         started = time.perf_counter()
         if compiled:
             pipe.unet = torch.compile(pipe.unet)
             pipe.vae.decode = torch.compile(pipe.vae.decode)
+        denoiser = self.paint_rows(pipe, model, size, steps, name, batches, compiled, started)
+        self.note(f"{name}: {denoiser.graph_count()} CUDA graphs captured; prompt cache "
+                  f"{denoiser.embeds.hits} hits / {denoiser.embeds.misses} misses")
+
+    def paint_rows(self, pipe, model: str, size: int, steps: int, name: str, batches: tuple[int, ...],
+                   compiled: bool = False, started: float | None = None, notes: bool = True):
+        """A fresh Denoiser on ``pipe`` (so its CUDA graphs are captured now, under whatever the caller holds), a
+        row per batch size, pictures compared with the plain pipeline's; returns the Denoiser.  ``notes``: say how
+        long the capture took and why there are no graphs."""
+        from inference.denoise import Denoiser
+
+        torch = self.torch
+        started = time.perf_counter() if started is None else started
         denoiser = Denoiser(torch, pipe, graphs=True, compiled=compiled)
-        if denoiser.why_no_graphs:
+        if denoiser.why_no_graphs and notes:
             self.note(f"{name}: {denoiser.why_no_graphs}: the same loop without them")
-        for batch in (1, 4):
+        for batch in batches:
             seeds = list(range(batch))
 
             def paint(batch=batch, seeds=seeds):
@@ -326,7 +383,7 @@ class Bench:
 
             with torch.inference_mode():
                 images = paint()  # captures (and compiles) this shape
-                if batch == 1:
+                if batch == batches[0] and notes:
                     self.note(f"{name}: compiling, capturing and the first picture took "
                               f"{time.perf_counter() - started:.0f} s, not counted in the figures")
                 diff = self.difference(model, batch, images)
@@ -334,7 +391,7 @@ class Bench:
                 shape = next(reversed(denoiser._shapes.values()))
                 step = self.timed(shape.forward)
                 latents = torch.randn(batch, 4, size // pipe.vae_scale_factor, size // pipe.vae_scale_factor,
-                                      device=self.device, dtype=self.dtype)
+                                      device=self.device, dtype=pipe.vae.dtype)
                 # called as the loop calls it: another signature would make a compiled decoder compile again
                 vae = self.timed(lambda latents=latents, seeds=seeds: pipe.vae.decode(
                     latents / pipe.vae.config.scaling_factor, return_dict=False,
@@ -345,8 +402,95 @@ class Bench:
             label = name + (f", batch {batch}" if batch > 1 else "")
             self.report(model, label, {"text": text, "step": step, "vae": vae, "picture": picture, "batch": batch,
                                        "steps": steps, "peak": self.peak_memory(), "diff": diff}, size)
-        self.note(f"{name}: {denoiser.graph_count()} CUDA graphs captured; prompt cache "
-                  f"{denoiser.embeds.hits} hits / {denoiser.embeds.misses} misses")
+        return denoiser
+
+    def plain_in(self, model: str, size: int, steps: int, dtype: str) -> None:
+        """The plain pipeline in ``dtype``, batch 1, its picture compared with the plain one in the run's dtype."""
+        self.reference(None, model, size, steps, 1)
+        pipe = self.build(model, dtype)
+        result = self.measure(pipe, size, steps, 1)
+        self.report(model, f"plain (SDPA), {dtype}", {**result, "diff": self.difference(model, 1, result["pictures"])},
+                    size)
+        del pipe
+
+    def attention(self, model: str, size: int, steps: int, level: str) -> None:
+        """Each SDPA backend forced on one level (graphs: our own loop, channels_last, the UNet in CUDA graphs where
+        there is CUDA; plain: the plain pipeline), batch 1, a row per backend (see ``forced``); a backend that cannot
+        run a small attention here is a row saying so at once."""
+        self.reference(None, model, size, steps, 1)
+        pipe = self.build(model)
+        if level == "graphs":
+            pipe.unet.to(memory_format=self.torch.channels_last)
+            pipe.vae.to(memory_format=self.torch.channels_last)
+        for backend in SDPA_BACKENDS:
+            label = f"{level}, SDPA {backend}"
+            why_not = self.cannot_run(backend, pipe.unet.dtype)
+            if why_not:
+                self.failed(model, label, f"failed: {why_not}")
+                continue
+            self.attempt(model, label, lambda label=label, backend=backend: self.forced(
+                pipe, backend, label, lambda name: self.attention_row(pipe, model, size, steps, level, name)))
+            if self.cuda:  # the row's CUDA graphs and their memory pool
+                self.release()
+
+    def cannot_run(self, backend: str, dtype) -> str:
+        """Why SDPA ``backend`` cannot run even a small attention on this device in ``dtype`` ("" when it can)."""
+        from torch.nn.attention import SDPBackend
+        from torch.nn.attention import sdpa_kernel
+
+        probe = self.torch.randn(1, 2, 16, 64, device=self.device, dtype=dtype)
+        try:
+            with sdpa_kernel(getattr(SDPBackend, backend)):
+                self.torch.nn.functional.scaled_dot_product_attention(probe, probe, probe)
+        except RuntimeError as exc:
+            why = (str(exc).splitlines() or [""])[0].split(". ")[0]  # torch's first sentence says it
+            return f"{backend} cannot run on {self.device} in {str(dtype).split('.')[-1]}: {why}"
+        return ""
+
+    def attention_row(self, pipe, model: str, size: int, steps: int, level: str, name: str) -> None:
+        if level == "graphs":
+            denoiser = self.paint_rows(pipe, model, size, steps, name, (1,), notes=False)
+            if self.cuda and not denoiser.graph_count():
+                self.note(f"{name}: no CUDA graph captured (see the log): the UNet was called directly")
+        else:
+            result = self.measure(pipe, size, steps, 1)
+            self.report(model, name, {**result, "diff": self.difference(model, 1, result["pictures"])}, size)
+
+    def forced(self, pipe, backend: str, label: str, row) -> None:
+        """``row(label)`` with SDPA forced to ``backend`` for every attention (text encoder, UNet, VAE) from start to
+        end. Where that cannot run, ``row(label + ", UNet only")`` with the backend forced on every UNet call (its
+        warm-up and CUDA-graph capture included) and the rest on torch's own choice, and a note says why; where
+        the UNet cannot run on it either, the error says so (and attempt() makes it the row)."""
+        from torch.nn.attention import SDPBackend
+        from torch.nn.attention import sdpa_kernel
+
+        kernel = getattr(SDPBackend, backend)
+        try:
+            with sdpa_kernel(kernel):
+                row(label)
+            return
+        except RuntimeError as exc:  # "No available kernel", "No viable backend": this backend cannot run it
+            everything = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}"
+        self.release()
+        unet = pipe.unet
+        forward = unet.forward
+
+        @functools.wraps(forward)
+        def unet_on_backend(*args, **kwargs):
+            with sdpa_kernel(kernel):
+                return forward(*args, **kwargs)
+
+        unet.forward = unet_on_backend
+        try:
+            row(f"{label}, UNet only")
+        except RuntimeError as exc:
+            alone = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}"
+            raise RuntimeError(f"{backend} cannot run here: {alone}" if alone == everything else
+                               f"{backend} on every attention: {everything}; on the UNet alone: {alone}") from exc
+        finally:
+            del unet.forward
+        self.note(f"{label}: forcing it on every attention failed ({everything}); the UNet alone ran on it, the "
+                  "text encoder and the VAE on torch's own choice")
 
     def deepcache(self, pipe, model: str, size: int, steps: int) -> None:
         from DeepCache import DeepCacheSDHelper
@@ -477,7 +621,7 @@ def wait_for_picture(service, request) -> None:
 
 
 def format_row(row: tuple[str, ...]) -> str:
-    widths = (9, 28, 5, 5, 8, 8, 6, 7, 8, 8, 8, 8, 10)
+    widths = (9, 36, 5, 5, 8, 8, 6, 7, 8, 8, 8, 8, 10)
     return " ".join(f"{cell:>{width}}" for cell, width in zip(row, widths, strict=False))
 
 
@@ -509,6 +653,8 @@ def main() -> None:
     parser.add_argument("--markdown", help="also write the table as Markdown to this file (after every row)")
     parser.add_argument("--service-levels", default=",".join(SERVICE_LEVELS),
                         help="--optimize levels the service group runs, comma-separated (default: auto,graphs,max)")
+    parser.add_argument("--precision-batches", default="1,4",
+                        help="batch sizes of the precision group's graphs rows, comma-separated (default: 1,4)")
     parser.add_argument("--batch", type=int, default=4, help="the service's batch size (the app's BATCH_SIZE)")
     parser.add_argument("--budget", type=float, default=0,
                         help="seconds: start no variant that would not fit in what is left (0 = no limit)")
@@ -517,6 +663,11 @@ def main() -> None:
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         parser.error(f"--only: unknown group {unknown[0]!r}; valid: {', '.join(GROUPS)}")
+    try:
+        if not all(int(b) > 0 for b in args.precision_batches.split(",")):
+            raise ValueError
+    except ValueError:
+        parser.error(f"--precision-batches: {args.precision_batches!r} is not a comma-separated list of batch sizes")
     if args.skip_compile:
         groups = [g for g in groups if g not in ("compile", "regional", "max")]
         args.service_levels = ",".join(level for level in args.service_levels.split(",") if level != "max")

@@ -4,13 +4,18 @@
 # SD 2.1-base shapes with random weights at 512x512, 20 steps, fp16: the plain pipeline (batch 1; 10 and 15 steps
 # too), our own loop with CUDA graphs (graphs), graphs + torch.compile (max), batch 1 and 4, and the service figures at
 # --optimize auto, graphs and max (first picture after ready, one picture, 4 and 8 players at once, a picture
-# already painted).  Every variant that fails or does not fit the time budget is a row, never an abort.
+# already painted); then, in what is left of the budget (so they never push out the rows above), bf16 next to fp16
+# (graphs batch 1 and 4, plain) and each SDPA backend forced (FLASH_ATTENTION, EFFICIENT_ATTENTION, CUDNN_ATTENTION,
+# MATH; graphs and plain, batch 1).  Every variant that fails or does not fit the time budget is a row, never an
+# abort.
 #
 #   bench/gpu_check.sh OUT_DIR            # on the GPU machine: writes OUT_DIR/gpu_check.md (and prints it)
 #   bench/gpu_check.sh OUT_DIR --cpu      # the same code path on this CPU with the tiny model (a rehearsal)
 #
-# Time: BUDGET seconds for bench/gpu.py to start variants in (default 330), and a hard stop at LIMIT (default 380);
-# the table is rewritten after every row, so a run cut short keeps what it measured.
+# Time: BUDGET seconds for bench/gpu.py to start variants in (default 390: the H100 run of 2026-11-26 took 307 s
+# before the precision and attention groups, estimated at about 60 s more, not yet measured), and a hard stop at
+# LIMIT (default 425; with ~30 s of installing and starting, under 8 minutes in all); the table is rewritten after
+# every row, so a run cut short keeps what it measured.
 set -uo pipefail
 out=${1:?usage: bench/gpu_check.sh OUT_DIR [--cpu]}
 mode=${2:-gpu}
@@ -41,13 +46,14 @@ fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm,temperature.gpu --format=csv
 
 if [ "$mode" = "--cpu" ]; then
-  args=(--device cpu --models tiny --steps 2 --repeats 1 --skip-compile --only plain,deepcache,graphs,service
+  args=(--device cpu --models tiny --steps 2 --repeats 1 --skip-compile
+        --only plain,deepcache,graphs,service,precision,attention --precision-batches 1
         --service-levels auto,graphs --budget "${BUDGET:-300}")
   limit=${LIMIT:-400}
 else
-  args=(--models sd21-base --steps 20 --repeats 3 --only plain,graphs,max,service
-        --service-levels auto,graphs,max --budget "${BUDGET:-330}")
-  limit=${LIMIT:-380}
+  args=(--models sd21-base --steps 20 --repeats 3 --only plain,graphs,max,service,precision,attention
+        --service-levels auto,graphs,max --budget "${BUDGET:-390}")
+  limit=${LIMIT:-425}
 fi
 echo "--- bench/gpu.py ${args[*]} (hard stop after ${limit} s)"
 timeout --signal=TERM --kill-after=10 "$limit" $PY -m bench.gpu "${args[@]}" --markdown "$out/gpu_check.md" 2>&1 \

@@ -22,17 +22,88 @@ def test_the_gpu_check_runs_every_variant_and_the_service_and_writes_the_table(t
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     table = (tmp_path / "out" / "gpu_check.md").read_text()
-    assert "failed" not in table and "skipped" not in table, table
     rows = {
         line.split("|")[2].strip(): line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| tiny")
     }
+    # one row per SDPA backend and level, each either measured or saying why it cannot run on this CPU
+    backends = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH")
+    forced = {label: row for label, row in rows.items() if ", SDPA " in label}
+    for level in ("graphs", "plain"):
+        for backend in backends:
+            [label] = [label for label in forced if label.startswith(f"{level}, SDPA {backend}")]
+            why = forced[label][-1].strip()
+            if why.startswith("failed"):
+                assert f"{backend} cannot run on cpu" in why, why
+            else:  # its picture is the plain pipeline's (float32 here)
+                assert int(why.split("/")[0]) <= 3, forced[label]
+        # the math backend runs anywhere: the forced path itself works
+        assert not forced[f"{level}, SDPA MATH"][-1].strip().startswith("failed"), forced[f"{level}, SDPA MATH"]
+    assert all(not row[-1].strip().startswith(("failed", "skipped")) for label, row in rows.items()
+               if label not in forced), table
+    assert "skipped" not in table, table
     assert {"plain (SDPA)", "plain, 10 steps", "plain, 15 steps", "DeepCache every 3", "DeepCache every 5",
-            "graphs (own loop)", "graphs (own loop), batch 4", "auto", "graphs"} == set(rows)
+            "graphs (own loop)", "graphs (own loop), batch 4", "graphs (own loop), bf16", "plain (SDPA), bf16",
+            "auto", "graphs"} == set(rows) - set(forced)
     # our own loop paints the plain pipeline's pictures (max/mean pixel difference, batch 1 and 4)
     for label in ("graphs (own loop)", "graphs (own loop), batch 4"):
         assert int(rows[label][-1].strip().split("/")[0]) <= 3, rows[label]
+    # bf16 (the precision group, next to this CPU's float32) paints, and close to the float32 picture
+    for label in ("graphs (own loop), bf16", "plain (SDPA), bf16"):
+        assert float(rows[label][8]) > 0 and float(rows[label][-1].strip().split("/")[1]) <= 5, rows[label]
     # the service rows: every figure measured (first picture, one, 4 players, 8 players, painted again)
     assert all(cell.strip() not in ("", "-") for cell in rows["graphs"][2:9]), rows["graphs"]
     assert "device: CPU" in table and "torch 2." in table
     assert "CUDA graphs need a CUDA GPU, not cpu" in table  # the fallback says so
     assert table in result.stdout  # and the table is printed
+
+
+@pytest.mark.slow
+def test_a_backend_that_cannot_run_every_attention_is_measured_on_the_unet_alone_and_says_why(tmp_path, monkeypatch):
+    """On a GPU, FLASH_ATTENTION (and cuDNN) cannot run the VAE's 512-wide attention head; this CPU's kernels run
+    everything, so the VAE is made to refuse, as the GPU would, whenever a backend is forced on it."""
+    import torch
+
+    from bench import gpu
+
+    build = gpu.Bench.build
+    unet_attention_flags: list[set] = []  # per pipeline built: the SDPA flags its UNet's attention ran under
+
+    def build_with_a_vae_that_refuses_forced_backends(self, model, dtype=None):
+        pipe = build(self, model, dtype)
+        decode = pipe.vae.decode
+
+        def vae_decode(*args, **kwargs):
+            if not torch.backends.cuda.math_sdp_enabled():
+                raise RuntimeError("No available kernel. Aborting execution.")
+            return decode(*args, **kwargs)
+
+        pipe.vae.decode = vae_decode
+        flags = set()
+        unet_attention_flags.append(flags)
+        first_attention = next(m for m in pipe.unet.modules() if type(m).__name__ == "Attention")
+        first_attention.register_forward_pre_hook(lambda module, args: flags.add(
+            (torch.backends.cuda.flash_sdp_enabled(), torch.backends.cuda.math_sdp_enabled())))
+        return pipe
+
+    monkeypatch.setattr(gpu.Bench, "build", build_with_a_vae_that_refuses_forced_backends)
+    monkeypatch.setattr(gpu, "SDPA_BACKENDS", ("FLASH_ATTENTION", "MATH"))
+    table_file = tmp_path / "table.md"
+    monkeypatch.setattr(sys, "argv", ["bench.gpu", "--device", "cpu", "--models", "tiny", "--steps", "2", "--repeats",
+                                      "1", "--only", "attention", "--markdown", str(table_file)])
+    gpu.main()
+
+    table = table_file.read_text()
+    rows = {
+        line.split("|")[2].strip(): line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| tiny")
+    }
+    assert set(rows) == {"graphs, SDPA FLASH_ATTENTION, UNet only", "graphs, SDPA MATH",
+                         "plain, SDPA FLASH_ATTENTION, UNet only", "plain, SDPA MATH"}, table
+    for row in rows.values():  # measured, and the plain pipeline's picture
+        assert float(row[8]) > 0 and int(row[-1].strip().split("/")[0]) <= 3, row
+    for level in ("graphs", "plain"):
+        assert (f"{level}, SDPA FLASH_ATTENTION: forcing it on every attention failed (RuntimeError: No available "
+                "kernel. Aborting execution.); the UNet alone ran on it") in table
+    # the plain pictures to compare with (every backend allowed), then the graphs and plain levels, whose UNet's
+    # attention always ran on the forced backend (flash alone, or math alone), warm-up included
+    assert len(unet_attention_flags) == 3 and unet_attention_flags[0] == {(True, True)}, unet_attention_flags
+    assert unet_attention_flags[1] == unet_attention_flags[2] == {(True, False), (False, True)}, unet_attention_flags
