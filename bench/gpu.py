@@ -17,7 +17,8 @@ variant groups (--only picks some):
                    ready, one picture, 4 players at once, 8 players at once, and a picture already painted asked
                    for again (our own overhead: job lookup and the browser encoding, first view and later views)
     precision      the other half precision (bf16 next to an fp16 run; bf16 next to an fp32 run on a CPU): the graphs
-                   level, batch 1 and 4, and the plain pipeline, pictures compared with the run's plain pipeline
+                   level, batch 1 and 4 (--precision-batches), and the plain pipeline (--precision-levels picks),
+                   pictures compared with the run's plain pipeline
     attention      each SDPA backend forced (torch.nn.attention.sdpa_kernel: FLASH_ATTENTION, EFFICIENT_ATTENTION,
                    CUDNN_ATTENTION, MATH) on the graphs level and the plain pipeline, batch 1, the backend held
                    from warm-up and capture on (a CUDA graph replays the kernels chosen when it was captured); where
@@ -61,6 +62,7 @@ from bench.gpu_service import service_row
 GROUPS = ("plain", "channels_last", "deepcache", "compile", "regional", "graphs", "max", "service", "precision",
           "attention")
 SERVICE_LEVELS = ("auto", "graphs", "max")
+PRECISION_LEVELS = ("graphs", "plain")
 
 
 def run_model(bench: Bench, model: str, size: int, groups: list[str]) -> None:
@@ -119,6 +121,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
                         help="--optimize levels the service group runs, comma-separated (default: auto,graphs,max)")
     parser.add_argument("--precision-batches", default="1,4",
                         help="batch sizes of the precision group's graphs rows, comma-separated (default: 1,4)")
+    parser.add_argument("--precision-levels", default=",".join(PRECISION_LEVELS),
+                        help="levels the precision group runs, comma-separated (default: graphs,plain)")
     parser.add_argument("--batch", type=int, default=4, help="the service's batch size (the app's BATCH_SIZE)")
     parser.add_argument("--budget", type=float, default=0,
                         help="seconds: start no variant that would not fit in what is left (0 = no limit)")
@@ -132,6 +136,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
             raise ValueError
     except ValueError:
         parser.error(f"--precision-batches: {args.precision_batches!r} is not a comma-separated list of batch sizes")
+    unknown = [level for level in args.precision_levels.split(",") if level not in PRECISION_LEVELS]
+    if unknown:
+        parser.error(f"--precision-levels: unknown level {unknown[0]!r}; valid: {', '.join(PRECISION_LEVELS)}")
     if args.skip_compile:
         groups = [g for g in groups if g not in ("compile", "regional", "max")]
         args.service_levels = ",".join(level for level in args.service_levels.split(",") if level != "max")

@@ -15,14 +15,17 @@ from bench.gpu_optimized import paint_rows
 
 def precision(bench: Bench, model: str, size: int, steps: int) -> None:
     """The precision group: the run's other half precision (bf16 next to fp16, or next to a CPU's fp32) on the
-    graphs level at each of --precision-batches, and on the plain pipeline at batch 1."""
+    levels of --precision-levels: graphs at each of --precision-batches, and the plain pipeline at batch 1."""
     other = OTHER_DTYPE[bench.args.dtype]
-    batches = tuple(int(b) for b in bench.args.precision_batches.split(","))
-    bench.attempt(model, f"graphs (own loop), {other}",
-                  lambda: own_loop(bench, model, size, steps, compiled=False, dtype=other, batches=batches))
-    bench.release()
-    bench.attempt(model, f"plain (SDPA), {other}", lambda: plain_in(bench, model, size, steps, other))
-    bench.release()
+    levels = bench.args.precision_levels.split(",")
+    if "graphs" in levels:
+        batches = tuple(int(b) for b in bench.args.precision_batches.split(","))
+        bench.attempt(model, f"graphs (own loop), {other}",
+                      lambda: own_loop(bench, model, size, steps, compiled=False, dtype=other, batches=batches))
+        bench.release()
+    if "plain" in levels:
+        bench.attempt(model, f"plain (SDPA), {other}", lambda: plain_in(bench, model, size, steps, other))
+        bench.release()
 
 
 def plain_in(bench: Bench, model: str, size: int, steps: int, dtype: str) -> None:

@@ -42,15 +42,16 @@ def test_the_gpu_check_runs_every_variant_and_the_service_and_writes_the_table(t
     assert all(not row[-1].strip().startswith(("failed", "skipped")) for label, row in rows.items()
                if label not in forced), table
     assert "skipped" not in table, table
-    assert {"plain (SDPA)", "plain, 10 steps", "plain, 15 steps", "DeepCache every 3", "DeepCache every 5",
-            "graphs (own loop)", "graphs (own loop), batch 4", "graphs (own loop), bf16", "plain (SDPA), bf16",
-            "auto", "graphs"} == set(rows) - set(forced)
+    # every other row (the rehearsal leaves out the precision group's plain bf16 row: --precision-levels graphs)
+    assert set(rows) - set(forced) == {"plain (SDPA)", "plain, 10 steps", "plain, 15 steps", "DeepCache every 3",
+                                       "DeepCache every 5", "graphs (own loop)", "graphs (own loop), batch 4",
+                                       "graphs (own loop), bf16", "auto", "graphs"}, table
     # our own loop paints the plain pipeline's pictures (max/mean pixel difference, batch 1 and 4)
     for label in ("graphs (own loop)", "graphs (own loop), batch 4"):
         assert int(rows[label][-1].strip().split("/")[0]) <= 3, rows[label]
     # bf16 (the precision group, next to this CPU's float32) paints, and close to the float32 picture
-    for label in ("graphs (own loop), bf16", "plain (SDPA), bf16"):
-        assert float(rows[label][8]) > 0 and float(rows[label][-1].strip().split("/")[1]) <= 5, rows[label]
+    label = "graphs (own loop), bf16"
+    assert float(rows[label][8]) > 0 and float(rows[label][-1].strip().split("/")[1]) <= 5, rows[label]
     # the service rows: every figure measured (first picture, one, 4 players, 8 players, painted again)
     assert all(cell.strip() not in ("", "-") for cell in rows["graphs"][2:9]), rows["graphs"]
     assert "device: CPU" in table and "torch 2." in table
