@@ -45,6 +45,7 @@ Prints figures only; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 
@@ -175,8 +176,11 @@ def main() -> None:
     bench.header = header
     print(header)
     print(format_row(COLUMNS))
-    for model in models:
-        run_model(bench, model, args.size or SIZES[model], groups)
+    try:
+        for model in models:
+            run_model(bench, model, args.size or SIZES[model], groups)
+    finally:  # the pipelines saved for the service group (5 GB for SD 2.1-base), the caches, inductor's code
+        shutil.rmtree(bench.workdir, ignore_errors=True)
     print("it/s counts denoising iterations (one UNet call on the CFG pair); 'of floor' is the FLOP floor "
           "(performance.md section 2) divided by the measured s/image, on the device's dense fp16 peak; service rows "
           "time a picture from submit to done through Lanternslide's backend, queue, previews and PNG encode")
