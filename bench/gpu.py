@@ -119,7 +119,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--skip-compile", action="store_true", help="leave out every torch.compile variant")
     parser.add_argument("--markdown", help="also write the table as Markdown to this file (after every row)")
     parser.add_argument("--service-levels", default=",".join(SERVICE_LEVELS),
-                        help="--optimize levels the service group runs, comma-separated (default: channels_last,graphs,max)")
+                        help="--optimize levels the service group runs, comma-separated "
+                             "(default: channels_last,graphs,max)")
     parser.add_argument("--precision-batches", default="1,4",
                         help="batch sizes of the precision group's graphs rows, comma-separated (default: 1,4)")
     parser.add_argument("--precision-levels", default=",".join(PRECISION_LEVELS),

@@ -3,8 +3,8 @@
 # wheels carried in .whl/ (diffusers, transformers and the rest; never torch), then run bench/gpu.py on the real
 # SD 2.1-base shapes with random weights at 512x512, 20 steps, fp16: the plain pipeline (batch 1; 10 and 15 steps
 # too), our own loop with CUDA graphs (graphs), graphs + torch.compile (max), batch 1 and 4, and the service figures at
-# --optimize channels_last (the old default), graphs (now auto) and max (first picture after ready, one picture, 4 and 8 players at once, a picture
-# already painted); then, in what is left of the budget (so they never push out the rows above), bf16 next to fp16
+# --optimize channels_last (the old default), graphs (now auto) and max (first picture after ready, one picture,
+# 4 and 8 players at once, a picture already painted); then, in what is left of the budget (so they never push out the rows above), bf16 next to fp16
 # (graphs batch 1 and 4, plain) and each SDPA backend forced (FLASH_ATTENTION, EFFICIENT_ATTENTION, CUDNN_ATTENTION,
 # MATH; graphs and plain, batch 1).  Every variant that fails or does not fit the time budget is a row, never an
 # abort.
