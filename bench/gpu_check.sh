@@ -50,7 +50,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memo
 
 if [ "$mode" = "--cpu" ]; then
   args=(--device cpu --models tiny --steps 2 --repeats 1 --skip-compile
-        --only plain,deepcache,graphs,service,precision,attention --precision-batches 1 --precision-levels graphs
+        --only plain,graphs,service,precision,attention --precision-batches 1 --precision-levels graphs
         --service-levels auto,graphs --budget "${BUDGET:-300}")
   limit=${LIMIT:-400}
 else
