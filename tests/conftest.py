@@ -65,6 +65,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd2"))
 
 
+@pytest.fixture(scope="session")
+def compact_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same, smaller still, for torch.compile's tests (tests/tiny_pipeline.py says why)."""
+    return build_tiny_pipeline(tmp_path_factory.mktemp("compact-sd2"), compact=True)
+
+
 def _loaded_backend(tiny_model: Path, max_size: int):
     from inference.diffusers_backend import DiffusersBackend
 
@@ -79,6 +85,14 @@ def _loaded_backend(tiny_model: Path, max_size: int):
 def backend(tiny_model: Path):
     """The real in-process backend, loaded from the tiny model through the normal --model PATH route."""
     engine = _loaded_backend(tiny_model, 0)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def compact_backend(compact_model: Path):
+    """The plain in-process backend on the compact model: the pictures torch.compile's tests must paint."""
+    engine = _loaded_backend(compact_model, 0)
     yield engine
     engine.close()
 

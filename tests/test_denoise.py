@@ -156,17 +156,18 @@ def test_graphs_and_deepcache_do_not_mix():
 
 
 @pytest.mark.slow
-def test_max_level_compiles_during_warm_up_only_and_paints_the_plain_picture(tiny_model, tmp_path, backend,
-                                                                             monkeypatch):
-    """What dynamo compiles is checked with its eager backend: inductor's code generation for the tiny model takes
-    minutes on 2 shared cores, and the optimize=compile test already covers it."""
+def test_max_level_compiles_during_warm_up_only_and_paints_the_plain_picture(compact_model, tmp_path,
+                                                                             compact_backend, monkeypatch):
+    """What dynamo compiles is checked with its eager backend (inductor's code generation takes minutes on 2 shared
+    cores, and the optimize=compile test already covers it), on the compact model, which dynamo traces quicker."""
     from torch._dynamo.utils import counters
 
     from inference import optimizations
 
     monkeypatch.setattr(optimizations, "COMPILE_BACKEND", "eager")
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
-    engine = load(tiny_model, "max", compile_cache=str(tmp_path / "inductor"))
+    backend = compact_backend
+    engine = load(compact_model, "max", compile_cache=str(tmp_path / "inductor"))
     assert "optimized: max (own loop" in engine.status().message
     graphs = counters["stats"]["unique_graphs"]
     # every batch size (padded to the buckets prepared) and sampler after warm-up: nothing new to compile

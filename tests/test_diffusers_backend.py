@@ -246,11 +246,12 @@ def test_shipped_configs_describe_the_real_sd21_architectures(config, unet_param
 
 @pytest.mark.slow
 @pytest.mark.parametrize("level", ["none", "channels_last", "compile"])
-def test_every_optimization_runs_and_keeps_size_determinism_and_the_picture(tiny_model, tmp_path, backend, level,
-                                                                            monkeypatch):
+def test_every_optimization_runs_and_keeps_size_determinism_and_the_picture(compact_model, tmp_path, compact_backend,
+                                                                            level, monkeypatch):
+    backend = compact_backend  # the smaller model: inductor compiles it in about half the time (tests/tiny_pipeline.py)
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)  # earlier tests in this process set inductor's default
-    engine = DiffusersBackend(str(tiny_model), device="cpu", optimize=level, compile_cache=str(tmp_path / "inductor"),
-                              warmup=[(64, 64, False)])
+    engine = DiffusersBackend(str(compact_model), device="cpu", optimize=level,
+                              compile_cache=str(tmp_path / "inductor"), warmup=[(64, 64, False)])
     engine.start()
     status = engine.wait(900)
     assert status.ready, status
