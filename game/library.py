@@ -7,16 +7,17 @@ broken, with its problems; it never stops the others from playing.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import re
-import secrets
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from game.revisions import SUFFIX
+from game.revisions import Revision
+from game.revisions import RevisionFolder
+from game.revisions import revision_of
+from game.revisions import write_atomic
 from game.story import Problem
 from game.story import Story
 from game.story import StoryError
@@ -26,7 +27,6 @@ from game.yamlsafe import MAX_STORY_BYTES
 log = logging.getLogger(__name__)
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-SUFFIX = ".yaml"
 
 
 class LibraryError(Exception):
@@ -82,17 +82,6 @@ class SlideNotFound(NotFound):
         super().__init__(f"no slide '{slide_id[:80]}' in story '{slug}'")
 
 
-@dataclass(frozen=True)
-class Revision:
-    """An earlier version of a story file, kept when it was replaced or deleted."""
-
-    id: str
-    slug: str
-    saved: float
-    revision: str
-    path: Path
-
-
 class StoryBroken(LibraryError):
     """The story file exists but cannot be played; ``entry.problems`` says why."""
 
@@ -140,8 +129,7 @@ class StoryLibrary:
 
     def __init__(self, folder: str | Path, revisions: str | Path | None = None, keep: int = 50):
         self.folder = Path(folder)
-        self.revisions_folder = Path(revisions) if revisions else self.folder / ".revisions"
-        self.keep = keep
+        self._revisions = RevisionFolder(Path(revisions) if revisions else self.folder / ".revisions", keep)
         self._cache: dict[str, tuple[tuple[int, int], StoryEntry]] = {}
         self._parsing: dict[str, threading.Lock] = {}  # one parse per file at a time; other readers wait for it
         self._lock = threading.Lock()
@@ -207,11 +195,11 @@ class StoryLibrary:
         source = f"{self.folder.name}/{path.name}"
         if size > MAX_STORY_BYTES:  # never read: a file on disk is held to the upload cap too
             log.warning("story %s is broken: %s bytes, more than %s", source, size, MAX_STORY_BYTES)
-            return StoryEntry(slug, path, _revision(f"{size}:{path.stat().st_mtime_ns}".encode()), None,
+            return StoryEntry(slug, path, revision_of(f"{size}:{path.stat().st_mtime_ns}".encode()), None,
                               (Problem(source, f"is {size:,} bytes; a story file may be at most "
                                                f"{MAX_STORY_BYTES:,} bytes"),))
         data = path.read_bytes()
-        revision = _revision(data)
+        revision = revision_of(data)
         try:
             text = data.decode("utf-8")
             story = load_story(text, source, slug)
@@ -240,7 +228,7 @@ class StoryLibrary:
             story = load_story(text, source, slug)
         except StoryError as exc:
             raise InvalidStory(tuple(exc.problems)) from None
-        return StoryEntry(slug, self.path(slug), _revision(text.encode("utf-8")), story, story.warnings)
+        return StoryEntry(slug, self.path(slug), revision_of(text.encode("utf-8")), story, story.warnings)
 
     def save(self, slug: str, text: str, base_revision: str | None) -> StoryEntry:
         """Replace (or create, with ``base_revision`` None) a story; refuse a stale base or an invalid story."""
@@ -250,13 +238,13 @@ class StoryLibrary:
             exists = path.exists()
             if exists:
                 current_text = _read_text(path, f"{self.folder.name}/{path.name}")
-                current = _revision(current_text.encode("utf-8"))
+                current = revision_of(current_text.encode("utf-8"))
                 if base_revision != current:
                     raise StaleRevision(slug, current, current_text)
-                self._keep(slug, current_text)
+                self._revisions.add(slug, current_text)
             elif base_revision is not None:
                 raise StoryNotFound(slug)
-            _write_atomic(path, text)
+            write_atomic(path, text)
         return self.entry(slug)
 
     def create(self, slug: str, text: str) -> StoryEntry:
@@ -271,9 +259,9 @@ class StoryLibrary:
             if not path.exists():
                 raise StoryNotFound(slug)
             current_text = _read_text(path, f"{self.folder.name}/{path.name}")
-            if _revision(current_text.encode("utf-8")) != base_revision:
-                raise StaleRevision(slug, _revision(current_text.encode("utf-8")), current_text)
-            kept = self._keep(slug, current_text)
+            if revision_of(current_text.encode("utf-8")) != base_revision:
+                raise StaleRevision(slug, revision_of(current_text.encode("utf-8")), current_text)
+            kept = self._revisions.add(slug, current_text)
             path.unlink()
         self._read(slug)
         return kept
@@ -290,41 +278,20 @@ class StoryLibrary:
 
     def revisions(self, slug: str) -> list[Revision]:
         """Kept versions of a story, newest first (deleted stories included)."""
-        folder = self.revisions_folder / check_slug(slug)
-        found = []
-        for path in folder.glob(f"*{SUFFIX}") if folder.is_dir() else []:
-            stamp, _, revision = path.stem.partition("-")
-            found.append(Revision(path.stem, slug, int(stamp) / 1000, revision, path))
-        return sorted(found, key=lambda r: r.id, reverse=True)
+        return self._revisions.of(check_slug(slug))
 
     def revision_text(self, slug: str, revision_id: str) -> str:
-        for revision in self.revisions(slug):
-            if revision.id == revision_id:
-                return revision.path.read_text(encoding="utf-8")
-        raise StoryNotFound(f"{slug}@{revision_id}")
+        text = self._revisions.text(check_slug(slug), revision_id)
+        if text is None:
+            raise StoryNotFound(f"{slug}@{revision_id}")
+        return text
 
     def restore(self, slug: str, revision_id: str) -> StoryEntry:
         """Make a kept revision the current story again (the version it replaces is kept too)."""
         text = self.revision_text(slug, revision_id)
         path = self.path(slug)
-        current = _revision(path.read_bytes()) if path.exists() else None
+        current = revision_of(path.read_bytes()) if path.exists() else None
         return self.save(slug, text, current)
-
-    def _keep(self, slug: str, text: str) -> Revision:
-        folder = self.revisions_folder / slug
-        folder.mkdir(parents=True, exist_ok=True)
-        revision = _revision(text.encode("utf-8"))
-        stamp = int(time.time() * 1000)
-        path = folder / f"{stamp:013d}-{revision}{SUFFIX}"
-        _write_atomic(path, text)
-        for old in sorted(folder.glob(f"*{SUFFIX}"))[: -self.keep]:
-            old.unlink()
-        return Revision(path.stem, slug, stamp / 1000, revision, path)
-
-
-def _revision(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:12]
-
 
 def _read_text(path: Path, source: str) -> str:
     """A story file's text; `StoryTooLarge` (without reading it) when it is larger than a story may be."""
@@ -332,27 +299,3 @@ def _read_text(path: Path, source: str) -> str:
     if size > MAX_STORY_BYTES:
         raise StoryTooLarge(source, size)
     return path.read_text(encoding="utf-8")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename it over: readers see the old or the new file, never half.
-
-    The file keeps the mode it had; a new one gets the folder's usual mode (0666 less the umask, as an editor
-    would make it), not the 0600 of a temporary file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            try:
-                os.fchmod(f.fileno(), path.stat().st_mode & 0o7777)
-            except FileNotFoundError:
-                pass
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,6 +1,7 @@
 """The stories folder: listing, broken stories, reloading edits."""
 
 import os
+import time
 
 import pytest
 
@@ -98,6 +99,20 @@ def test_every_save_keeps_the_previous_revision_which_can_be_restored(stories_di
     library.restore("lighthouse", kept[-1].id)
     assert library.text("lighthouse") == (text, first)
     assert len(library.revisions("lighthouse")) == 3  # the replaced "Third" is kept too
+
+
+def test_only_the_newest_revisions_are_kept_and_an_unknown_one_is_not_found(stories_dir, tmp_path):
+    library = StoryLibrary(stories_dir, tmp_path / "revisions", keep=2)
+    text, revision = library.text("lighthouse")
+    for number in range(4):
+        time.sleep(0.002)  # a revision's name starts with its millisecond
+        revision = library.save("lighthouse", edited(text, new=f"title: Number {number}"), revision).revision
+    kept = library.revisions("lighthouse")
+    assert len(kept) == 2 and len(list((tmp_path / "revisions" / "lighthouse").iterdir())) == 2
+    assert "title: Number 2" in library.revision_text("lighthouse", kept[0].id)
+    assert "title: Number 1" in library.revision_text("lighthouse", kept[1].id)
+    with pytest.raises(StoryNotFound):
+        library.revision_text("lighthouse", "0000000000000-000000000000")
 
 
 def test_create_duplicate_rename_and_delete_with_a_way_back(stories_dir, tmp_path):
