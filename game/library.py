@@ -259,8 +259,9 @@ class StoryLibrary:
             if not path.exists():
                 raise StoryNotFound(slug)
             current_text = _read_text(path, f"{self.folder.name}/{path.name}")
-            if revision_of(current_text.encode("utf-8")) != base_revision:
-                raise StaleRevision(slug, revision_of(current_text.encode("utf-8")), current_text)
+            current = revision_of(current_text.encode("utf-8"))
+            if current != base_revision:
+                raise StaleRevision(slug, current, current_text)
             kept = self._revisions.add(slug, current_text)
             path.unlink()
         self._read(slug)
